@@ -1,0 +1,41 @@
+# The obvious commands. `make dev` then `make test` is the whole quick start.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+S3_PORT ?= 9310
+export WARREN_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
+export WARREN_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+export WARREN_TEST_S3_URL ?= http://127.0.0.1:$(S3_PORT)
+
+.PHONY: dev install services example test lint bench clean
+
+dev: install services example
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,s3]'
+	touch $@
+
+services: install
+	PYTHON=$(PY) WARREN_S3_PORT=$(S3_PORT) bash deploy/ensure-services.sh
+
+example: install services
+	PATH=$(VENV)/bin:$$PATH bash examples/run.sh
+
+test: install services lint
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: install services
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/sandbox.py
+	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
+	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
+
+clean:
+	rm -rf $(VENV) .warren build *.egg-info

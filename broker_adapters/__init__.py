@@ -1,0 +1,1 @@
+"""Every adapter to a messaging system: the RabbitMQ backbone, the event sources, the poller."""

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Makes sure what Warren needs answers on this box: RabbitMQ, Redis and an S3-compatible endpoint.
+# Uses docker compose where a Docker engine runs; otherwise installs Debian's packages when absent
+# and starts the daemons. Safe to run again: a service that already answers is left alone.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+state="$here/.warren"
+mkdir -p "$state"
+S3_PORT=${WARREN_S3_PORT:-9310}
+PY=${PYTHON:-python3}
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # port seconds name
+  local i
+  for ((i = 0; i < $2 * 5; i++)); do
+    answers "$1" && return 0
+    sleep 0.2
+  done
+  echo "ensure-services: $3 did not answer on 127.0.0.1:$1 within $2 s" >&2
+  return 1
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+  [ -n "$apt_updated" ] || { as_root apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  if ! answers 5672 || ! answers 6379 || ! answers "$S3_PORT"; then
+    echo "ensure-services: starting RabbitMQ, Redis and MinIO with docker compose"
+    S3_PORT=$S3_PORT docker compose -f "$here/deploy/docker-compose.yml" up -d rabbitmq redis minio
+  fi
+fi
+
+if ! answers 6379; then
+  command -v redis-server >/dev/null 2>&1 || { echo "ensure-services: installing redis-server"; apt_install redis-server; }
+  echo "ensure-services: starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for 6379 20 Redis
+fi
+
+if ! answers 5672; then
+  command -v rabbitmq-server >/dev/null 2>&1 || { echo "ensure-services: installing rabbitmq-server"; apt_install rabbitmq-server; }
+  echo "ensure-services: starting RabbitMQ"
+  as_root rabbitmq-server -detached
+  wait_for 5672 90 RabbitMQ
+  as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
+fi
+
+if ! answers "$S3_PORT"; then
+  if ! "$PY" -c "import moto.server" 2>/dev/null; then
+    echo "ensure-services: installing moto's S3 server"
+    "$PY" -m pip install -q 'moto[server]'
+  fi
+  echo "ensure-services: starting an S3 endpoint (moto) on 127.0.0.1:$S3_PORT"
+  nohup "$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  wait_for "$S3_PORT" 30 "the S3 endpoint"
+fi
+
+echo "ensure-services: RabbitMQ :5672, Redis :6379 and S3 :$S3_PORT answer"

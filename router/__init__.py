@@ -1,0 +1,1 @@
+"""Admission and batching: concurrency leases, batches, filters, retries, destinations."""

@@ -1,0 +1,1 @@
+"""Running one handler safely: fork server, limits, deadline kill, log capture, warm reuse."""

@@ -1,0 +1,141 @@
+"""Session fixtures for the real services the tests talk to.
+
+Each fixture takes a `WARREN_TEST_*` URL when set (CI and `make test` set them). Otherwise it
+uses the service on its default local port if one answers, then testcontainers where a Docker
+engine exists; failing all that it skips, except under CI=true, where a missing service fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _url_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    default = {"amqp": 5672, "redis": 6379, "http": 80}.get(parts.scheme, 80)
+    return _answers(parts.hostname or "127.0.0.1", parts.port or default)
+
+
+def _missing(what: str) -> None:
+    message = f"{what} is not reachable: set WARREN_TEST_{what.upper()}_URL or start it"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _docker_available() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, check=False
+    ).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    url = os.environ.get("WARREN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    if _url_answers(url):
+        yield url
+        return
+    if _docker_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13") as rabbit:
+            host, port = rabbit.get_container_host_ip(), rabbit.get_exposed_port(5672)
+            yield f"amqp://guest:guest@{host}:{port}/%2F"
+            return
+    _missing("amqp")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("WARREN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if _url_answers(url):
+        yield url
+        return
+    if _docker_available():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7") as redis:
+            host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+            return
+    _missing("redis")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible endpoint: WARREN_TEST_S3_URL, else moto's server started here."""
+    url = os.environ.get("WARREN_TEST_S3_URL")
+    if url:
+        if not _url_answers(url):
+            _missing("s3")
+        yield url
+        return
+    if _docker_available():
+        from testcontainers.minio import MinioContainer
+
+        with MinioContainer() as minio:
+            cfg = minio.get_config()
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", cfg["access_key"])
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", cfg["secret_key"])
+            yield f"http://{cfg['endpoint']}"
+            return
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _missing("s3")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _aws_test_credentials() -> None:
+    # boto3 insists on credentials; moto accepts any. Never the developer's real ones.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "warren-test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "warren-test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token to put in every queue, key prefix and bucket a test creates."""
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,95 @@
+"""Settings parsed once at the edge from an injected environment, then passed down frozen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from warren.errors import ConfigError
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_ACCOUNT_CONCURRENCY = 1000
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    url: str
+    host: str
+    port: int
+    vhost: str
+    username: str
+    password: str
+
+    @classmethod
+    def from_url(cls, url: str) -> AmqpSettings:
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {url!r}")
+        try:
+            port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        except ValueError as exc:
+            raise ConfigError(f"bad port in AMQP URL {url!r}: {exc}") from None
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        return cls(
+            url=url,
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            vhost=unquote(path) if path else "/",
+            username=unquote(parts.username or "guest"),
+            password=unquote(parts.password or "guest"),
+        )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str
+    host: str
+    port: int
+    db: int
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisSettings:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"Redis URL must start with redis://, got {url!r}")
+        try:
+            port = parts.port or 6379
+            db = int(parts.path.strip("/") or 0)
+        except ValueError as exc:
+            raise ConfigError(f"bad Redis URL {url!r}: {exc}") from None
+        return cls(url=url, host=parts.hostname or "127.0.0.1", port=port, db=db)
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp: AmqpSettings
+    redis: RedisSettings
+    account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY
+    prefix: str = "warren"
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        amqp_url: str | None = None,
+        redis_url: str | None = None,
+    ) -> Settings:
+        raw_limit = environ.get("WARREN_ACCOUNT_CONCURRENCY", str(DEFAULT_ACCOUNT_CONCURRENCY))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise ConfigError(
+                f"WARREN_ACCOUNT_CONCURRENCY must be a whole number, got {raw_limit!r}"
+            ) from None
+        if limit < 1:
+            raise ConfigError("WARREN_ACCOUNT_CONCURRENCY must be at least 1")
+        return cls(
+            amqp=AmqpSettings.from_url(amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)),
+            redis=RedisSettings.from_url(
+                redis_url or environ.get("WARREN_REDIS_URL", DEFAULT_REDIS_URL)
+            ),
+            account_concurrency=limit,
+            prefix=environ.get("WARREN_PREFIX", "warren"),
+        )
