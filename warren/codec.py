@@ -26,7 +26,9 @@ def decode(data: bytes, kind: str | None = None) -> Any:
     if not isinstance(env, dict) or "v" not in env or "b" not in env:
         raise DecodeError("not a Warren envelope (missing version or body)")
     if env["v"] != VERSION:
-        raise DecodeError(f"unsupported envelope version {env['v']!r} (this build speaks {VERSION})")
+        raise DecodeError(
+            f"unsupported envelope version {env['v']!r} (this build speaks {VERSION})"
+        )
     if kind is not None and env.get("k") != kind:
         raise DecodeError(f"expected a {kind!r} envelope, got {env.get('k')!r}")
     return env["b"]

@@ -86,7 +86,9 @@ class Settings:
         if limit < 1:
             raise ConfigError("WARREN_ACCOUNT_CONCURRENCY must be at least 1")
         return cls(
-            amqp=AmqpSettings.from_url(amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)),
+            amqp=AmqpSettings.from_url(
+                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
+            ),
             redis=RedisSettings.from_url(
                 redis_url or environ.get("WARREN_REDIS_URL", DEFAULT_REDIS_URL)
             ),

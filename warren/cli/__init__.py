@@ -1,4 +1,4 @@
-"""The `warren` command line: the composition root that builds settings and hands them to the rooms."""
+"""The `warren` command line: the composition root that builds settings for the rooms."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def cli(ctx: click.Context, amqp_url: str | None, redis_url: str | None) -> None
 def _register() -> None:
     # Each room's commands live in their own module exposing COMMANDS; a module that is not
     # written yet is simply absent.
-    for name in ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "process", "mapping"):
+    names = ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "process")
+    for name in (*names, "mapping"):
         try:
             module = __import__(f"warren.cli.{name}", fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:
