@@ -1,0 +1,61 @@
+"""`warren concurrency ...`: a function's reserved concurrency (a guarantee and a hard ceiling)."""
+
+from __future__ import annotations
+
+import click
+
+from warren.cli.function import make_client
+from warren.cli.output import echo, output_option
+from warren.registry import unreserved_minimum
+
+
+@click.group("concurrency")
+def concurrency_group() -> None:
+    """Reserve, clear and show reserved concurrency."""
+
+
+@concurrency_group.command("set")
+@click.argument("name")
+@click.argument("n", type=int)
+@click.pass_context
+def set_(ctx: click.Context, name: str, n: int) -> None:
+    """Reserve N concurrent executions for NAME (0 disables it)."""
+    make_client(ctx).set_concurrency(name, n)
+    click.echo(f"Reserved concurrency of {name}: {n}")
+
+
+@concurrency_group.command("clear")
+@click.argument("name")
+@click.pass_context
+def clear(ctx: click.Context, name: str) -> None:
+    """Remove NAME's reservation: it shares the unreserved pool again."""
+    make_client(ctx).clear_concurrency(name)
+    click.echo(f"Cleared reserved concurrency of {name}")
+
+
+@concurrency_group.command("get")
+@click.argument("name", required=False)
+@output_option
+@click.pass_context
+def get(ctx: click.Context, name: str | None, output: str) -> None:
+    """Show NAME's reservation, or the account's reservations without NAME."""
+    client = make_client(ctx)
+    if name is not None:
+        client.get_function(name)
+        echo({"function": name, "reserved_concurrency": client.get_concurrency(name)}, output)
+        return
+    reservations = client.registry.reservations()
+    limit = client.settings.account_concurrency
+    echo(
+        {
+            "account_limit": limit,
+            "unreserved_minimum": unreserved_minimum(limit),
+            "reserved_total": sum(reservations.values()),
+            "unreserved": limit - sum(reservations.values()),
+            "reservations": reservations,
+        },
+        output,
+    )
+
+
+COMMANDS = [concurrency_group]

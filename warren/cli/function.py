@@ -1,0 +1,221 @@
+"""`warren function ...`: create, update, inspect, list, delete and publish functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from warren.cli.output import echo, output_option
+from warren.client import Client
+from warren.function import FunctionSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def make_client(ctx: click.Context) -> Client:
+    """A Client from the root's settings, closed when the command ends."""
+    client = Client.from_settings(ctx.find_root().obj.settings)
+    ctx.call_on_close(client.close)
+    return client
+
+
+def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not {what}=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def split_qualified(name: str) -> tuple[str, str | None]:
+    """`NAME[:QUALIFIER]` -> (name, qualifier or None)."""
+    base, sep, qualifier = name.partition(":")
+    if sep and not qualifier:
+        raise click.BadParameter(f"{name!r} has an empty qualifier: use NAME or NAME:QUALIFIER")
+    return base, qualifier or None
+
+
+def function_view(spec: FunctionSpec, concurrency: int | None) -> dict[str, Any]:
+    view = spec.to_dict()
+    view["arn"] = spec.arn
+    view["concurrency"] = concurrency
+    return view
+
+
+def _settings_options(create: bool) -> Callable[[F], F]:
+    """The flags `create` and `update` share; on update every default is "unchanged"."""
+
+    def default(value: Any) -> Any:
+        return value if create else None
+
+    options = [
+        click.option("--code", type=click.Path(exists=True, path_type=Path), required=create,
+                     help="A directory (zipped deterministically) or a .zip file."),
+        click.option("--handler", required=create, help="module.function, e.g. app.handler."),
+        click.option("--runtime", default=default("python3.11"), show_default=create,
+                     help="python3.N"),
+        click.option("--memory", "memory_mb", type=int, default=default(128),
+                     show_default=create, help="Memory in MB (128-10240)."),
+        click.option("--timeout", "timeout_s", type=int, default=default(3),
+                     show_default=create, help="Timeout in seconds (1-900)."),
+        click.option("--env", "env", multiple=True, metavar="K=V",
+                     help="An environment variable; repeat for more."
+                     + ("" if create else " Replaces the whole set.")),
+        click.option("--description", default=default(""), help="Free text (256 chars)."),
+        click.option("--concurrency", type=int, default=None,
+                     help="Reserved concurrency (0 disables the function)."),
+        click.option("--max-retries", type=int, default=default(2), show_default=create,
+                     help="Async retries on function error (0-2)."),
+        click.option("--max-event-age", "max_event_age_s", type=int, default=default(21600),
+                     show_default=create, help="Async event age limit in seconds (60-21600)."),
+        click.option("--on-success", default=None, metavar="DEST",
+                     help="amqp:///QUEUE or redis+stream:///STREAM"
+                     + ("" if create else "; '' clears it.")),
+        click.option("--on-failure", default=None, metavar="DEST",
+                     help="amqp:///QUEUE or redis+stream:///STREAM"
+                     + ("" if create else "; '' clears it.")),
+    ]
+    if not create:
+        options.append(click.option("--clear-env", is_flag=True,
+                                    help="Remove every environment variable."))
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+@click.group("function")
+def function_group() -> None:
+    """Create, change, inspect, list, delete and publish functions."""
+
+
+@function_group.command("create")
+@click.argument("name")
+@_settings_options(create=True)
+@output_option
+@click.pass_context
+def create(
+    ctx: click.Context, /, name: str, env: tuple[str, ...], output: str, **options: Any
+) -> None:
+    """Register NAME with its code and settings as $LATEST."""
+    client = make_client(ctx)
+    spec = client.create_function(name, env=parse_pairs(env, "K"), **options)
+    echo(function_view(spec, client.get_concurrency(name)), output)
+
+
+@function_group.command("update")
+@click.argument("name")
+@_settings_options(create=False)
+@output_option
+@click.pass_context
+def update(
+    ctx: click.Context, /, name: str, env: tuple[str, ...], clear_env: bool, output: str,
+    **options: Any,
+) -> None:
+    """Change $LATEST of NAME; flags not given stay as they are."""
+    if clear_env and env:
+        raise click.UsageError("use either --env or --clear-env, not both")
+    new_env = {} if clear_env else (parse_pairs(env, "K") if env else None)
+    client = make_client(ctx)
+    spec = client.update_function(name, env=new_env, **options)
+    echo(function_view(spec, client.get_concurrency(name)), output)
+
+
+@function_group.command("get")
+@click.argument("name")
+@output_option
+@click.pass_context
+def get(ctx: click.Context, name: str, output: str) -> None:
+    """Show NAME[:QUALIFIER] ($LATEST, a version, or an alias's version)."""
+    base, qualifier = split_qualified(name)
+    client = make_client(ctx)
+    spec = client.get_function(base, qualifier)
+    echo(function_view(spec, client.get_concurrency(base)), output)
+
+
+@function_group.command("list")
+@output_option
+@click.pass_context
+def list_(ctx: click.Context, output: str) -> None:
+    """List every function ($LATEST)."""
+    client = make_client(ctx)
+    reservations = client.registry.reservations()
+    specs = client.list_functions()
+    if output == "json":
+        echo([function_view(s, reservations.get(s.name)) for s in specs], output)
+        return
+    echo(
+        [
+            {
+                "name": s.name,
+                "runtime": s.runtime,
+                "handler": s.handler,
+                "memory_mb": s.memory_mb,
+                "timeout_s": s.timeout_s,
+                "concurrency": reservations.get(s.name),
+                "code_size": s.code_size,
+                "last_modified": s.last_modified,
+            }
+            for s in specs
+        ],
+        output,
+    )
+
+
+@function_group.command("versions")
+@click.argument("name")
+@output_option
+@click.pass_context
+def versions(ctx: click.Context, name: str, output: str) -> None:
+    """List $LATEST and every published version of NAME."""
+    specs = make_client(ctx).list_versions(name)
+    if output == "json":
+        echo([s.to_dict() for s in specs], output)
+        return
+    echo(
+        [
+            {
+                "version": s.version,
+                "code_sha256": s.code_sha256[:12],
+                "handler": s.handler,
+                "memory_mb": s.memory_mb,
+                "timeout_s": s.timeout_s,
+                "description": s.description,
+                "last_modified": s.last_modified,
+            }
+            for s in specs
+        ],
+        output,
+    )
+
+
+@function_group.command("delete")
+@click.argument("name")
+@click.pass_context
+def delete(ctx: click.Context, name: str) -> None:
+    """Delete NAME with all its versions, aliases and its reservation."""
+    make_client(ctx).delete_function(name)
+    click.echo(f"Deleted function {name}")
+
+
+@function_group.command("publish")
+@click.argument("name")
+@click.option("--description", default="", help="Overrides the function's description.")
+@output_option
+@click.pass_context
+def publish(ctx: click.Context, name: str, description: str, output: str) -> None:
+    """Snapshot $LATEST as the next immutable version (none if nothing changed)."""
+    client = make_client(ctx)
+    spec = client.publish_version(name, description)
+    echo(function_view(spec, client.get_concurrency(name)), output)
+
+
+COMMANDS = [function_group]
