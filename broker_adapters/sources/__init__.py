@@ -1,0 +1,74 @@
+"""Event sources behind one seam: Redis streams, RabbitMQ queues, S3-compatible buckets, schedules.
+
+`open_source(uri, ...)` parses a mapping's source URI and returns the matching `Source`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from broker_adapters.sources.base import Source, SourceIdentity, SourceRecord
+from broker_adapters.sources.position import StartPosition
+from warren.errors import InvalidParameter
+
+__all__ = ["Source", "SourceRecord", "StartPosition", "open_source", "source_kind"]
+
+_URI_HINT = (
+    "a source is one of s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&suffix=.jpg, "
+    "redis+stream://HOST:PORT/DB/STREAM, amqp://USER:PASS@HOST:PORT/VHOST/QUEUE, "
+    "schedule:rate(5 minutes) or schedule:cron(0 12 * * ? *)"
+)
+
+
+def source_kind(uri: str) -> str:
+    """"stream" | "queue" | "s3" | "schedule" for a source URI; InvalidParameter otherwise."""
+    scheme = uri.partition(":")[0].lower()
+    kinds = {
+        "redis+stream": "stream",
+        "rediss+stream": "stream",
+        "amqp": "queue",
+        "amqps": "queue",
+        "s3": "s3",
+        "schedule": "schedule",
+    }
+    if scheme not in kinds or ":" not in uri:
+        raise InvalidParameter(f"unknown source {uri!r}: {_URI_HINT}")
+    return kinds[scheme]
+
+
+def open_source(
+    uri: str,
+    *,
+    mapping_id: str,
+    start_position: str = "trim-horizon",
+    redis: redis.Redis[Any],
+    prefix: str,
+    options: Mapping[str, Any] | None = None,
+) -> Source:
+    """Open the source a mapping reads from.
+
+    `redis` is Warren's own store (checkpoints live under `{prefix}:mapping:{mapping_id}:`).
+    `options`: `consumer` (a name stable per poller process), `region`, `account` (for ARNs);
+    per kind: stream `claim_idle_s`; queue `prefetch`, `batch_size`, `heartbeat_s`;
+    s3 `poll_interval_s`, `sweep_pages`; schedule `anchor_s`, `rule_name`, `max_age_s`.
+    A bad URI raises InvalidParameter saying what a good one looks like.
+    """
+    opts: Mapping[str, Any] = options or {}
+    kind = source_kind(uri)
+    identity = SourceIdentity.from_options(mapping_id, prefix, opts)
+    start = StartPosition.parse(start_position)
+    if kind == "stream":
+        from broker_adapters.sources.stream import StreamLocation, StreamSource
+
+        location = StreamLocation.parse(uri)
+        return StreamSource(
+            location.client(redis),
+            location,
+            identity,
+            start,
+            claim_idle_s=float(opts.get("claim_idle_s", 30.0)),
+        )
+    raise InvalidParameter(f"source kind {kind!r} is not available yet: {_URI_HINT}")
