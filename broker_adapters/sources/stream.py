@@ -304,7 +304,8 @@ class StreamSource:
         arrival = int(sid.partition("-")[0]) / 1000.0
         encoded = base64.b64encode(payload).decode("ascii")
         record = self._shape(sid, partition, arrival, encoded)
-        size = self._overhead + len(encoded) + 2 * len(sid) + len(partition)
+        # An upper bound of its JSON length, without serialising every record twice.
+        size = self._overhead + len(encoded) + 2 * len(sid) + 6 * len(partition) + 24
         return SourceRecord(id=sid, data=payload, record=record, size=size, arrival=arrival)
 
     def _shape(self, sid: str, partition: str, arrival: float, encoded: str) -> dict[str, Any]:
