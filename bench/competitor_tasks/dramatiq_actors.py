@@ -1,0 +1,58 @@
+"""The Dramatiq side of the benchmark: one broker factory shared by the client and the worker."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend
+
+from competitor_tasks.counter import Counter
+from competitor_tasks.namespace import Namespace
+
+# "Concurrency 2" for Dramatiq: two worker processes with one worker thread each, so at most
+# two tasks run at once, in two OS processes, like Celery's two prefork children. Each
+# Dramatiq process consumes from RabbitMQ itself; the main process only supervises.
+WORKER_ARGS = ["--processes", "2", "--threads", "1"]
+
+
+@dataclass(frozen=True)
+class DramatiqBench:
+    broker: RabbitmqBroker
+    backend: RedisBackend
+    echo: dramatiq.Actor[[Any], Any]
+    count: dramatiq.Actor[[], None]
+
+
+def build(ns: Namespace) -> DramatiqBench:
+    """A broker with its own actors on a queue private to `ns`, results on Redis."""
+    broker = RabbitmqBroker(url=ns.amqp_url)
+    backend = RedisBackend(url=ns.redis_url, namespace=ns.result_prefix,
+                           use_namespace_prefix_keys=True)
+    broker.add_middleware(Results(backend=backend))  # type: ignore[no-untyped-call]
+    counter = Counter(ns.redis_url, ns.counter_key)
+
+    def echo(value: Any) -> Any:
+        return value
+
+    def count() -> None:
+        counter.incr()
+
+    return DramatiqBench(
+        broker=broker,
+        backend=backend,
+        echo=dramatiq.actor(actor_name="warren_bench_echo", queue_name=ns.queue,
+                            broker=broker, store_results=True)(echo),
+        # An async (fire-and-forget) invocation has no caller waiting, so it stores no result.
+        count=dramatiq.actor(actor_name="warren_bench_count", queue_name=ns.queue,
+                             broker=broker)(count),
+    )
+
+
+def install_from_environ() -> None:
+    """Entry point for `dramatiq competitor_tasks.dramatiq_actors:install_from_environ`."""
+    dramatiq.set_broker(build(Namespace.from_environ(os.environ)).broker)
