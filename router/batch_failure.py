@@ -1,0 +1,83 @@
+"""The record an on-failure destination receives when a mapping gives up on some records.
+
+Lambda's shape for streams (requestContext / responseContext / KinesisBatchInfo), with Warren's
+addition `recordIds` (the itemIdentifiers given up on) for every source kind. For queues and
+buckets the records themselves travel too (`records`): once a queue message is acked nothing
+else keeps it, so metadata alone would lose it. Streams keep their data, so, as on Lambda, only
+metadata is sent for them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from broker_adapters.sources.base import SourceRecord
+from router.batch_invoker import InvokeReply
+
+RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
+RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+RECORD_TOO_LARGE = "RecordTooLarge"
+
+
+def _iso(epoch: float) -> str:
+    stamp = datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _source_arn(record: dict[str, Any], fallback: str) -> str:
+    for key in ("eventSourceARN", "eventSourceArn"):
+        if isinstance(record.get(key), str):
+            return str(record[key])
+    return fallback
+
+
+def failure_record(
+    *,
+    kind: str,
+    source_uri: str,
+    function_arn: str,
+    records: Sequence[SourceRecord],
+    condition: str,
+    invoke_count: int,
+    reply: InvokeReply | None,
+) -> dict[str, Any]:
+    """Build the JSON-able destination record for `records` given up on with `condition`."""
+    first, last = records[0], records[-1]
+    body: dict[str, Any] = {
+        "requestContext": {
+            "requestId": reply.request_id if reply and reply.request_id else str(uuid.uuid4()),
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "responseContext": {
+            "statusCode": 200 if reply is not None and reply.ok else 0,
+            "executedVersion": reply.executed_version if reply else "$LATEST",
+            "functionError": reply.function_error if reply and reply.function_error else "",
+        },
+        "version": "1.0",
+        "timestamp": _iso(datetime.now(timezone.utc).timestamp()),
+        "recordIds": [r.id for r in records],
+    }
+    if kind == "stream":
+        body["KinesisBatchInfo"] = {
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": first.id,
+            "endSequenceNumber": last.id,
+            "approximateArrivalOfFirstRecord": _iso(first.arrival),
+            "approximateArrivalOfLastRecord": _iso(last.arrival),
+            "batchSize": len(records),
+            "streamArn": _source_arn(first.record, source_uri),
+        }
+    else:
+        body["BatchInfo"] = {
+            "source": source_uri,
+            "batchSize": len(records),
+            "approximateArrivalOfFirstRecord": _iso(first.arrival),
+            "approximateArrivalOfLastRecord": _iso(last.arrival),
+        }
+        body["records"] = [r.record for r in records]
+    return body
