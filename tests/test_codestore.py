@@ -145,7 +145,7 @@ def test_concurrent_materialize_calls_agree(store: CodeStore, code_dir: Path, tm
 
 
 def test_an_unreachable_redis_is_store_unavailable(tmp_path: Path, code_dir: Path):
-    dead = redis.Redis(port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis("127.0.0.1", 1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     store = CodeStore(dead, prefix="unused")
     with pytest.raises(StoreUnavailable, match="cannot reach Redis at redis://127.0.0.1:1/0"):
         store.put(code_dir)
