@@ -1,0 +1,438 @@
+"""The registry: functions, versions, aliases and reservations in real Redis, with Lambda's rules."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from warren.codestore import CodeStore
+from warren.errors import Conflict, InvalidParameter, NotFound, StoreUnavailable
+from warren.function import LATEST, FunctionSpec
+from warren.registry import Registry, unreserved_minimum
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_registry(conn: redis.Redis, unique: str) -> Iterator[Callable[..., Registry]]:
+    prefix = f"test-{unique}"
+
+    def make(account_concurrency: int = 1000) -> Registry:
+        return Registry(conn, CodeStore(conn, prefix), prefix, account_concurrency=account_concurrency)
+
+    yield make
+    keys = list(conn.scan_iter(f"{prefix}:*"))
+    if keys:
+        conn.delete(*keys)
+
+
+@pytest.fixture
+def registry(make_registry: Callable[..., Registry]) -> Registry:
+    return make_registry()
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    root = tmp_path / "code"
+    root.mkdir()
+    (root / "app.py").write_text("def handler(event, context):\n    return event\n")
+    return root
+
+
+def other_code(tmp_path: Path, body: str) -> Path:
+    root = tmp_path / f"code-{abs(hash(body))}"
+    root.mkdir()
+    (root / "app.py").write_text(body)
+    return root
+
+
+# ---- functions ------------------------------------------------------------------------------
+
+
+def test_create_then_get_returns_the_same_latest_spec(registry: Registry, code: Path):
+    created = registry.create_function(
+        "hello",
+        code=code,
+        handler="app.handler",
+        memory_mb=256,
+        timeout_s=30,
+        env={"GREETING": "hi"},
+        description="says hi",
+        max_retries=1,
+        max_event_age_s=600,
+        on_success="amqp:///ok",
+        on_failure="redis+stream:///failed",
+    )
+    assert registry.get_function("hello") == created
+    assert registry.get_function("hello", LATEST) == created
+    assert created.version == LATEST
+    assert created.memory_mb == 256 and created.timeout_s == 30
+    assert created.env == {"GREETING": "hi"}
+    assert created.async_config.max_retries == 1
+    assert created.async_config.on_failure == "redis+stream:///failed"
+    assert len(created.code_sha256) == 64 and created.code_size > 0
+    assert registry.codes.exists(created.code_sha256)
+    assert created.arn == "arn:aws:lambda:us-east-1:000000000000:function:hello"
+
+
+def test_defaults_are_lambdas(registry: Registry, code: Path):
+    spec = registry.create_function("defaults", code=code, handler="app.handler")
+    assert (spec.runtime, spec.memory_mb, spec.timeout_s) == ("python3.11", 128, 3)
+    assert spec.async_config.max_retries == 2
+    assert spec.async_config.max_event_age_s == 21600
+    assert registry.get_concurrency("defaults") is None
+
+
+def test_spec_round_trips_through_a_plain_dict(registry: Registry, code: Path):
+    spec = registry.create_function("rt", code=code, handler="app.handler", env={"AB": "1"})
+    assert FunctionSpec.from_dict(spec.to_dict()) == spec
+    assert hash(spec) == hash(FunctionSpec.from_dict(spec.to_dict()))
+
+
+def test_creating_an_existing_function_is_a_conflict(registry: Registry, code: Path):
+    registry.create_function("twice", code=code, handler="app.handler")
+    with pytest.raises(Conflict, match="already exists"):
+        registry.create_function("twice", code=code, handler="app.other")
+    assert registry.get_function("twice").handler == "app.handler"
+
+
+def test_unknown_functions_are_not_found(registry: Registry):
+    for call in (
+        lambda: registry.get_function("ghost"),
+        lambda: registry.resolve("ghost"),
+        lambda: registry.update_function("ghost", memory_mb=256),
+        lambda: registry.delete_function("ghost"),
+        lambda: registry.publish_version("ghost"),
+        lambda: registry.list_aliases("ghost"),
+        lambda: registry.list_versions("ghost"),
+        lambda: registry.set_concurrency("ghost", 1),
+        lambda: registry.clear_concurrency("ghost"),
+        lambda: registry.create_alias("ghost", "live", "1"),
+    ):
+        with pytest.raises(NotFound, match="function ghost does not exist"):
+            call()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"name": "bad name"}, "function name"),
+        ({"name": "x" * 65}, "function name"),
+        ({"name": ""}, "function name"),
+        ({"handler": "nodot"}, "handler"),
+        ({"handler": "app.1func"}, "handler"),
+        ({"handler": "a b.c"}, "handler"),
+        ({"runtime": "nodejs20.x"}, "runtime"),
+        ({"runtime": "python2.7"}, "runtime"),
+        ({"memory_mb": 127}, "128-10240"),
+        ({"memory_mb": 10241}, "128-10240"),
+        ({"timeout_s": 0}, "1-900"),
+        ({"timeout_s": 901}, "1-900"),
+        ({"max_retries": 3}, "0-2"),
+        ({"max_retries": -1}, "0-2"),
+        ({"max_event_age_s": 59}, "60-21600"),
+        ({"max_event_age_s": 21601}, "60-21600"),
+        ({"on_success": "sqs://queue"}, "amqp:///QUEUE"),
+        ({"on_failure": "amqp://host/queue"}, "amqp:///QUEUE"),
+        ({"on_failure": "redis+stream:///"}, "redis\\+stream:///STREAM"),
+        ({"env": {"1BAD": "x"}}, "start with a letter"),
+        ({"env": {"A": "x"}}, "start with a letter"),
+        ({"env": {"AWS_REGION": "eu-west-1"}}, "reserved"),
+        ({"env": {"_HANDLER": "x"}}, "start with a letter"),
+        ({"env": {"LAMBDA_TASK_ROOT": "/tmp"}}, "reserved"),
+        ({"env": {"BIG": "x" * 4096}}, "4 KB"),
+        ({"description": "d" * 257}, "description"),
+        ({"concurrency": -1}, "whole number"),
+    ],
+)
+def test_invalid_settings_are_refused_with_a_fix(
+    registry: Registry, code: Path, conn: redis.Redis, overrides: dict, message: str
+):
+    args = {"name": "valid", "code": code, "handler": "app.handler"} | overrides
+    name = args.pop("name")
+    with pytest.raises(InvalidParameter, match=message):
+        registry.create_function(name, **args)
+    assert registry.list_functions() == []
+    assert list(conn.scan_iter(registry.codes.key("*"))) == []  # refused before storing code
+
+
+def test_environment_at_exactly_4_kb_is_accepted(registry: Registry, code: Path):
+    value = "v" * (4096 - len('{"KEY":""}'))
+    spec = registry.create_function("full", code=code, handler="app.handler", env={"KEY": value})
+    assert spec.env["KEY"] == value
+    with pytest.raises(InvalidParameter, match="4 KB"):
+        registry.update_function("full", env={"KEY": value + "v"})
+
+
+def test_handler_forms_lambda_accepts(registry: Registry, code: Path):
+    for handler in ("app.handler", "pkg.mod.handler", "pkg/mod.handler", "my-app._handle"):
+        registry.create_function(f"h{abs(hash(handler))}", code=code, handler=handler)
+
+
+def test_update_changes_only_what_is_given(registry: Registry, code: Path, tmp_path: Path):
+    before = registry.create_function(
+        "upd", code=code, handler="app.handler", env={"KEEP": "1"}, on_failure="amqp:///f"
+    )
+    after = registry.update_function("upd", memory_mb=512)
+    assert after.memory_mb == 512
+    assert after.env == {"KEEP": "1"} and after.handler == "app.handler"
+    assert after.code_sha256 == before.code_sha256
+    assert after.async_config.on_failure == "amqp:///f"
+    assert registry.get_function("upd") == after
+
+    new_code = other_code(tmp_path, "def handler(e, c):\n    return 2\n")
+    changed = registry.update_function("upd", code=new_code, on_failure="", env={})
+    assert changed.code_sha256 != before.code_sha256
+    assert changed.async_config.on_failure is None
+    assert changed.env == {}
+
+
+def test_an_invalid_update_leaves_the_function_unchanged(registry: Registry, code: Path):
+    before = registry.create_function("keep", code=code, handler="app.handler")
+    with pytest.raises(InvalidParameter):
+        registry.update_function("keep", memory_mb=512, timeout_s=1000)
+    assert registry.get_function("keep") == before
+
+
+def test_list_functions_is_sorted_by_name(registry: Registry, code: Path):
+    for name in ("b", "a", "c"):
+        registry.create_function(name, code=code, handler="app.handler")
+    assert [s.name for s in registry.list_functions()] == ["a", "b", "c"]
+
+
+def test_delete_removes_versions_aliases_and_reservation(
+    registry: Registry, code: Path, conn: redis.Redis
+):
+    registry.create_function("gone", code=code, handler="app.handler", concurrency=5)
+    registry.publish_version("gone")
+    registry.create_alias("gone", "live", "1")
+    registry.delete_function("gone")
+    with pytest.raises(NotFound):
+        registry.get_function("gone")
+    assert registry.reservations() == {}
+    assert registry.list_functions() == []
+    assert not conn.exists(registry.function_key("gone"))
+    # A new function of the same name starts from scratch.
+    registry.create_function("gone", code=code, handler="app.handler")
+    assert registry.publish_version("gone").version == "1"
+    with pytest.raises(NotFound):
+        registry.get_alias("gone", "live")
+
+
+# ---- versions -------------------------------------------------------------------------------
+
+
+def test_publish_snapshots_latest_as_immutable_numbered_versions(
+    registry: Registry, code: Path
+):
+    registry.create_function("ver", code=code, handler="app.handler", description="base")
+    v1 = registry.publish_version("ver")
+    assert v1.version == "1" and v1.description == "base"
+    assert v1.arn == "arn:aws:lambda:us-east-1:000000000000:function:ver:1"
+    registry.update_function("ver", memory_mb=1024)
+    v2 = registry.publish_version("ver", description="bigger")
+    assert (v2.version, v2.memory_mb, v2.description) == ("2", 1024, "bigger")
+    assert registry.get_function("ver", "1").memory_mb == 128  # version 1 did not move
+    assert [s.version for s in registry.list_versions("ver")] == [LATEST, "1", "2"]
+
+
+def test_publish_without_changes_returns_the_last_version(registry: Registry, code: Path):
+    registry.create_function("same", code=code, handler="app.handler")
+    first = registry.publish_version("same")
+    assert registry.publish_version("same") == first
+    registry.update_function("same", timeout_s=10)
+    registry.update_function("same", timeout_s=3)  # back to what version 1 holds
+    assert registry.publish_version("same") == first
+    assert registry.update_function("same", timeout_s=5)
+    assert registry.publish_version("same").version == "2"
+
+
+def test_unknown_version_is_not_found(registry: Registry, code: Path):
+    registry.create_function("nov", code=code, handler="app.handler")
+    with pytest.raises(NotFound, match="version 7 of function nov"):
+        registry.get_function("nov", "7")
+
+
+# ---- aliases --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_versions(registry: Registry, code: Path) -> str:
+    registry.create_function("al", code=code, handler="app.handler")
+    registry.publish_version("al")
+    registry.update_function("al", memory_mb=256)
+    registry.publish_version("al")
+    registry.update_function("al", memory_mb=512)  # $LATEST differs from both versions
+    return "al"
+
+
+def test_alias_points_get_and_resolve_at_its_version(registry: Registry, two_versions: str):
+    alias = registry.create_alias(two_versions, "live", "1", description="prod")
+    assert alias.arn == "arn:aws:lambda:us-east-1:000000000000:function:al:live"
+    assert registry.get_alias("al", "live") == alias
+    assert registry.get_function("al", "live").version == "1"
+    assert registry.resolve("al", "live").version == "1"
+    assert registry.resolve("al").version == LATEST
+    assert registry.resolve("al", "2").memory_mb == 256
+
+
+def test_alias_may_point_at_latest_without_weights(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "dev", LATEST)
+    assert registry.resolve("al", "dev").memory_mb == 512
+    with pytest.raises(InvalidParameter, match="\\$LATEST cannot take weights"):
+        registry.create_alias("al", "mixed", LATEST, weights={"2": 0.5})
+
+
+def test_weighted_alias_splits_within_four_points(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "canary", "1", weights={"2": 0.1})
+    rng = random.Random(20240611)
+    counts = Counter(registry.resolve("al", "canary", rng=rng).version for _ in range(1000))
+    assert counts.keys() == {"1", "2"}
+    assert abs(counts["2"] / 1000 - 0.1) <= 0.04
+    # get_function reports the primary version only.
+    assert registry.get_function("al", "canary").version == "1"
+
+
+def test_weights_at_the_edges_route_all_or_nothing(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "all", "1", weights={"2": 1.0})
+    registry.create_alias(two_versions, "none", "1", weights={"2": 0.0})
+    assert {registry.resolve("al", "all").version for _ in range(50)} == {"2"}
+    assert {registry.resolve("al", "none").version for _ in range(50)} == {"1"}
+
+
+@pytest.mark.parametrize(
+    ("version", "weights", "error", "message"),
+    [
+        ("9", None, NotFound, "publish it first"),
+        ("1", {"9": 0.1}, NotFound, "publish it first"),
+        ("1", {"2": 1.5}, InvalidParameter, "0.0-1.0"),
+        ("1", {"2": -0.1}, InvalidParameter, "0.0-1.0"),
+        ("1", {"2": float("nan")}, InvalidParameter, "0.0-1.0"),
+        ("1", {"1": 0.5}, InvalidParameter, "must differ"),
+        ("1", {"2": 0.1, "3": 0.1}, InvalidParameter, "at most one"),
+        ("1", {LATEST: 0.1}, InvalidParameter, "\\$LATEST"),
+        ("one", None, InvalidParameter, "not a version"),
+    ],
+)
+def test_invalid_alias_targets_are_refused(
+    registry: Registry, two_versions: str, version, weights, error, message
+):
+    with pytest.raises(error, match=message):
+        registry.create_alias(two_versions, "bad", version, weights=weights)
+    assert registry.list_aliases("al") == []
+
+
+@pytest.mark.parametrize("alias", ["123", "has space", "a" * 129, "$LATEST", ""])
+def test_invalid_alias_names_are_refused(registry: Registry, two_versions: str, alias: str):
+    with pytest.raises(InvalidParameter, match="alias name"):
+        registry.create_alias(two_versions, alias, "1")
+
+
+def test_alias_names_may_mix_digits_and_letters(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "v2-blue_1", "2")
+    registry.create_alias(two_versions, "2a", "1")
+    assert [a.name for a in registry.list_aliases("al")] == ["2a", "v2-blue_1"]
+
+
+def test_creating_an_existing_alias_is_a_conflict(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "live", "1")
+    with pytest.raises(Conflict, match="already exists"):
+        registry.create_alias(two_versions, "live", "2")
+
+
+def test_update_alias_moves_and_reweights(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "live", "1", weights={"2": 0.2})
+    moved = registry.update_alias("al", "live", description="kept weights")
+    assert moved.weights == {"2": 0.2} and moved.version == "1"
+    cleared = registry.update_alias("al", "live", version="2", weights={})
+    assert (cleared.version, cleared.weights) == ("2", {})
+    assert registry.get_alias("al", "live") == cleared
+    with pytest.raises(InvalidParameter, match="must differ"):
+        registry.update_alias("al", "live", weights={"2": 0.5})
+    with pytest.raises(NotFound, match="alias nope"):
+        registry.update_alias("al", "nope", version="1")
+
+
+def test_delete_alias(registry: Registry, two_versions: str):
+    registry.create_alias(two_versions, "live", "1")
+    registry.delete_alias("al", "live")
+    assert registry.list_aliases("al") == []
+    with pytest.raises(NotFound, match="alias live of function al"):
+        registry.delete_alias("al", "live")
+    with pytest.raises(NotFound, match="alias live"):
+        registry.resolve("al", "live")
+
+
+# ---- reserved concurrency -------------------------------------------------------------------
+
+
+def test_reservations_keep_100_unreserved_on_a_1000_account(registry: Registry, code: Path):
+    for name in ("r1", "r2", "r3"):
+        registry.create_function(name, code=code, handler="app.handler")
+    registry.set_concurrency("r1", 600)
+    registry.set_concurrency("r2", 300)
+    with pytest.raises(InvalidParameter, match="at most 0 is available"):
+        registry.set_concurrency("r3", 1)
+    registry.set_concurrency("r2", 250)  # lowering one's own reservation is always fine
+    registry.set_concurrency("r3", 50)
+    assert registry.reservations() == {"r1": 600, "r2": 250, "r3": 50}
+    registry.clear_concurrency("r1")
+    assert registry.get_concurrency("r1") is None
+    assert registry.reservations() == {"r2": 250, "r3": 50}
+
+
+def test_a_small_account_keeps_half_unreserved(make_registry, code: Path):
+    registry = make_registry(account_concurrency=10)
+    assert unreserved_minimum(10) == 5 and unreserved_minimum(1000) == 100
+    registry.create_function("small", code=code, handler="app.handler")
+    registry.set_concurrency("small", 5)
+    with pytest.raises(InvalidParameter, match="at most 5 is available"):
+        registry.set_concurrency("small", 6)
+    with pytest.raises(InvalidParameter, match="at most 0 is available"):
+        registry.create_function("other", code=code, handler="app.handler", concurrency=1)
+    assert [s.name for s in registry.list_functions()] == ["small"]
+
+
+def test_zero_reserved_concurrency_is_allowed(registry: Registry, code: Path):
+    registry.create_function("off", code=code, handler="app.handler", concurrency=0)
+    assert registry.get_concurrency("off") == 0
+    assert registry.reservations() == {"off": 0}
+
+
+def test_concurrency_can_be_set_on_update(registry: Registry, code: Path):
+    registry.create_function("later", code=code, handler="app.handler")
+    registry.update_function("later", concurrency=7)
+    assert registry.get_concurrency("later") == 7
+    with pytest.raises(InvalidParameter, match="at most 900"):
+        registry.update_function("later", concurrency=901)
+    assert registry.get_concurrency("later") == 7
+
+
+# ---- the store being down -------------------------------------------------------------------
+
+
+def test_an_unreachable_redis_is_store_unavailable(code: Path):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    dead = redis.Redis("127.0.0.1", 1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    registry = Registry(dead, CodeStore(dead, "x"), "x")
+    for call in (
+        lambda: registry.get_function("f"),
+        lambda: registry.list_functions(),
+        lambda: registry.create_function("f", code=code, handler="app.handler"),
+        lambda: registry.set_concurrency("f", 1),
+        lambda: registry.reservations(),
+    ):
+        with pytest.raises(StoreUnavailable, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+            call()
