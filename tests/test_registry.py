@@ -1,4 +1,4 @@
-"""The registry: functions, versions, aliases and reservations in real Redis, with Lambda's rules."""
+"""The registry in real Redis: functions, versions, aliases and reservations, as Lambda has them."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def make_registry(conn: redis.Redis, unique: str) -> Iterator[Callable[..., Regi
     prefix = f"test-{unique}"
 
     def make(account_concurrency: int = 1000) -> Registry:
-        return Registry(conn, CodeStore(conn, prefix), prefix, account_concurrency=account_concurrency)
+        codes = CodeStore(conn, prefix)
+        return Registry(conn, codes, prefix, account_concurrency=account_concurrency)
 
     yield make
     keys = list(conn.scan_iter(f"{prefix}:*"))
