@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 import redis
 
+from broker_adapters.sources.position import StartPosition
 from router.filter import FilterCriteria, parse_pattern
 from warren.errors import InvalidParameter, NotFound, StoreUnavailable
 
@@ -114,17 +115,7 @@ def validate(spec: MappingSpec) -> MappingSpec:
         ("amqp:///", "redis+stream:///")
     ):
         raise InvalidParameter("--on-failure must be amqp:///QUEUE or redis+stream:///STREAM")
-    pos = spec.start_position
-    if pos.startswith("at-timestamp:"):
-        try:
-            datetime.fromisoformat(pos.split(":", 1)[1].replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidParameter(
-                "--start-position at-timestamp needs ISO 8601, "
-                "e.g. at-timestamp:2024-01-31T12:00:00Z"
-            ) from None
-    elif pos not in ("trim-horizon", "latest"):
-        raise InvalidParameter("--start-position is trim-horizon, latest or at-timestamp:ISO8601")
+    StartPosition.parse(spec.start_position)
     for pattern in spec.filters:
         parse_pattern(pattern)
     FilterCriteria(spec.filters)

@@ -1,0 +1,1 @@
+"""Handlers and a small harness for the event source mapping tests."""
