@@ -71,4 +71,14 @@ def open_source(
             start,
             claim_idle_s=float(opts.get("claim_idle_s", 30.0)),
         )
+    if kind == "queue":
+        from broker_adapters.sources.queue import QueueLocation, QueueSource
+
+        batch = int(opts.get("batch_size", 0))
+        return QueueSource(
+            QueueLocation.parse(uri),
+            identity,
+            prefetch=max(int(opts.get("prefetch", 1000)), 2 * batch),
+            heartbeat_s=int(opts.get("heartbeat_s", 30)),
+        )
     raise InvalidParameter(f"source kind {kind!r} is not available yet: {_URI_HINT}")

@@ -1,0 +1,400 @@
+"""RabbitMQ queue source: manual acks after hand-off, records in Lambda's `aws:rmq` shape."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ssl
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.spec import Basic, BasicProperties
+
+from broker_adapters.sources.base import SourceIdentity, SourceRecord
+from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
+
+_URI_HINT = "a queue source looks like amqp://USER:PASS@HOST:5672/VHOST/QUEUE (vhost / is %2F)"
+_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+_MAX_PREFETCH = 65535
+
+
+@dataclass(frozen=True)
+class QueueLocation:
+    host: str
+    port: int
+    vhost: str
+    queue: str
+    username: str
+    password: str
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, uri: str) -> QueueLocation:
+        parts = urlsplit(uri)
+        segments = parts.path.split("/")[1:]
+        if parts.scheme not in ("amqp", "amqps") or len(segments) != 2 or not all(segments):
+            raise InvalidParameter(f"bad source {uri!r}: {_URI_HINT}")
+        try:
+            port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        except ValueError:
+            raise InvalidParameter(f"bad port in {uri!r}: {_URI_HINT}") from None
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            vhost=unquote(segments[0]),
+            queue=unquote(segments[1]),
+            username=unquote(parts.username or "guest"),
+            password=unquote(parts.password or "guest"),
+            tls=parts.scheme == "amqps",
+        )
+
+    def parameters(self, heartbeat_s: int) -> pika.ConnectionParameters:
+        tls = pika.SSLOptions(ssl.create_default_context()) if self.tls else None
+        return pika.ConnectionParameters(
+            host=self.host,
+            port=self.port,
+            virtual_host=self.vhost,
+            credentials=pika.PlainCredentials(self.username, self.password),
+            heartbeat=heartbeat_s,
+            connection_attempts=1,
+            socket_timeout=5,
+            blocked_connection_timeout=60,
+            ssl_options=tls,
+        )
+
+
+@dataclass
+class _Delivery:
+    generation: int
+    tag: int
+    redelivered: bool
+    properties: BasicProperties
+    body: bytes
+
+
+class QueueSource:
+    """Consumes one RabbitMQ queue with manual acks; never ordered (RabbitMQ requeues freely).
+
+    One IO thread owns the pika connection (pika connections are not thread-safe): it keeps
+    heartbeats going while a batch is with its handler, fills a local buffer up to the prefetch
+    window, and runs acks and nacks handed to it through `add_callback_threadsafe`. When the
+    connection drops, everything delivered on it (buffered or in flight) is forgotten: the
+    broker requeues it, and the thread reconnects with a backoff.
+    """
+
+    kind = "queue"
+    ordered = False
+
+    def __init__(
+        self,
+        location: QueueLocation,
+        identity: SourceIdentity,
+        *,
+        prefetch: int = 1000,
+        heartbeat_s: int = 30,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._location = location
+        self._params = location.parameters(heartbeat_s)
+        self._prefetch = max(1, min(prefetch, _MAX_PREFETCH))
+        self._queue_key = f"{location.queue}::{location.vhost}"
+        self._arn = (
+            f"arn:aws:mq:{identity.region}:{identity.account}:broker:"
+            f"{location.host}:{location.vhost}"
+        )
+        self._cond = threading.Condition()
+        self._buffer: deque[_Delivery] = deque()
+        self._inflight: dict[str, tuple[int, int]] = {}  # record id -> (generation, tag)
+        self._generation = 0
+        self._connection: BlockingConnection | None = None
+        self._error = "not connected yet"
+        self._fatal: Exception | None = None
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"warren-source-{identity.mapping_id}", daemon=True
+        )
+        self._thread.start()
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._connection is not None or self._fatal is not None,
+                timeout=connect_timeout_s,
+            )
+            connected, fatal, error = self._connection is not None, self._fatal, self._error
+        if not connected:
+            self.close()
+            if fatal is not None:
+                raise fatal
+            raise BrokerUnavailable(f"queue {self._queue_key!r}: {error}")
+
+    # -- the seam -------------------------------------------------------------------------
+
+    def read(self, max_records: int, wait_s: float) -> list[SourceRecord]:
+        deadline = time.monotonic() + max(0.0, wait_s)
+        with self._cond:
+            while not self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._fatal is not None:
+                    break
+                self._cond.wait(remaining)
+            if self._fatal is not None:
+                raise self._fatal
+            if not self._buffer and self._connection is None:
+                raise BrokerUnavailable(f"queue {self._queue_key!r}: {self._error}")
+            take = [self._buffer.popleft() for _ in range(min(max_records, len(self._buffer)))]
+        out = []
+        for delivery in take:
+            record = self._record(delivery)
+            self._inflight[record.id] = (delivery.generation, delivery.tag)
+            out.append(record)
+        return out
+
+    def event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
+        return {
+            "eventSource": "aws:rmq",
+            "eventSourceArn": self._arn,
+            "rmqMessagesByQueue": {self._queue_key: [r.record for r in records]},
+        }
+
+    def commit(self, records: Sequence[SourceRecord]) -> None:
+        """Ack these messages; BrokerUnavailable if some were lost with their connection."""
+        lost = self._settle(records, lambda ch, tag, many: ch.basic_ack(tag, multiple=many))
+        if lost:
+            raise BrokerUnavailable(
+                f"queue {self._queue_key!r}: the connection these {lost} message(s) came on "
+                "was lost before they were acked; RabbitMQ will deliver them again"
+            )
+
+    def retry(self, records: Sequence[SourceRecord]) -> None:
+        # Messages of a lost connection are back in the queue already: nothing to do for them.
+        self._settle(
+            records, lambda ch, tag, many: ch.basic_nack(tag, multiple=many, requeue=True)
+        )
+
+    def lag_s(self) -> float | None:
+        with self._cond:
+            if not self._buffer:
+                return 0.0
+            stamp = self._buffer[0].properties.timestamp
+        return max(0.0, time.time() - stamp) if stamp else None
+
+    def close(self) -> None:
+        self._closing.set()
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(lambda: None)  # wake the IO thread up
+            except _PIKA_ERRORS:
+                pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    # -- settling (acks and nacks) in the IO thread ---------------------------------------
+
+    def _settle(
+        self,
+        records: Sequence[SourceRecord],
+        send: Callable[[BlockingChannel, int, bool], None],
+    ) -> int:
+        with self._cond:
+            generation, connection = self._generation, self._connection
+        tags: list[int] = []
+        lost = 0
+        for record in records:
+            held = self._inflight.pop(record.id, None)
+            if held is None:
+                continue
+            if held[0] == generation and connection is not None:
+                tags.append(held[1])
+            else:
+                lost += 1
+        if not tags:
+            return lost
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def settle() -> None:
+            try:
+                if self._generation == generation and self._channel is not None:
+                    self._send_settlements(self._channel, tags, send)
+                else:
+                    failure.append(BrokerUnavailable("connection lost"))
+            except BaseException as exc:  # reported to the waiting caller, not swallowed
+                failure.append(exc)
+            finally:
+                done.set()
+
+        try:
+            assert connection is not None
+            connection.add_callback_threadsafe(settle)
+        except _PIKA_ERRORS:
+            return lost + len(tags)
+        while not done.wait(0.5):
+            with self._cond:
+                if self._generation != generation or self._connection is None:
+                    return lost + len(tags)
+        return lost + (len(tags) if failure else 0)
+
+    def _send_settlements(
+        self,
+        channel: BlockingChannel,
+        tags: list[int],
+        send: Callable[[BlockingChannel, int, bool], None],
+    ) -> None:
+        # One frame with multiple=True settles the longest run of oldest outstanding tags;
+        # the rest go one frame each (no round trip: acks have no reply in AMQP 0-9-1).
+        wanted = set(tags)
+        upto = None
+        for tag in self._outstanding:
+            if tag not in wanted:
+                break
+            upto = tag
+        if upto is not None:
+            send(channel, upto, True)
+            while self._outstanding and next(iter(self._outstanding)) <= upto:
+                wanted.discard(self._outstanding.popitem(last=False)[0])
+        for tag in sorted(wanted):
+            send(channel, tag, False)
+            self._outstanding.pop(tag, None)
+
+    # -- the IO thread ---------------------------------------------------------------------
+
+    _channel: BlockingChannel | None = None
+    _outstanding: OrderedDict[int, None]
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._closing.is_set():
+            connection = None
+            try:
+                connection = pika.BlockingConnection(self._params)
+                channel = connection.channel()
+                channel.queue_declare(self._location.queue, passive=True)
+                channel.basic_qos(prefetch_count=self._prefetch)
+                self._outstanding = OrderedDict()
+                self._channel = channel
+                with self._cond:
+                    self._generation += 1
+                channel.basic_consume(self._location.queue, self._on_message)
+                with self._cond:
+                    self._connection = connection
+                    self._cond.notify_all()
+                backoff = 0.2
+                while not self._closing.is_set():
+                    connection.process_data_events(time_limit=0.5)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                self._lost(exc, connection)
+                if exc.reply_code == 404:
+                    with self._cond:
+                        self._fatal = NotFound(
+                            f"queue {self._location.queue!r} does not exist in vhost "
+                            f"{self._location.vhost!r}"
+                        )
+                        self._cond.notify_all()
+                    return
+            except _PIKA_ERRORS as exc:
+                self._lost(exc, connection)
+            else:
+                self._lost(None, connection)
+                return
+            self._closing.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _lost(self, exc: BaseException | None, connection: BlockingConnection | None) -> None:
+        with self._cond:
+            self._connection = None
+            self._channel = None
+            self._generation += 1  # everything delivered on the old connection is stale
+            self._buffer.clear()
+            self._error = f"RabbitMQ connection lost: {exc!r}" if exc else "closed"
+            self._cond.notify_all()
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except _PIKA_ERRORS:
+                pass
+
+    def _on_message(
+        self, _: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        tag = method.delivery_tag
+        self._outstanding[tag] = None
+        delivery = _Delivery(self._generation, tag, bool(method.redelivered), props, body)
+        with self._cond:
+            self._buffer.append(delivery)
+            if len(self._buffer) == 1:
+                self._cond.notify_all()
+
+    # -- the record --------------------------------------------------------------------------
+
+    def _record(self, delivery: _Delivery) -> SourceRecord:
+        props, body = delivery.properties, delivery.body
+        record_id = props.message_id or "sha-" + hashlib.blake2b(body, digest_size=12).hexdigest()
+        base, n = record_id, 1
+        while record_id in self._inflight:  # two identical messages in flight at once
+            n += 1
+            record_id = f"{base}#{n}"
+        encoded = base64.b64encode(body).decode("ascii")
+        record = {
+            "basicProperties": {
+                "contentType": props.content_type,
+                "contentEncoding": props.content_encoding,
+                "headers": _headers(props.headers) if props.headers else None,
+                "deliveryMode": props.delivery_mode,
+                "priority": props.priority,
+                "correlationId": props.correlation_id,
+                "replyTo": props.reply_to,
+                "expiration": props.expiration,
+                "messageId": props.message_id,
+                "timestamp": _java_date(props.timestamp),
+                "type": props.type,
+                "userId": props.user_id,
+                "appId": props.app_id,
+                "clusterId": props.cluster_id,
+                "bodySize": len(body),
+            },
+            "redelivered": delivery.redelivered,
+            "data": encoded,
+        }
+        size = len(orjson.dumps(record))
+        arrival = float(props.timestamp) if props.timestamp else time.time()
+        return SourceRecord(id=record_id, data=body, record=record, size=size, arrival=arrival)
+
+
+def _headers(value: Any) -> Any:
+    """AMQP table values as Lambda shows them: strings as {"bytes": [...]}, the rest as JSON."""
+    if isinstance(value, dict):
+        return {str(k): _headers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_headers(v) for v in value]
+    if isinstance(value, str):
+        return {"bytes": list(value.encode())}
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": list(value)}
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return _java_date(int(value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()))
+    return value
+
+
+def _java_date(stamp: int | None) -> str | None:
+    """An AMQP timestamp the way Lambda renders it: "Jan 1, 1970, 12:33:41 AM" (UTC)."""
+    if not stamp:
+        return None
+    moment = datetime.fromtimestamp(stamp, tz=timezone.utc)
+    hour = moment.hour % 12 or 12
+    return (
+        f"{moment.strftime('%b')} {moment.day}, {moment.year}, "
+        f"{hour}:{moment.strftime('%M:%S')} {'AM' if moment.hour < 12 else 'PM'}"
+    )

@@ -1,0 +1,337 @@
+"""The RabbitMQ queue source against a real broker: rmq shape, manual acks, requeue, outages."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pika
+import pytest
+import redis
+
+from broker_adapters.sources import Source, open_source
+from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
+
+
+class CuttableProxy:
+    """A TCP proxy between the source and RabbitMQ that a test can cut and restore."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        self.stopped = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self.lock:
+                self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def sever(self) -> None:
+        self.cut.set()
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.cut.clear()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sever()
+        self.listener.close()
+
+
+@pytest.fixture
+def store(redis_url) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def channel(amqp_url):
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = connection.channel()
+    ch.confirm_delivery()
+    yield ch
+    connection.close()
+
+
+@pytest.fixture
+def queue(channel, unique) -> Iterator[str]:
+    name = f"test-src-{unique}"
+    channel.queue_declare(name, durable=True)
+    yield name
+    channel.queue_delete(name)
+
+
+def _uri(amqp_url: str, queue: str, port: int | None = None) -> str:
+    parts = urlsplit(amqp_url)
+    host = f"{parts.hostname}:{port or parts.port or 5672}"
+    return f"amqp://{parts.username}:{parts.password}@{host}{parts.path or '/%2F'}/{queue}"
+
+
+def _open(amqp_url, store, queue, unique, port=None, **options) -> Source:
+    return open_source(
+        _uri(amqp_url, queue, port),
+        mapping_id=f"m-{unique}",
+        redis=store,
+        prefix=f"t-{unique}",
+        options={"consumer": "c1", **options},
+    )
+
+
+def _publish(channel, queue, bodies, **props) -> None:
+    for body in bodies:
+        channel.basic_publish("", queue, body, pika.BasicProperties(**props))
+
+
+def _depth(channel, queue) -> tuple[int, int]:
+    ok = channel.queue_declare(queue, passive=True).method
+    return ok.message_count, ok.consumer_count
+
+
+def test_records_have_lambdas_rmq_shape(amqp_url, store, channel, queue, unique):
+    _publish(channel, queue, [b'{"pizza": 1}'], content_type="application/json",
+             headers={"h1": "value1", "n": 10}, delivery_mode=2, priority=3,
+             message_id="msg-1", timestamp=2021, correlation_id="c-9")
+    source = _open(amqp_url, store, queue, unique)
+    try:
+        [record] = source.read(10, 5.0)
+        assert record.id == "msg-1"
+        assert record.data == b'{"pizza": 1}'
+        props = record.record["basicProperties"]
+        assert props["contentType"] == "application/json"
+        assert props["headers"] == {"h1": {"bytes": list(b"value1")}, "n": 10}
+        assert props["deliveryMode"] == 2 and props["priority"] == 3
+        assert props["messageId"] == "msg-1" and props["correlationId"] == "c-9"
+        assert props["timestamp"] == "Jan 1, 1970, 12:33:41 AM"
+        assert props["bodySize"] == len(record.data)
+        assert props["contentEncoding"] is None and props["replyTo"] is None
+        assert record.record["redelivered"] is False
+        assert base64.b64decode(record.record["data"]) == b'{"pizza": 1}'
+        event = source.event([record])
+        assert event["eventSource"] == "aws:rmq"
+        assert event["eventSourceArn"].startswith("arn:aws:mq:")
+        assert event["rmqMessagesByQueue"] == {f"{queue}::/": [record.record]}
+        assert source.ordered is False and source.kind == "queue"
+        source.commit([record])
+    finally:
+        source.close()
+
+
+def test_ten_thousand_messages_arrive_with_none_missing(amqp_url, store, channel, queue, unique):
+    fast = channel.connection.channel()  # no publisher confirms: this is only the setup
+    for i in range(10_000):
+        fast.basic_publish("", queue, str(i).encode())
+    source = _open(amqp_url, store, queue, unique, prefetch=2000)
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 90
+        while len(seen) < 10_000 and time.monotonic() < deadline:
+            batch = source.read(100, 1.0)
+            seen.extend(int(r.data) for r in batch)
+            source.commit(batch)
+        assert sorted(seen) == list(range(10_000))
+        assert source.read(100, 0.2) == []
+    finally:
+        source.close()
+    assert _depth(channel, queue)[0] == 0
+
+
+def test_identical_messages_in_flight_get_distinct_ids(amqp_url, store, channel, queue, unique):
+    _publish(channel, queue, [b"same", b"same", b"other"])
+    source = _open(amqp_url, store, queue, unique)
+    try:
+        records = []
+        while len(records) < 3:
+            records += source.read(10, 2.0)
+        assert len({r.id for r in records}) == 3
+        source.commit(records)
+    finally:
+        source.close()
+
+
+def test_uncommitted_messages_come_back_when_the_source_dies(
+    amqp_url, store, channel, queue, unique
+):
+    _publish(channel, queue, [str(i).encode() for i in range(30)])
+    source = _open(amqp_url, store, queue, unique)
+    got = []
+    while len(got) < 30:
+        got += source.read(30, 2.0)
+    source.commit(got[:10])
+    source.close()  # 20 read but never committed
+
+    again = _open(amqp_url, store, queue, unique)
+    try:
+        back = []
+        while len(back) < 20:
+            batch = again.read(30, 2.0)
+            assert batch, "uncommitted messages did not come back"
+            back += batch
+        assert sorted(int(r.data) for r in back) == sorted(int(r.data) for r in got[10:])
+        assert all(r.record["redelivered"] for r in back)
+        assert again.read(30, 0.3) == []
+        again.commit(back)
+    finally:
+        again.close()
+
+
+def test_retry_requeues_only_the_failed_records(amqp_url, store, channel, queue, unique):
+    _publish(channel, queue, [str(i).encode() for i in range(10)])
+    source = _open(amqp_url, store, queue, unique)
+    try:
+        batch = []
+        while len(batch) < 10:
+            batch += source.read(10, 2.0)
+        failed = [r for r in batch if int(r.data) in (3, 7)]
+        source.commit([r for r in batch if r not in failed])
+        source.retry(failed)
+
+        again = source.read(10, 5.0)
+        while len(again) < 2:
+            more = source.read(10, 2.0)
+            assert more
+            again += more
+
+        assert sorted(int(r.data) for r in again) == [3, 7]
+        assert sorted(r.id for r in again) == sorted(r.id for r in failed)
+        assert all(r.record["redelivered"] for r in again)
+        source.commit(again)
+        assert source.read(10, 0.3) == []
+    finally:
+        source.close()
+    assert _depth(channel, queue)[0] == 0
+
+
+def test_prefetch_bounds_what_one_source_holds(amqp_url, store, channel, queue, unique):
+    _publish(channel, queue, [b"x"] * 50)
+    source = _open(amqp_url, store, queue, unique, prefetch=20)
+    try:
+        held = []
+        deadline = time.monotonic() + 10
+        while len(held) < 20 and time.monotonic() < deadline:
+            held += source.read(50, 0.5)
+        time.sleep(0.5)
+        held += source.read(50, 0.2)
+        assert len(held) == 20  # nothing beyond the window until some are acked
+        source.commit(held)
+        assert len(source.read(50, 5.0)) > 0
+    finally:
+        source.close()
+
+
+def test_connection_loss_is_broker_unavailable_and_unacked_messages_return(
+    amqp_url, store, channel, queue, unique
+):
+    parts = urlsplit(amqp_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
+    _publish(channel, queue, [str(i).encode() for i in range(200)])
+    source = _open(amqp_url, store, queue, unique, port=proxy.port, prefetch=50)
+    try:
+        held = []
+        while len(held) < 50:
+            held += source.read(50, 2.0)
+        source.commit(held[:20])
+        time.sleep(0.5)  # let the acks pass the proxy before cutting it
+
+        # When: the network to the broker is cut for a while.
+        proxy.sever()
+        with pytest.raises(BrokerUnavailable):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                source.read(10, 0.5)
+        with pytest.raises(BrokerUnavailable, match="deliver them again"):
+            source.commit(held[20:])  # their connection is gone: they were not acked
+        time.sleep(2)
+        proxy.restore()
+
+        # Then: every message not acked comes back, and the acked ones do not.
+        seen = []
+        deadline = time.monotonic() + 60
+        while len(seen) < 180 and time.monotonic() < deadline:
+            try:
+                batch = source.read(100, 1.0)
+            except BrokerUnavailable:
+                continue
+            seen += [int(r.data) for r in batch]
+            source.commit(batch)
+        done_before = {int(r.data) for r in held[:20]}
+        assert sorted(seen) == sorted(set(range(200)) - done_before)
+    finally:
+        source.close()
+        proxy.close()
+
+
+def test_a_missing_queue_is_not_found(amqp_url, store, unique):
+    with pytest.raises(NotFound, match="does not exist"):
+        _open(amqp_url, store, f"missing-{uuid.uuid4().hex}", unique)
+
+
+def test_an_unreachable_broker_is_broker_unavailable(store, unique):
+    port = socket.create_server(("127.0.0.1", 0))
+    free = port.getsockname()[1]
+    port.close()
+    with pytest.raises(BrokerUnavailable):
+        open_source(f"amqp://guest:guest@127.0.0.1:{free}/%2F/q", mapping_id=unique,
+                    redis=store, prefix="t", options={"consumer": "c"})
+
+
+@pytest.mark.parametrize(
+    "uri", ["amqp://h/q", "amqp://h:5672/%2F/", "amqp://h/%2F/q/extra", "amqp://h:x/%2F/q"]
+)
+def test_bad_queue_uris_say_what_a_good_one_looks_like(store, unique, uri):
+    with pytest.raises(InvalidParameter, match="VHOST/QUEUE"):
+        open_source(uri, mapping_id=unique, redis=store, prefix="t")
+
+
+def test_close_leaves_no_thread_behind(amqp_url, store, queue, unique):
+    before = {t.name for t in threading.enumerate()}
+    source = _open(amqp_url, store, queue, unique)
+    source.close()
+    assert {t.name for t in threading.enumerate()} <= before
