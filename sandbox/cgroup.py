@@ -1,0 +1,192 @@
+"""Per-sandbox control groups: a memory ceiling, a process ceiling, a peak reading and a kill.
+
+Each sandbox gets its own group, nested under the caller's own group in each hierarchy (never
+moved out of the tree the caller was placed in). cgroup v2 is used when the caller's group
+delegates the memory and pids controllers to its children; otherwise cgroup v1's memory and pids
+hierarchies when they are mounted and writable; otherwise there is no cgroup (rlimits only).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+
+_ROOT = "/sys/fs/cgroup"
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _keyed(path: str, key: str) -> int:
+    """A `key value` line of a flat keyed file (memory.events, memory.oom_control)."""
+    try:
+        for line in _read(path).splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class CgroupParent:
+    """Where sandbox groups can be created: `version` 1 (memory_dir, pids_dir) or 2 (one dir)."""
+
+    version: int
+    memory_dir: str
+    pids_dir: str
+
+    @classmethod
+    def detect(cls, root: str = _ROOT, self_cgroup: str | None = None) -> CgroupParent | None:
+        """The caller's own groups, if sandbox groups can be made below them; else None."""
+        if self_cgroup is None:
+            try:
+                self_cgroup = _read("/proc/self/cgroup")
+            except OSError:
+                return None
+        paths: dict[str, str] = {}
+        for line in self_cgroup.splitlines():
+            _, controllers, path = line.split(":", 2)
+            for name in controllers.split(",") if controllers else ["(v2)"]:
+                paths[name] = path
+        for candidate in cls._candidates(root, paths):
+            if candidate._usable():
+                return candidate
+        return None
+
+    @classmethod
+    def _candidates(cls, root: str, paths: dict[str, str]) -> list[CgroupParent]:
+        found = []
+        if "(v2)" in paths:
+            for mount in (root, os.path.join(root, "unified")):
+                v2 = mount + paths["(v2)"].rstrip("/")
+                if os.path.exists(os.path.join(v2, "cgroup.subtree_control")):
+                    found.append(cls(2, v2, v2))
+                    break
+        if "memory" in paths and "pids" in paths:
+            memory = os.path.join(root, "memory") + paths["memory"].rstrip("/")
+            pids = os.path.join(root, "pids") + paths["pids"].rstrip("/")
+            found.append(cls(1, memory, pids))
+        return found
+
+    def _usable(self) -> bool:
+        if self.version == 2:
+            try:
+                delegated = _read(os.path.join(self.memory_dir, "cgroup.subtree_control")).split()
+            except OSError:
+                return False
+            if not {"memory", "pids"} <= set(delegated):
+                return False
+        return all(os.access(d, os.W_OK) for d in {self.memory_dir, self.pids_dir})
+
+    def create(self, memory_bytes: int, max_pids: int) -> Cgroup:
+        name = f"warren-sbx-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+        dirs = [os.path.join(d, name) for d in dict.fromkeys((self.memory_dir, self.pids_dir))]
+        group = Cgroup(self.version, dirs[0], dirs[-1])
+        try:
+            for d in dirs:
+                os.mkdir(d, 0o755)
+            if self.version == 2:
+                _write(os.path.join(group.memory_dir, "memory.max"), str(memory_bytes))
+                _write(os.path.join(group.memory_dir, "memory.swap.max"), "0")
+            else:
+                _write(os.path.join(group.memory_dir, "memory.limit_in_bytes"), str(memory_bytes))
+                memsw = os.path.join(group.memory_dir, "memory.memsw.limit_in_bytes")
+                if os.path.exists(memsw):
+                    _write(memsw, str(memory_bytes))
+            _write(os.path.join(group.pids_dir, "pids.max"), str(max_pids))
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+
+class Cgroup:
+    """One sandbox's group(s); `procs_files` is what the child writes its pid into."""
+
+    def __init__(self, version: int, memory_dir: str, pids_dir: str) -> None:
+        self.version = version
+        self.memory_dir = memory_dir
+        self.pids_dir = pids_dir
+        self._oom_base = self._oom_kills()
+
+    @property
+    def procs_files(self) -> list[str]:
+        dirs = dict.fromkeys((self.memory_dir, self.pids_dir))
+        return [os.path.join(d, "cgroup.procs") for d in dirs]
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in _read(os.path.join(self.pids_dir, "cgroup.procs")).split()]
+        except OSError:
+            return []
+
+    def kill_all(self, timeout: float = 5.0) -> bool:
+        """SIGKILL every process in the group until it is empty; False if it would not empty."""
+        if self.version == 2:
+            try:
+                _write(os.path.join(self.memory_dir, "cgroup.kill"), "1")
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return True
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+
+    def peak_bytes(self) -> int:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        try:
+            return int(_read(os.path.join(self.memory_dir, name)))
+        except (OSError, ValueError):
+            return 0
+
+    def _oom_kills(self) -> int:
+        if self.version == 2:
+            return _keyed(os.path.join(self.memory_dir, "memory.events"), "oom_kill")
+        return _keyed(os.path.join(self.memory_dir, "memory.oom_control"), "oom_kill")
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer struck in this group since the last `reset`."""
+        return self._oom_kills() > self._oom_base
+
+    def reset(self) -> None:
+        self._oom_base = self._oom_kills()
+        if self.version == 1:
+            try:
+                _write(os.path.join(self.memory_dir, "memory.max_usage_in_bytes"), "0")
+            except OSError:
+                pass
+
+    def remove(self) -> None:
+        for d in dict.fromkeys((self.memory_dir, self.pids_dir)):
+            for _ in range(200):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        break
+                    time.sleep(0.005)  # the last processes are still being reaped

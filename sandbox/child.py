@@ -1,0 +1,126 @@
+"""The child side of a spawn: isolate this process, then hand over to the runtime.
+
+Runs in the freshly forked (or freshly exec'd) child, as root when the caller is root: new
+session, join the sandbox's cgroups, rlimits, fds 0-3 only, drop to the sandbox's uid, scrub the
+environment, then serve. Standard library only (see protocol.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+CTRL_FD = 3
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_RLIMITS = {
+    "nofile": resource.RLIMIT_NOFILE,
+    "fsize": resource.RLIMIT_FSIZE,
+    "core": resource.RLIMIT_CORE,
+    "nproc": resource.RLIMIT_NPROC,
+    "as": resource.RLIMIT_AS,
+}
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(option, value, 0, 0, 0)
+
+
+def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+    """Isolate the current process per `spec` and serve; never returns."""
+    code = 0
+    try:
+        _isolate(spec, ctrl_fd, log_fd, parent_pid)
+        from sandbox.runtime import Runtime
+
+        init_error = _enter_code_dir(spec)
+        sock = socket.socket(fileno=CTRL_FD)
+        Runtime(sock, spec["handler"], init_error, spec["arn"]).serve()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        code = 70
+    os._exit(code)
+
+
+def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Python's default: EFBIG, not a dead process
+    signal.set_wakeup_fd(-1)
+    os.setsid()
+    pid = str(os.getpid())
+    for procs in spec["cgroup_procs"]:
+        with open(procs, "w") as f:
+            f.write(pid)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.dup2(ctrl_fd, CTRL_FD)
+    os.closerange(CTRL_FD + 1, 1 << 16)
+    for name, value in spec["rlimits"].items():
+        resource.setrlimit(_RLIMITS[name], (value, value))
+    uid = spec.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    # Set after the uid change, which clears it; then make sure the parent was not already gone.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    os.umask(0o077)
+    os.environ.clear()
+    os.environ.update(spec["env"])
+
+
+def _enter_code_dir(spec: dict[str, Any]) -> str | None:
+    code_dir = spec["code_dir"]
+    sys.path[:] = [code_dir] + [p for p in sys.path if p and p != _OWN_DIR]
+    for name in [m for m in sys.modules if m == "sandbox" or m.startswith("sandbox.")]:
+        del sys.modules[name]  # a handler may ship its own module named `sandbox`
+    try:
+        os.chdir(code_dir)
+        os.listdir(code_dir)
+    except OSError as exc:
+        who = f"uid {os.getuid()}"
+        return f"code directory {code_dir} is not readable by the sandbox user ({who}): {exc}"
+    return None
+
+
+def kill_uid(uid: int, rounds: int = 2000) -> None:
+    """Become `uid` and SIGKILL every process it owns until none is left; never returns.
+
+    kill(-1) reaches every process the caller may signal, including ones that called setsid or
+    double-forked; with a uid of its own per sandbox that is exactly the sandbox's processes.
+    """
+    try:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        for _ in range(rounds):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                os._exit(0)
+            time.sleep(0.0005)  # let the reaper collect the zombies that kill(-1) still counts
+    except BaseException:
+        os._exit(1)
+    os._exit(2)
+
+
+def exec_main() -> None:
+    """Entry point of a freshly exec'd child (the no-fork-server launcher)."""
+    spec = json.loads(sys.argv[1])
+    enter(spec, int(sys.argv[2]), int(sys.argv[3]), os.getppid())

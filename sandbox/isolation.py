@@ -1,0 +1,115 @@
+"""What a sandbox is held to, and which of it this caller can actually enforce.
+
+`Isolation` holds the knobs beyond Lambda's memory and timeout (all with Lambda's values by
+default) and chooses the mechanisms: a cgroup where one can be made, else rlimits; a uid of the
+sandbox's own when the caller is root. `Enforcement` says what was chosen and lists what is not
+enforced; `Isolation.resolve` logs that list once per process, so an operator sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from sandbox.cgroup import CgroupParent
+from sandbox.forkserver import Launcher
+from sandbox.uidpool import UidPool
+
+log = logging.getLogger("sandbox")
+
+# Room the interpreter itself needs on top of the function's memory under RLIMIT_AS: the
+# address space counts shared libraries and arena reservations that use no memory.
+AS_HEADROOM_MB = 256
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    memory: str  # "cgroup-v1", "cgroup-v2" or "rlimit-as"
+    processes: str  # "cgroup-pids+rlimit-nproc", "cgroup-pids", "rlimit-nproc" or "none"
+    kill: str  # "cgroup+uid", "cgroup", "uid" or "process-group"
+    user: str  # "own-uid" (a uid of its own per sandbox) or "caller"
+    unenforced: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        text = (
+            f"memory={self.memory} processes={self.processes} kill={self.kill} user={self.user}"
+        )
+        if self.unenforced:
+            text += "; NOT enforced: " + "; ".join(self.unenforced)
+        return text
+
+
+@dataclass
+class Isolation:
+    """Knobs and mechanisms; `None` means: decide from the caller's privileges."""
+
+    use_cgroups: bool | None = None
+    own_uid: bool | None = None
+    max_procs: int = 1024  # Lambda's processes + threads
+    max_open_files: int = 1024
+    max_file_mb: int = 512  # Lambda's default /tmp size, as a per-file ceiling
+    log_cap_bytes: int = 1 << 20
+    init_timeout_s: float = 10.0  # Lambda's on-demand init limit
+    launcher: Launcher | None = None
+    uid_pool: UidPool | None = None
+    cgroup_parent: CgroupParent | None = field(default=None, repr=False)
+
+    _warned: ClassVar[set[str]] = set()
+    _warned_lock: ClassVar[threading.Lock] = threading.Lock()
+    _detected: ClassVar[tuple[CgroupParent | None] | None] = None
+
+    def resolve(self) -> tuple[Enforcement, CgroupParent | None, bool]:
+        """(what is enforced, where to make cgroups or None, whether to use an own uid)."""
+        root = os.geteuid() == 0
+        own_uid = root if self.own_uid is None else self.own_uid
+        if own_uid and not root:
+            own_uid = False
+        parent = self.cgroup_parent
+        if parent is None and self.use_cgroups is not False:
+            parent = self._detect_cgroups()
+        if self.use_cgroups is False:
+            parent = None
+        unenforced = []
+        memory = f"cgroup-v{parent.version}" if parent else "rlimit-as"
+        if parent is None:
+            unenforced.append("memory is an address-space rlimit, not a cgroup (none writable)")
+        procs = [p for p, on in (("cgroup-pids", parent), ("rlimit-nproc", own_uid)) if on]
+        if not procs:
+            unenforced.append("process limit (needs a writable pids cgroup or root)")
+        kill = "+".join(k for k, on in (("cgroup", parent), ("uid", own_uid)) if on)
+        if not kill:
+            unenforced.append(
+                "descendants that leave the process group (setsid) survive a kill "
+                "(needs a writable cgroup or root)"
+            )
+        if not own_uid:
+            unenforced.append("handlers run as the caller's own user (needs root)")
+        enforcement = Enforcement(
+            memory=memory,
+            processes="+".join(procs) or "none",
+            kill=kill or "process-group",
+            user="own-uid" if own_uid else "caller",
+            unenforced=tuple(unenforced),
+        )
+        self._warn_once(enforcement)
+        return enforcement, parent, own_uid
+
+    @classmethod
+    def _detect_cgroups(cls) -> CgroupParent | None:
+        if cls._detected is None:
+            cls._detected = (CgroupParent.detect(),)
+        return cls._detected[0]
+
+    @classmethod
+    def _warn_once(cls, enforcement: Enforcement) -> None:
+        if not enforcement.unenforced:
+            return
+        text = enforcement.describe()
+        with cls._warned_lock:
+            if text in cls._warned:
+                return
+            cls._warned.add(text)
+        log.warning("sandbox limits: %s", text)

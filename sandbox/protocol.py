@@ -1,0 +1,108 @@
+"""The wire between the caller and a sandbox child: length-prefixed frames, stdlib only.
+
+The child never imports msgpack or orjson: a handler that bundles its own copy of either must get
+its own, so everything the child loads before the handler is standard library. Each frame is a
+4-byte big-endian length followed by a fixed struct header and raw byte fields.
+
+    request  (caller -> child):  "I" + deadline_epoch_ms(d) + len(id)(H) + id + payload JSON
+    ready    (child -> caller):  "R" + VERSION(B) + init_ms(d) + ok(B) + error JSON
+    response (child -> caller):  "O" + ok(B) + duration_ms(d) + max_rss_kb(Q)
+                                 + len(error_type)(H) + error_type + body JSON
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+VERSION = 1
+LENGTH = struct.Struct(">I")
+REQUEST = struct.Struct(">cdH")
+READY = struct.Struct(">cBdB")
+RESPONSE = struct.Struct(">cBdQH")
+
+
+def pack_request(request_id: str, deadline_epoch_ms: float, payload: bytes) -> bytes:
+    rid = request_id.encode()
+    body_len = REQUEST.size + len(rid) + len(payload)
+    return b"".join(
+        (LENGTH.pack(body_len), REQUEST.pack(b"I", deadline_epoch_ms, len(rid)), rid, payload)
+    )
+
+
+def unpack_request(frame: bytes) -> tuple[str, float, bytes]:
+    _, deadline, rid_len = REQUEST.unpack_from(frame)
+    start = REQUEST.size
+    return frame[start : start + rid_len].decode(), deadline, frame[start + rid_len :]
+
+
+def pack_ready(init_ms: float, error_json: bytes | None) -> bytes:
+    body = READY.pack(b"R", VERSION, init_ms, error_json is None) + (error_json or b"")
+    return LENGTH.pack(len(body)) + body
+
+
+def unpack_ready(frame: bytes) -> tuple[int, float, bytes | None]:
+    _, version, init_ms, ok = READY.unpack_from(frame)
+    return version, init_ms, None if ok else frame[READY.size :]
+
+
+def pack_response(
+    ok: bool, duration_ms: float, max_rss_kb: int, error_type: str, body: bytes
+) -> bytes:
+    etype = error_type.encode()
+    head = RESPONSE.pack(b"O", ok, duration_ms, max_rss_kb, len(etype))
+    return b"".join((LENGTH.pack(len(head) + len(etype) + len(body)), head, etype, body))
+
+
+def unpack_response(frame: bytes) -> tuple[bool, float, int, str, bytes]:
+    _, ok, duration_ms, max_rss_kb, etype_len = RESPONSE.unpack_from(frame)
+    start = RESPONSE.size
+    etype = frame[start : start + etype_len].decode()
+    return bool(ok), duration_ms, max_rss_kb, etype, frame[start + etype_len :]
+
+
+class FrameReader:
+    """Accumulates bytes from a non-blocking stream and yields whole frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def frame(self) -> bytes | None:
+        if len(self._buf) < LENGTH.size:
+            return None
+        (size,) = LENGTH.unpack_from(self._buf)
+        end = LENGTH.size + size
+        if len(self._buf) < end:
+            return None
+        frame = bytes(self._buf[LENGTH.size : end])
+        del self._buf[:end]
+        return frame
+
+
+def recv_frame(sock: socket.socket) -> bytes | None:
+    """Blocking read of one frame; None on end of stream (used by the child)."""
+    head = _recv_exact(sock, LENGTH.size)
+    if head is None:
+        return None
+    (size,) = LENGTH.unpack(head)
+    return _recv_exact(sock, size)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    if size == 0:
+        return b""
+    first = sock.recv(size)
+    if len(first) == size:
+        return first
+    if not first:
+        return None
+    buf = bytearray(first)
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)

@@ -1,0 +1,458 @@
+"""`Sandbox`: one function's warm child process, invoked over a socket under Lambda's limits.
+
+The child is forked by the shared template process (forkserver.py), isolates itself (child.py)
+and imports the handler once; each `invoke` then sends one request frame and waits, on one epoll
+set, for the response, the child's output and its exit, until the deadline. A timeout, an
+out-of-memory kill or a crash kills the child with every process it started and discards it; the
+next `invoke` starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from sandbox import protocol
+from sandbox.cgroup import Cgroup
+from sandbox.environment import lambda_environment
+from sandbox.forkserver import ChildProcess, ForkServer, Launcher
+from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
+from sandbox.logbuffer import LogBuffer
+from sandbox.outcome import Outcome, billed, end_lines, start_line
+from sandbox.uidpool import UidLease, UidPool
+from warren.errors import InvalidParameter, SandboxError
+
+MB = 1024 * 1024
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+_EXITED, _TIMEOUT = "exited", "timeout"
+
+
+class Sandbox:
+    """Runs `handler` ("module.function") from `code_dir` in an isolated, reusable child.
+
+    Thread-safe across Sandbox objects; one Sandbox serves one invocation at a time.
+    """
+
+    def __init__(
+        self,
+        code_dir: str | os.PathLike[str],
+        handler: str,
+        memory_mb: int = 128,
+        timeout_s: float = 3,
+        env: Mapping[str, str] | None = None,
+        *,
+        function_name: str | None = None,
+        function_version: str = "$LATEST",
+        invoked_function_arn: str | None = None,
+        region: str = "us-east-1",
+        isolation: Isolation | None = None,
+    ) -> None:
+        self.code_dir = os.path.abspath(code_dir)
+        if not os.path.isdir(self.code_dir):
+            raise InvalidParameter(f"code directory {self.code_dir} does not exist")
+        if not isinstance(memory_mb, int) or memory_mb < 32:
+            raise InvalidParameter(f"memory must be a whole number of MB >= 32, not {memory_mb!r}")
+        if not timeout_s > 0:
+            raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
+        self.handler = handler
+        self.memory_mb = memory_mb
+        self.timeout_s = float(timeout_s)
+        self.function_name = function_name or os.path.basename(self.code_dir) or "function"
+        self.function_version = function_version
+        self.region = region
+        self.invoked_function_arn = invoked_function_arn or (
+            f"arn:aws:lambda:{region}:000000000000:function:{self.function_name}"
+        )
+        self._env = dict(env or {})
+        self._iso = isolation or Isolation()
+        enforcement, self._cg_parent, self._own_uid = self._iso.resolve()
+        self.enforcement: Enforcement = enforcement
+        self._launcher: Launcher = self._iso.launcher or ForkServer.shared()
+        self._lock = threading.Lock()
+        self._epoll = select.epoll()
+        self._closed = False
+        self._tmp_dir: str | None = None
+        self._uid: UidLease | None = None
+        self._cgroup: Cgroup | None = None
+        self._child: ChildProcess | None = None
+        self._ctrl: socket.socket | None = None
+        self._log_r = -1
+        self._reader = protocol.FrameReader()
+        self._awaiting_ready = False
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """False once the child died or was discarded; the next invoke starts a new one."""
+        child = self._child
+        return child is not None and not select.select([child.fileno()], [], [], 0)[0]
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def uid(self) -> int | None:
+        """The sandbox's own uid, when it runs as one."""
+        return self._uid.uid if self._uid is not None else None
+
+    @property
+    def cgroup(self) -> Cgroup | None:
+        return self._cgroup
+
+    @property
+    def tmp_dir(self) -> str | None:
+        return self._tmp_dir
+
+    def start(self) -> None:
+        """Start the child now (init runs in the background) instead of on the first invoke."""
+        with self._lock:
+            if not self.alive:
+                self._spawn()
+
+    def invoke(
+        self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
+    ) -> Outcome:
+        """Run the handler once. `payload` is the event already as JSON bytes."""
+        if payload is None:
+            payload = orjson.dumps(event)
+        rid = request_id or str(uuid.uuid4())
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this sandbox is closed")
+            if not self.alive:
+                self._discard()
+                self._spawn()
+            logs = LogBuffer(self._iso.log_cap_bytes)
+            init_ms: float | None = None
+            if self._awaiting_ready:
+                early = self._await_ready(rid, logs)
+                if isinstance(early, Outcome):
+                    return early
+                init_ms = early
+            return self._invoke(rid, payload, logs, init_ms)
+
+    def close(self) -> None:
+        """Kill everything the sandbox started and remove its tmp dir; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._discard()
+            if self._cgroup is not None:
+                self._cgroup.remove()
+                self._cgroup = None
+            if self._uid is not None:
+                self._uid.release()
+                self._uid = None
+            if self._tmp_dir is not None:
+                shutil.rmtree(self._tmp_dir, ignore_errors=True)
+                self._tmp_dir = None
+            self._epoll.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        self._prepare()
+        ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_r, log_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._child = self._launcher.spawn(self._spec(), ctrl_child.fileno(), log_w)
+        except BaseException:
+            ctrl.close()
+            os.close(log_r)
+            raise
+        finally:
+            ctrl_child.close()
+            os.close(log_w)
+        ctrl.setblocking(False)
+        os.set_blocking(log_r, False)
+        self._ctrl, self._log_r = ctrl, log_r
+        self._reader = protocol.FrameReader()
+        for fd in (ctrl.fileno(), log_r, self._child.fileno()):
+            self._epoll.register(fd, select.EPOLLIN)
+        self._awaiting_ready = True
+
+    def _prepare(self) -> None:
+        """The parts that outlive one child: uid lease, tmp dir, cgroup (as Lambda keeps /tmp)."""
+        if self._own_uid and self._uid is None:
+            self._uid = (self._iso.uid_pool or UidPool.shared()).acquire()
+        if self._tmp_dir is None:
+            self._tmp_dir = tempfile.mkdtemp(prefix="warren-sbx-")
+            if self._uid is not None:
+                os.chown(self._tmp_dir, self._uid.uid, self._uid.uid)
+        if self._cg_parent is not None:
+            if self._cgroup is None:
+                self._cgroup = self._cg_parent.create(self.memory_mb * MB, self._iso.max_procs)
+            else:
+                self._cgroup.reset()
+
+    def _spec(self) -> dict[str, Any]:
+        assert self._tmp_dir is not None
+        rlimits = {
+            "nofile": self._iso.max_open_files,
+            "fsize": self._iso.max_file_mb * MB,
+            "core": 0,
+        }
+        if self._uid is not None:
+            rlimits["nproc"] = self._iso.max_procs
+        if self._cgroup is None:
+            rlimits["as"] = (self.memory_mb + AS_HEADROOM_MB) * MB
+        env = lambda_environment(
+            self._env,
+            handler=self.handler,
+            function_name=self.function_name,
+            function_version=self.function_version,
+            memory_mb=self.memory_mb,
+            region=self.region,
+            code_dir=self.code_dir,
+            runtime_dir=_RUNTIME_DIR,
+            tmp_dir=self._tmp_dir,
+        )
+        return {
+            "code_dir": self.code_dir,
+            "handler": self.handler,
+            "arn": self.invoked_function_arn,
+            "env": env,
+            "uid": self.uid,
+            "cgroup_procs": self._cgroup.procs_files if self._cgroup is not None else [],
+            "rlimits": rlimits,
+        }
+
+    def _discard(self) -> None:
+        """Kill the child and everything it started; keep tmp dir, cgroup and uid for reuse."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if not select.select([child.fileno()], [], [], 0)[0]:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+        if self._uid is not None:
+            self._launcher.kill_uid(self._uid.uid)
+        child.wait_status(5.0)
+        for fd in (child.fileno(), self._log_r, self._ctrl.fileno() if self._ctrl else -1):
+            if fd >= 0:
+                try:
+                    self._epoll.unregister(fd)
+                except (OSError, ValueError):
+                    pass
+        child.close()
+        if self._ctrl is not None:
+            self._ctrl.close()
+            self._ctrl = None
+        if self._log_r >= 0:
+            os.close(self._log_r)
+            self._log_r = -1
+        self._awaiting_ready = False
+
+    # -- one invocation ------------------------------------------------------------------------
+
+    def _await_ready(self, rid: str, logs: LogBuffer) -> float | Outcome:
+        started = time.monotonic()
+        got = self._wait(started + self._iso.init_timeout_s, logs)
+        self._awaiting_ready = False
+        if got == _TIMEOUT:
+            message = f"Init timed out after {self._iso.init_timeout_s:.2f} seconds"
+            return self._failed(rid, logs, "timeout", "Sandbox.Timedout", message, started, None)
+        if got == _EXITED:
+            return self._exited(rid, logs, started, None)
+        assert isinstance(got, bytes)
+        _, init_ms, error_json = protocol.unpack_ready(got)
+        if error_json is not None:
+            error = orjson.loads(error_json)
+            self._discard()  # as Lambda resets an environment whose init failed
+            return self._outcome(
+                rid, logs, "error", error, error_json, (time.monotonic() - started) * 1000, init_ms
+            )
+        return init_ms
+
+    def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None) -> Outcome:
+        assert self._ctrl is not None
+        started = time.monotonic()
+        deadline = started + self.timeout_s
+        frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload)
+        try:
+            self._send(frame, deadline)
+            got = self._wait(deadline, logs)
+        except OSError:
+            got = _EXITED
+        if got == _TIMEOUT:
+            message = f"Task timed out after {self.timeout_s:.2f} seconds"
+            return self._failed(rid, logs, "timeout", "Sandbox.Timedout", message, started, init_ms)
+        if got == _EXITED:
+            return self._exited(rid, logs, started, init_ms)
+        assert isinstance(got, bytes)
+        ok, duration_ms, rss_kb, etype, body = protocol.unpack_response(got)
+        max_mb = -(-rss_kb // 1024)
+        if self._cgroup is not None:
+            max_mb = max(max_mb, -(-self._cgroup.peak_bytes() // MB))
+        error = None if ok else orjson.loads(body)
+        outcome = self._outcome(
+            rid, logs, "success" if ok else "error", error, body, duration_ms, init_ms, max_mb
+        )
+        if etype == "Runtime.OutOfMemory":
+            self._discard()
+        return outcome
+
+    def _send(self, frame: bytes, deadline: float) -> None:
+        assert self._ctrl is not None
+        view = memoryview(frame)
+        while view:
+            try:
+                sent = self._ctrl.send(view)
+            except BlockingIOError:
+                # A big payload: the child reads it as we go; never past the deadline.
+                if not select.select([], [self._ctrl], [], max(deadline - time.monotonic(), 0))[1]:
+                    return
+                continue
+            view = view[sent:]
+
+    def _wait(self, deadline: float, logs: LogBuffer) -> bytes | str:
+        """Until a whole frame arrives (returned), the child exits, or the deadline passes."""
+        assert self._ctrl is not None and self._child is not None
+        ctrl_fd, child_fd = self._ctrl.fileno(), self._child.fileno()
+        while True:
+            frame = self._reader.frame()
+            if frame is not None:
+                self._drain_logs(logs)
+                return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _TIMEOUT
+            exited = False
+            for fd, _ in self._epoll.poll(remaining):
+                if fd == ctrl_fd:
+                    data = self._ctrl.recv(1 << 20)
+                    if data:
+                        self._reader.feed(data)
+                    else:
+                        exited = True
+                elif fd == self._log_r:
+                    self._drain_logs(logs)
+                elif fd == child_fd:
+                    exited = True
+            if exited:
+                self._drain_logs(logs)
+                frame = self._reader.frame()
+                return frame if frame is not None else _EXITED
+
+    def _drain_logs(self, logs: LogBuffer) -> None:
+        if self._log_r < 0:
+            return
+        while True:
+            try:
+                data = os.read(self._log_r, 1 << 16)
+            except BlockingIOError:
+                return
+            if not data:
+                # Every writer is gone: stop watching, and keep the fd until the discard.
+                try:
+                    self._epoll.unregister(self._log_r)
+                except OSError:
+                    pass
+                return
+            logs.feed(data)
+
+    def _exited(self, rid: str, logs: LogBuffer, started: float, init_ms: float | None) -> Outcome:
+        child = self._child
+        status = child.wait_status(1.0) if child is not None else None
+        if self._cgroup is not None and self._cgroup.oom_killed():
+            etype, reason = "Runtime.OutOfMemory", "signal: killed"
+        else:
+            etype, reason = "Runtime.ExitError", _describe_status(status)
+        message = f"Runtime exited with error: {reason}"
+        return self._failed(rid, logs, "error", etype, message, started, init_ms)
+
+    def _failed(
+        self,
+        rid: str,
+        logs: LogBuffer,
+        status: str,
+        etype: str,
+        message: str,
+        started: float,
+        init_ms: float | None,
+    ) -> Outcome:
+        """A failure the platform detected: the child is killed and discarded."""
+        duration_ms = (time.monotonic() - started) * 1000
+        max_mb = self.memory_mb if etype == "Runtime.OutOfMemory" else 0
+        if self._cgroup is not None:
+            max_mb = max(max_mb, -(-self._cgroup.peak_bytes() // MB))
+        self._drain_logs(logs)
+        self._discard()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        logs.feed(f"{stamp}Z {rid} {message}\n".encode())
+        error = {"errorMessage": f"RequestId: {rid} Error: {message}", "errorType": etype}
+        body = orjson.dumps(error)
+        return self._outcome(rid, logs, status, error, body, duration_ms, init_ms, max_mb)
+
+    def _outcome(
+        self,
+        rid: str,
+        logs: LogBuffer,
+        status: str,
+        error: dict[str, Any] | None,
+        body: bytes,
+        duration_ms: float,
+        init_ms: float | None,
+        max_mb: int = 0,
+    ) -> Outcome:
+        etype = error.get("errorType") if error is not None else None
+        text = (
+            start_line(rid, self.function_version)
+            + logs.text()
+            + end_lines(rid, status, etype, duration_ms, self.memory_mb, max_mb, init_ms)
+        )
+        return Outcome(
+            ok=status == "success",
+            status=status,
+            result_json=body,
+            error_type=etype,
+            duration_ms=duration_ms,
+            billed_duration_ms=billed(duration_ms),
+            init_ms=init_ms,
+            max_memory_mb=max_mb,
+            memory_size_mb=self.memory_mb,
+            logs=text,
+            request_id=rid,
+            error=error,
+        )
+
+
+def _describe_status(status: int | None) -> str:
+    """Go's wording, which Lambda's messages use: `exit status 3`, `signal: killed`."""
+    if status is None:
+        return "signal: killed"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = (signal.strsignal(sig) or f"signal {sig}").lower()
+        return f"signal: {name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
