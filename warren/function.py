@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -302,3 +303,25 @@ def check_destination(which: str, uri: str | None) -> str | None:
             f"{which} destination {uri!r} is invalid: use amqp:///QUEUE or redis+stream:///STREAM"
         )
     return uri
+
+
+def check_concurrency(n: int | None) -> int | None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise InvalidParameter(f"reserved concurrency {n!r} is invalid: use a whole number >= 0")
+    return n
+
+
+def check_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """An alias's routing: at most one extra version, its weight within 0.0-1.0."""
+    if not weights:
+        return {}
+    if len(weights) > 1:
+        raise InvalidParameter("an alias can route to at most one additional version")
+    result: dict[str, float] = {}
+    for version, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise InvalidParameter(f"weight {weight!r} must be a number between 0.0 and 1.0")
+        if math.isnan(weight) or not 0.0 <= weight <= 1.0:
+            raise InvalidParameter(f"weight {weight!r} is out of range: use 0.0-1.0")
+        result[str(version)] = float(weight)
+    return result

@@ -11,7 +11,6 @@ Key layout (P = the prefix, `warren` unless WARREN_PREFIX says otherwise):
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -29,7 +28,9 @@ from warren.function import (
     AsyncConfig,
     FunctionSpec,
     check_alias_name,
+    check_concurrency,
     check_function_name,
+    check_weights,
     is_version,
     now_iso,
 )
@@ -106,7 +107,7 @@ class Registry:
                                      on_failure or None),
             last_modified=now_iso(),
         ).validate()
-        self._check_concurrency_value(concurrency)
+        check_concurrency(concurrency)
         sha256, size = self.codes.put(code)
         spec = replace(spec, code_sha256=sha256, code_size=size)
 
@@ -143,7 +144,7 @@ class Registry:
     ) -> FunctionSpec:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
-        self._check_concurrency_value(concurrency)
+        check_concurrency(concurrency)
         code_ref = self.codes.put(code) if code is not None else None
         result: list[FunctionSpec] = []
 
@@ -269,7 +270,7 @@ class Registry:
     ) -> Alias:
         check_function_name(name)
         check_alias_name(alias)
-        record = Alias(name, alias, str(version), _weights(weights), description)
+        record = Alias(name, alias, str(version), check_weights(weights), description)
 
         def create(pipe: Any) -> None:
             self._latest(pipe, name)
@@ -301,7 +302,7 @@ class Registry:
                 name,
                 alias,
                 _pick(None if version is None else str(version), current.version),
-                current.weights if weights is None else _weights(weights),
+                current.weights if weights is None else check_weights(weights),
                 _pick(description, current.description),
             )
             self._check_alias_targets(pipe, record)
@@ -335,7 +336,7 @@ class Registry:
     def set_concurrency(self, name: str, n: int) -> None:
         """Reserve `n` executions for `name`: a guarantee and a hard ceiling (0 disables it)."""
         check_function_name(name)
-        self._check_concurrency_value(n)
+        check_concurrency(n)
 
         def reserve(pipe: Any) -> None:
             self._latest(pipe, name)
@@ -424,14 +425,6 @@ class Registry:
                     f"the weighted version {extra} must differ from the alias's version"
                 )
 
-    def _check_concurrency_value(self, n: int | None) -> None:
-        if n is None:
-            return
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InvalidParameter(
-                f"reserved concurrency {n!r} is invalid: use a whole number >= 0"
-            )
-
     def _check_reservation(self, conn: Any, name: str, n: int) -> None:
         current = {k.decode(): int(v) for k, v in conn.hgetall(self.reservations_key).items()}
         others = sum(v for k, v in current.items() if k != name)
@@ -451,18 +444,3 @@ def _dump(obj: FunctionSpec | Alias) -> bytes:
 
 def _pick(value: T | None, current: T) -> T:
     return current if value is None else value
-
-
-def _weights(weights: Mapping[str, float] | None) -> dict[str, float]:
-    if not weights:
-        return {}
-    if len(weights) > 1:
-        raise InvalidParameter("an alias can route to at most one additional version")
-    result: dict[str, float] = {}
-    for version, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise InvalidParameter(f"weight {weight!r} must be a number between 0.0 and 1.0")
-        if math.isnan(weight) or not 0.0 <= weight <= 1.0:
-            raise InvalidParameter(f"weight {weight!r} is out of range: use 0.0-1.0")
-        result[str(version)] = float(weight)
-    return result
