@@ -37,6 +37,25 @@ from warren.function import (
 from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
 
 T = TypeVar("T")
+
+# One round trip for an alias: its record, then the specs of its version and weighted extra, in
+# the order of its `weights` map (versions are immutable and never deleted alone, so they exist).
+_ALIAS_TARGETS = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return {false, redis.call('HEXISTS', KEYS[1], 'latest')}
+end
+local alias = cjson.decode(raw)
+local function field(version)
+  if version == '$LATEST' then return 'latest' end
+  return 'v:' .. version
+end
+local out = {raw, redis.call('HGET', KEYS[1], field(alias.version))}
+for version, _ in pairs(alias.weights) do
+  table.insert(out, redis.call('HGET', KEYS[1], field(version)))
+end
+return out
+"""
 _UNSET: Any = object()
 
 
@@ -60,6 +79,7 @@ class Registry:
         self.codes = codes
         self.prefix = prefix
         self.account_concurrency = account_concurrency
+        self._alias_script = redis.register_script(_ALIAS_TARGETS)
 
     # ---- keys -------------------------------------------------------------------------------
     def function_key(self, name: str) -> str:
@@ -184,7 +204,7 @@ class Registry:
         """The spec for `$LATEST` (no qualifier), a version, or an alias's primary version."""
         if qualifier is None or qualifier == LATEST or is_version(qualifier):
             return self._spec(name, qualifier)
-        return self._spec(name, self.get_alias(name, qualifier).version)
+        return self.alias_targets(name, qualifier)[1]
 
     def resolve(
         self, name: str, qualifier: str | None = None, rng: random.Random | None = None
@@ -192,13 +212,28 @@ class Registry:
         """What one invocation runs: like get_function, but an alias's weights pick the version."""
         if qualifier is None or qualifier == LATEST or is_version(qualifier):
             return self._spec(name, qualifier)
-        alias = self.get_alias(name, qualifier)
-        version = alias.version
+        _, primary, extras = self.alias_targets(name, qualifier)
         draw = rng.random if rng is not None else random.random
-        for extra, weight in alias.weights.items():
+        for spec, weight in extras:
             if draw() < weight:
-                version = extra
-        return self._spec(name, version)
+                return spec
+        return primary
+
+    def alias_targets(
+        self, name: str, alias: str
+    ) -> tuple[Alias, FunctionSpec, list[tuple[FunctionSpec, float]]]:
+        """An alias, its primary version's spec and its weighted extras, in one round trip."""
+        check_function_name(name)
+        check_alias_name(alias)
+        with store_errors(self._redis):
+            reply = self._alias_script(keys=[self.function_key(name)], args=[f"alias:{alias}"])
+        if reply[0] is None:
+            if not reply[1]:
+                raise NotFound(f"function {name} does not exist")
+            raise NotFound(f"alias {alias} of function {name} does not exist")
+        record = Alias.from_dict(orjson.loads(reply[0]))
+        specs = [FunctionSpec.from_dict(orjson.loads(raw)) for raw in reply[1:]]
+        return record, specs[0], list(zip(specs[1:], record.weights.values(), strict=True))
 
     def list_functions(self) -> list[FunctionSpec]:
         with store_errors(self._redis):
