@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 import uuid
@@ -84,15 +85,30 @@ class PythonInvoker:
 
 
 class FleetInvoker:
-    """Invokes through the fleet (`warren.Client.invoke`, RequestResponse) as Lambda does."""
+    """Invokes through the fleet (`warren.Client.invoke`, RequestResponse) as Lambda does.
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    A Client's invoker serves one thread at a time, so each invoking thread gets its own
+    client from `client_factory`; `close()` closes them all.
+    """
+
+    def __init__(self, client_factory: Callable[[], Any]) -> None:
+        self._factory = client_factory
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._factory()
+            with self._lock:
+                self._clients.append(client)
+        return client
 
     def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
         name, _, qualifier = function_ref.partition(":")
         try:
-            result = self._client.invoke(name, event, qualifier=qualifier or None)
+            result = self._client().invoke(name, event, qualifier=qualifier or None)
         except TooManyRequests as exc:
             return InvokeReply(
                 False, throttled=True, retry_after_s=exc.retry_after_s, error=str(exc)
@@ -111,3 +127,9 @@ class FleetInvoker:
             executed_version=str(getattr(result, "executed_version", None) or "$LATEST"),
             request_id=str(getattr(result, "request_id", "") or ""),
         )
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

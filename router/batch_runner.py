@@ -114,6 +114,9 @@ class BatchRunner:
         self._flush_stats(None, force=True)
         if self._destination is not None:
             self._destination.close()
+        close = getattr(self._invoker, "close", None)
+        if callable(close):
+            close()
 
     def _serve(self, source: Source, stop: threading.Event) -> None:
         collector = BatchCollector(
