@@ -1,4 +1,4 @@
-"""`warren mapping ...` through CliRunner against real Redis: validation, Lambda's states, counters."""
+"""`warren mapping ...` via CliRunner on real Redis: validation, Lambda's states, counters."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from click.testing import CliRunner
 
 from warren.cli import cli
 from warren.mapping import MappingStore
+
+KIND = '{"data": {"kind": ["order"]}}'
+NUMERIC = '{"data": {"n": [{"numeric": [">", 1]}]}}'
 
 
 @pytest.fixture
@@ -75,7 +78,7 @@ def test_create_with_every_option_round_trips_through_get(run, function):
         "mapping", "create", "--function", f"{function}:$LATEST", "--source",
         "redis+stream://127.0.0.1:6379/0/events", "--batch-size", "500", "--window", "5",
         "--start-position", "at-timestamp:2024-01-31T12:00:00Z",
-        "--filter", '{"data": {"kind": ["order"]}}', "--filter", '{"data": {"n": [{"numeric": [">", 1]}]}}',
+        "--filter", KIND, "--filter", NUMERIC,
         "--report-item-failures", "--bisect", "--max-retries", "3", "--max-age", "3600",
         "--on-failure", "redis+stream:///failed", "--max-concurrency", "4", "-o", "json",
     ))
@@ -83,7 +86,7 @@ def test_create_with_every_option_round_trips_through_get(run, function):
     assert got["function"] == f"{function}:$LATEST"
     assert (got["batch_size"], got["window_s"], got["max_retries"], got["max_age_s"]) == (
         500, 5.0, 3, 3600)
-    assert got["filters"] == ['{"data": {"kind": ["order"]}}', '{"data": {"n": [{"numeric": [">", 1]}]}}']
+    assert got["filters"] == [KIND, NUMERIC]
     assert got["report_item_failures"] and got["bisect"]
     assert got["on_failure"] == "redis+stream:///failed"
     assert got["max_concurrency"] == 4
@@ -145,8 +148,7 @@ def test_disable_enable_delete_follow_lambdas_states(run, function, redis_url, p
     conn.close()
 
 
-def test_created_while_a_poller_lives_it_stays_creating_until_the_poller_takes_it(run, function,
-                                                                                   redis_url, prefix):
+def test_created_while_a_poller_lives_it_stays_creating(run, function, redis_url, prefix):
     conn = redis.Redis.from_url(redis_url)
     conn.zadd(f"{prefix}:pollers", {"p1": int(time.time() * 1000) + 60_000})
     created = ok(run("mapping", "create", "--function", function, "--source",
