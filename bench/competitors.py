@@ -27,9 +27,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from competitor_tasks import celery_app, dramatiq_actors  # noqa: E402
+from competitor_tasks.celery_app import CeleryCompetitor  # noqa: E402
+from competitor_tasks.dramatiq_actors import DramatiqCompetitor  # noqa: E402
 from competitor_tasks.namespace import Namespace  # noqa: E402
-from competitor_tasks.worker_group import WorkerGroup  # noqa: E402
+from competitor_tasks.worker_group import WorkerDied, WorkerGroup  # noqa: E402
 
 RESULTS_PATH = BENCH_DIR / "results" / "competitors.json"
 BOOT_TIMEOUT_S = 60.0
@@ -55,82 +56,22 @@ class Competitor(Protocol):
     def close(self) -> None: ...
 
 
-class CeleryCompetitor:
-    name = "celery"
-
-    def __init__(self, ns: Namespace) -> None:
-        import celery
-
-        self.version = celery.__version__
-        self.concurrency = "prefork pool, --concurrency=2 (2 child processes)"
-        self.ns = ns
-        self.bench = celery_app.build(ns)
-
-    def worker_argv(self) -> list[str]:
-        return [sys.executable, "-m", "competitor_tasks.celery_app"]
-
-    def round_trip(self, timeout_s: float) -> None:
-        result = self.bench.echo.delay(1)
-        if result.get(timeout=timeout_s) != 1:
-            raise RuntimeError("celery echo returned the wrong value")
-
-    def fire(self) -> None:
-        self.bench.count.delay()
-
-    def close(self) -> None:
-        with self.bench.app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(self.ns.queue)
-            conn.default_channel.exchange_delete(self.ns.queue)
-        self.bench.app.close()
-
-
-class DramatiqCompetitor:
-    name = "dramatiq"
-
-    def __init__(self, ns: Namespace) -> None:
-        import dramatiq
-
-        self.version = dramatiq.__version__
-        self.concurrency = "--processes 2 --threads 1 (2 worker processes, 1 thread each)"
-        self.ns = ns
-        self.bench = dramatiq_actors.build(ns)
-
-    def worker_argv(self) -> list[str]:
-        target = "competitor_tasks.dramatiq_actors:install_from_environ"
-        return [sys.executable, "-m", "dramatiq", target, *dramatiq_actors.WORKER_ARGS]
-
-    def round_trip(self, timeout_s: float) -> None:
-        message = self.bench.echo.send(1)
-        value = message.get_result(
-            backend=self.bench.backend, block=True, timeout=int(timeout_s * 1000)
-        )
-        if value != 1:
-            raise RuntimeError("dramatiq echo returned the wrong value")
-
-    def fire(self) -> None:
-        self.bench.count.send()
-
-    def close(self) -> None:
-        from dramatiq.common import dq_name, xq_name
-
-        channel = self.bench.broker.channel
-        for queue in (self.ns.queue, dq_name(self.ns.queue), xq_name(self.ns.queue)):
-            channel.queue_delete(queue)
-        self.bench.broker.close()
-
-
 def percentile(sorted_values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
 
 
-def measure_sync(competitor: Competitor, runs: int) -> tuple[float, float]:
+def measure_sync(competitor: Competitor, group: WorkerGroup, runs: int) -> tuple[float, float]:
     """p50 and p99 in ms of enqueue-then-wait-for-the-result, one call at a time."""
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        competitor.round_trip(ROUND_TRIP_TIMEOUT_S)
+        try:
+            competitor.round_trip(ROUND_TRIP_TIMEOUT_S)
+        except Exception:
+            group.check_alive()  # a dead worker is the likelier story than a slow one
+            raise
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
     return percentile(samples, 50), percentile(samples, 99)
@@ -168,12 +109,50 @@ def warm_up(competitor: Competitor, counter: Callable[[], int], group: WorkerGro
         except Exception:
             if time.monotonic() > deadline:
                 raise
-    for _ in range(WARMUP_SYNC):
-        competitor.round_trip(ROUND_TRIP_TIMEOUT_S)
+    measure_sync(competitor, group, WARMUP_SYNC)
     measure_async(competitor, counter, group, WARMUP_ASYNC)
 
 
+class BenchSetupError(RuntimeError):
+    """The services the benchmark needs are not reachable or the arguments make no sense."""
+
+
+def preflight(amqp_url: str, redis_url: str, sync_runs: int, async_count: int) -> None:
+    """Fail in seconds with one clear line, instead of after the workers' boot timeout."""
+    if sync_runs < 1 or async_count < 1:
+        raise BenchSetupError("sync_runs and async_count must both be at least 1")
+    from kombu.connection import Connection
+
+    try:
+        with Connection(amqp_url, connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
+            conn.connect()
+    except Exception as exc:
+        raise BenchSetupError(f"RabbitMQ at {amqp_url} is not reachable: {exc}") from exc
+    try:
+        with redis.Redis.from_url(redis_url, socket_connect_timeout=5) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        raise BenchSetupError(f"Redis at {redis_url} is not reachable: {exc}") from exc
+
+
+def clean_up(competitor: Competitor, client: redis.Redis[bytes]) -> None:
+    """Delete the run's queues and keys; a failure here is reported, never raised over the
+    measurement's own outcome."""
+    ns = competitor.ns
+    try:
+        competitor.close()
+        keys: list[str | bytes] = [ns.counter_key]
+        keys.extend(client.scan_iter(match=f"{ns.result_prefix}:*", count=1000))
+        client.delete(*keys)
+    except Exception as exc:  # noqa: BLE001 - best effort, said out loud
+        print(f"warning: {competitor.name} left queue {ns.queue!r} or keys "
+              f"{ns.result_prefix!r}* behind: {exc}", file=sys.stderr)
+    finally:
+        client.close()
+
+
 def measure_one(competitor: Competitor, sync_runs: int, async_count: int) -> dict[str, Any]:
+    """Boot the competitor's workers on its private queue, measure, stop them, clean up."""
     ns = competitor.ns
     client = redis.Redis.from_url(ns.redis_url)
     env = {**os.environ, **ns.to_environ()}
@@ -185,14 +164,10 @@ def measure_one(competitor: Competitor, sync_runs: int, async_count: int) -> dic
     try:
         with WorkerGroup(competitor.worker_argv(), env, BENCH_DIR) as group:
             warm_up(competitor, counter, group)
-            p50, p99 = measure_sync(competitor, sync_runs)
+            p50, p99 = measure_sync(competitor, group, sync_runs)
             per_s, enqueue_per_s = measure_async(competitor, counter, group, async_count)
     finally:
-        competitor.close()
-        keys: list[str | bytes] = [ns.counter_key]
-        keys.extend(client.scan_iter(match=f"{ns.result_prefix}:*", count=1000))
-        client.delete(*keys)
-        client.close()
+        clean_up(competitor, client)
     return {
         "sync_p50_ms": round(p50, 3),
         "sync_p99_ms": round(p99, 3),
@@ -210,7 +185,10 @@ def measure_all(
 
     Returns {"celery": {...}, "dramatiq": {...}}, each with sync_p50_ms, sync_p99_ms,
     async_per_s and version (plus enqueue_per_s and a note on the concurrency used).
+    Raises BenchSetupError when RabbitMQ or Redis is unreachable, WorkerDied when a worker
+    exits early, TimeoutError when tasks stop completing.
     """
+    preflight(amqp_url, redis_url, sync_runs, async_count)
     results: dict[str, dict[str, Any]] = {}
     for factory in (CeleryCompetitor, DramatiqCompetitor):
         competitor = factory(Namespace.fresh(factory.name, amqp_url, redis_url))
@@ -239,8 +217,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    results = measure_all(args.amqp_url, args.redis_url,
-                          sync_runs=args.sync_runs, async_count=args.async_count)
+    try:
+        results = measure_all(args.amqp_url, args.redis_url,
+                              sync_runs=args.sync_runs, async_count=args.async_count)
+    except (BenchSetupError, WorkerDied, TimeoutError) as exc:
+        sys.exit(f"error: {exc}")
     print(render_table(results))
     report = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

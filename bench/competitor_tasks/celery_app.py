@@ -65,6 +65,37 @@ def build(ns: Namespace) -> CeleryBench:
     )
 
 
+class CeleryCompetitor:
+    """The client side: what a Celery user writes to call a task and wait, or fire one."""
+
+    name = "celery"
+    concurrency = "prefork pool, --concurrency=2 (2 child processes)"
+
+    def __init__(self, ns: Namespace) -> None:
+        import celery
+
+        self.version: str = celery.__version__
+        self.ns = ns
+        self.bench = build(ns)
+
+    def worker_argv(self) -> list[str]:
+        return [sys.executable, "-m", "competitor_tasks.celery_app"]
+
+    def round_trip(self, timeout_s: float) -> None:
+        result = self.bench.echo.delay(1)
+        if result.get(timeout=timeout_s) != 1:
+            raise RuntimeError("celery echo returned the wrong value")
+
+    def fire(self) -> None:
+        self.bench.count.delay()
+
+    def close(self) -> None:
+        with self.bench.app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(self.ns.queue)
+            conn.default_channel.exchange_delete(self.ns.queue)
+        self.bench.app.close()
+
+
 def main() -> None:
     """Run a worker for the namespace in the WARREN_BENCH_* variables."""
     bench = build(Namespace.from_environ(os.environ))

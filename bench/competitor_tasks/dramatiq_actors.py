@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.common import dq_name, xq_name
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 
@@ -51,6 +53,39 @@ def build(ns: Namespace) -> DramatiqBench:
         count=dramatiq.actor(actor_name="warren_bench_count", queue_name=ns.queue,
                              broker=broker)(count),
     )
+
+
+class DramatiqCompetitor:
+    """The client side: what a Dramatiq user writes to call an actor and wait, or fire one."""
+
+    name = "dramatiq"
+    concurrency = "--processes 2 --threads 1 (2 worker processes, 1 thread each)"
+
+    def __init__(self, ns: Namespace) -> None:
+        self.version: str = dramatiq.__version__
+        self.ns = ns
+        self.bench = build(ns)
+
+    def worker_argv(self) -> list[str]:
+        target = "competitor_tasks.dramatiq_actors:install_from_environ"
+        return [sys.executable, "-m", "dramatiq", target, *WORKER_ARGS]
+
+    def round_trip(self, timeout_s: float) -> None:
+        message = self.bench.echo.send(1)
+        value = message.get_result(
+            backend=self.bench.backend, block=True, timeout=int(timeout_s * 1000)
+        )
+        if value != 1:
+            raise RuntimeError("dramatiq echo returned the wrong value")
+
+    def fire(self) -> None:
+        self.bench.count.send()
+
+    def close(self) -> None:
+        channel = self.bench.broker.channel
+        for queue in (self.ns.queue, dq_name(self.ns.queue), xq_name(self.ns.queue)):
+            channel.queue_delete(queue)
+        self.bench.broker.close()
 
 
 def install_from_environ() -> None:
