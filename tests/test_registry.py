@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -437,3 +438,68 @@ def test_an_unreachable_redis_is_store_unavailable(code: Path):
     ):
         with pytest.raises(StoreUnavailable, match="cannot reach Redis at redis://127.0.0.1:1/0"):
             call()
+
+
+# ---- concurrent writers ---------------------------------------------------------------------
+
+
+def run_together(calls: list[Callable[[], object]]) -> list[object]:
+    """Start every call at once on its own thread; return each result or raised exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # collected for the assertions
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_creates_of_one_name_give_one_function(
+    registry: Registry, code: Path, tmp_path: Path
+):
+    results = run_together(
+        [
+            lambda i=i: registry.create_function("race", code=code, handler=f"app.h{i}")
+            for i in range(8)
+        ]
+    )
+    created = [r for r in results if isinstance(r, FunctionSpec)]
+    assert len(created) == 1
+    assert all(isinstance(r, Conflict) for r in results if r not in created)
+    assert registry.get_function("race") == created[0]
+
+
+def test_concurrent_reservations_never_exceed_the_account(registry: Registry, code: Path):
+    names = [f"res{i}" for i in range(12)]
+    for name in names:
+        registry.create_function(name, code=code, handler="app.handler")
+    results = run_together([lambda n=n: registry.set_concurrency(n, 100) for n in names])
+    refused = [r for r in results if isinstance(r, InvalidParameter)]
+    assert len(refused) == 3
+    assert sum(registry.reservations().values()) == 900
+
+
+def test_concurrent_publishes_number_versions_without_gaps_or_repeats(
+    registry: Registry, code: Path
+):
+    registry.create_function("pub", code=code, handler="app.handler")
+
+    def change_and_publish(memory: int) -> FunctionSpec:
+        registry.update_function("pub", memory_mb=memory)
+        return registry.publish_version("pub")
+
+    run_together([lambda m=m: change_and_publish(m) for m in range(128, 136)])
+    versions = registry.list_versions("pub")[1:]
+    assert [v.version for v in versions] == [str(n) for n in range(1, len(versions) + 1)]
+    assert 1 <= len(versions) <= 8
+    fingerprints = [v.fingerprint() for v in versions]
+    assert len(set(fingerprints)) == len(fingerprints)
