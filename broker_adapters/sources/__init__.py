@@ -81,4 +81,16 @@ def open_source(
             prefetch=max(int(opts.get("prefetch", 1000)), 2 * batch),
             heartbeat_s=int(opts.get("heartbeat_s", 30)),
         )
+    if kind == "schedule":
+        from broker_adapters.sources.rate import parse_schedule
+        from broker_adapters.sources.schedule import ScheduleSource
+
+        expression = parse_schedule(uri.partition(":")[2], float(opts.get("anchor_s", 0.0)))
+        return ScheduleSource(
+            redis,
+            expression,
+            identity,
+            rule_name=opts.get("rule_name"),
+            max_age_s=float(opts.get("max_age_s", 86400.0)),
+        )
     raise InvalidParameter(f"source kind {kind!r} is not available yet: {_URI_HINT}")
