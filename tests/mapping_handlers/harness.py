@@ -36,7 +36,7 @@ class Harness:
                 spec.source, mapping_id=spec.uuid, start_position=spec.start_position,
                 redis=self.redis, prefix=self.prefix,
                 options={"consumer": "test-poller", "batch_size": spec.batch_size,
-                         "prefetch": spec.batch_size * (kw.get("concurrency", 1) + 2)},
+                         "prefetch": max(1000, spec.batch_size * (kw.get("concurrency", 1) + 2))},
             )
 
         kw.setdefault("retry_base_s", 0.02)

@@ -220,7 +220,7 @@ def build_poller(settings: Settings, *, lease_s: float = 8.0, poller_id: str | N
                 spec.source, mapping_id=spec.uuid, start_position=spec.start_position,
                 redis=client, prefix=settings.prefix,
                 options={"consumer": poller, "batch_size": spec.batch_size,
-                         "prefetch": spec.batch_size * (concurrency + 2)},
+                         "prefetch": max(1000, spec.batch_size * (concurrency + 2))},
             )
 
         return BatchRunner(
