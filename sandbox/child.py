@@ -99,28 +99,44 @@ def _enter_code_dir(spec: dict[str, Any]) -> str | None:
     return None
 
 
-def kill_uid(uid: int, rounds: int = 2000) -> None:
+def kill_uid(uid: int, timeout_s: float = 10.0) -> None:
     """Become `uid` and SIGKILL every process it owns until none is left; never returns.
 
     kill(-1) reaches every process the caller may signal, including ones that called setsid or
     double-forked; with a uid of its own per sandbox that is exactly the sandbox's processes.
+    kill(-1) cannot say when none is left, but fork can: under RLIMIT_NPROC 2 a fork succeeds
+    only while this helper is the uid's one process (zombies count until they are reaped).
     """
     try:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
+        resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))
         os.setresuid(uid, uid, uid)
-        for _ in range(rounds):
+        deadline = time.monotonic() + timeout_s
+        while True:
             try:
                 os.kill(-1, signal.SIGKILL)
             except ProcessLookupError:
+                pass
+            try:
+                probe = os.fork()
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os._exit(2)
+                time.sleep(0.0002)
+                continue
+            if probe == 0:
                 os._exit(0)
-            time.sleep(0.0005)  # let the reaper collect the zombies that kill(-1) still counts
+            os.waitpid(probe, 0)
+            os._exit(0)
     except BaseException:
         os._exit(1)
-    os._exit(2)
 
 
 def exec_main() -> None:
     """Entry point of a freshly exec'd child (the no-fork-server launcher)."""
+    from sandbox.mountview import expose_interpreter
+
+    expose_interpreter()
     spec = json.loads(sys.argv[1])
     enter(spec, int(sys.argv[2]), int(sys.argv[3]), os.getppid())

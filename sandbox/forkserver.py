@@ -45,6 +45,9 @@ class Launcher(Protocol):
     def kill_uid(self, uid: int) -> None:
         """SIGKILL every process owned by `uid` (the sandbox's own), waiting until none is left."""
 
+    def unprivileged_problem(self) -> str | None:
+        """Why children could not run as an unprivileged uid here, or None if they can."""
+
 
 class ForkedChild:
     """A child of the fork server; its wait status arrives on a pipe of its own."""
@@ -83,6 +86,7 @@ class ForkServer:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
+        self._problem: str | None = None
 
     @classmethod
     def shared(cls) -> ForkServer:
@@ -99,6 +103,11 @@ class ForkServer:
 
     def kill_uid(self, uid: int) -> None:
         self._request(json.dumps({"op": "kill_uid", "uid": uid}).encode(), [], expect_fds=0)
+
+    def unprivileged_problem(self) -> str | None:
+        with self._lock:
+            self._ensure_started()
+            return self._problem
 
     @property
     def pid(self) -> int | None:
@@ -149,6 +158,16 @@ class ForkServer:
         finally:
             theirs.close()
         self._sock = ours
+        ours.settimeout(60)
+        try:
+            hello = json.loads(ours.recv(1 << 16) or b"{}")
+        except (OSError, ValueError):
+            hello = {}
+        ours.settimeout(None)
+        if "hello" not in hello:
+            self._stop()
+            raise SandboxError("the sandbox fork server did not start")
+        self._problem = hello.get("unprivileged_problem")
         return ours
 
     def _stop(self) -> None:
@@ -205,6 +224,9 @@ class ExecLauncher:
             cwd="/",
         )
         return ExecChild(proc)
+
+    def unprivileged_problem(self) -> str | None:
+        return None  # each child exposes the interpreter itself (child.exec_main)
 
     def kill_uid(self, uid: int) -> None:
         boot = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "

@@ -61,12 +61,17 @@ class Isolation:
     _warned_lock: ClassVar[threading.Lock] = threading.Lock()
     _detected: ClassVar[tuple[CgroupParent | None] | None] = None
 
-    def resolve(self) -> tuple[Enforcement, CgroupParent | None, bool]:
+    def resolve(self, launcher: Launcher) -> tuple[Enforcement, CgroupParent | None, bool]:
         """(what is enforced, where to make cgroups or None, whether to use an own uid)."""
         root = os.geteuid() == 0
         own_uid = root if self.own_uid is None else self.own_uid
         if own_uid and not root:
             own_uid = False
+        why_not_uid = "needs root"
+        if own_uid:
+            problem = launcher.unprivileged_problem()
+            if problem is not None:
+                own_uid, why_not_uid = False, problem
         parent = self.cgroup_parent
         if parent is None and self.use_cgroups is not False:
             parent = self._detect_cgroups()
@@ -86,7 +91,7 @@ class Isolation:
                 "(needs a writable cgroup or root)"
             )
         if not own_uid:
-            unenforced.append("handlers run as the caller's own user (needs root)")
+            unenforced.append(f"handlers run as the caller's own user ({why_not_uid})")
         enforcement = Enforcement(
             memory=memory,
             processes="+".join(procs) or "none",

@@ -77,9 +77,9 @@ class Sandbox:
         )
         self._env = dict(env or {})
         self._iso = isolation or Isolation()
-        enforcement, self._cg_parent, self._own_uid = self._iso.resolve()
-        self.enforcement: Enforcement = enforcement
         self._launcher: Launcher = self._iso.launcher or ForkServer.shared()
+        enforcement, self._cg_parent, self._own_uid = self._iso.resolve(self._launcher)
+        self.enforcement: Enforcement = enforcement
         self._lock = threading.Lock()
         self._epoll = select.epoll()
         self._closed = False
@@ -403,7 +403,7 @@ class Sandbox:
     ) -> Outcome:
         """A failure the platform detected: the child is killed and discarded."""
         duration_ms = (time.monotonic() - started) * 1000
-        max_mb = self.memory_mb if etype == "Runtime.OutOfMemory" else 0
+        max_mb = self.memory_mb if etype == "Runtime.OutOfMemory" else self._child_peak_mb()
         if self._cgroup is not None:
             max_mb = max(max_mb, -(-self._cgroup.peak_bytes() // MB))
         self._drain_logs(logs)
@@ -413,6 +413,19 @@ class Sandbox:
         error = {"errorMessage": f"RequestId: {rid} Error: {message}", "errorType": etype}
         body = orjson.dumps(error)
         return self._outcome(rid, logs, status, error, body, duration_ms, init_ms, max_mb)
+
+    def _child_peak_mb(self) -> int:
+        """The child's peak RSS read from /proc, while it still runs (for timeouts)."""
+        if self._child is None:
+            return 0
+        try:
+            with open(f"/proc/{self._child.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return -(-int(line.split()[1]) // 1024)
+        except (OSError, ValueError):
+            pass
+        return 0
 
     def _outcome(
         self,

@@ -21,6 +21,7 @@ from typing import Any
 
 import sandbox.child as child
 import sandbox.runtime  # noqa: F401  (imported here so every child starts with it loaded)
+from sandbox.mountview import expose_interpreter
 
 STATUS = struct.Struct(">i")
 _PR_SET_CHILD_SUBREAPER = 36
@@ -121,9 +122,32 @@ class Template:
         self._reap(block_for=helper)
 
 
+def _probe_unprivileged() -> str | None:
+    """Whether an unprivileged uid can read the standard library from here."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            os.listdir(os.path.dirname(os.__file__))
+            open(os.__file__, "rb").close()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    if status == 0:
+        return None
+    return f"an unprivileged uid cannot read the interpreter's files under {sys.base_prefix}"
+
+
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    problem = expose_interpreter()
+    if problem is None and os.geteuid() == 0:
+        problem = _probe_unprivileged()
+    sock.send(json.dumps({"hello": 1, "unprivileged_problem": problem}).encode())
     os.chdir("/")
     Template(sock).run()
 
