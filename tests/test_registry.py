@@ -134,6 +134,10 @@ def test_unknown_functions_are_not_found(registry: Registry):
         ({"handler": "nodot"}, "handler"),
         ({"handler": "app.1func"}, "handler"),
         ({"handler": "a b.c"}, "handler"),
+        ({"handler": "../outside.handler"}, "handler"),
+        ({"handler": "pkg/../../etc.handler"}, "handler"),
+        ({"handler": "/abs/mod.handler"}, "handler"),
+        ({"handler": "a..handler"}, "handler"),
         ({"runtime": "nodejs20.x"}, "runtime"),
         ({"runtime": "python2.7"}, "runtime"),
         ({"memory_mb": 127}, "128-10240"),
@@ -199,11 +203,17 @@ def test_update_changes_only_what_is_given(registry: Registry, code: Path, tmp_p
     assert changed.env == {}
 
 
-def test_an_invalid_update_leaves_the_function_unchanged(registry: Registry, code: Path):
+def test_an_invalid_update_leaves_the_function_unchanged(
+    registry: Registry, code: Path, tmp_path: Path, conn: redis.Redis
+):
     before = registry.create_function("keep", code=code, handler="app.handler")
-    with pytest.raises(InvalidParameter):
-        registry.update_function("keep", memory_mb=512, timeout_s=1000)
+    new_code = other_code(tmp_path, "def handler(e, c):\n    return 3\n")
+    with pytest.raises(InvalidParameter, match="1-900"):
+        registry.update_function("keep", code=new_code, memory_mb=512, timeout_s=1000)
+    with pytest.raises(NotFound):
+        registry.update_function("absent", code=new_code)
     assert registry.get_function("keep") == before
+    assert len(list(conn.scan_iter(registry.codes.key("*")))) == 1  # the new code was not stored
 
 
 def test_list_functions_is_sorted_by_name(registry: Registry, code: Path):

@@ -31,8 +31,10 @@ _ALIAS_NAME = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]+")
 _VERSION = re.compile(r"[1-9][0-9]*")
 _ENV_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]+")
 _RUNTIME = re.compile(r"python3\.[0-9]{1,2}")
-# `module.function`, `pkg.module.function` or awslambdaric's `pkg/module.function`.
-_HANDLER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.[A-Za-z_][A-Za-z0-9_]*")
+# `module.function`, `pkg.module.function` or awslambdaric's `pkg/module.function`; no segment
+# may be empty, `.` or `..`, so a handler cannot name a module outside the task root.
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+_HANDLER = re.compile(rf"(?:{_SEGMENT}/)*{_SEGMENT}(?:\.{_SEGMENT})*\.[A-Za-z_][A-Za-z0-9_]*")
 _DESTINATION = re.compile(r"(amqp:///[A-Za-z0-9_.:-]{1,255}|redis\+stream:///[^\s/]{1,255})")
 
 # The variables Lambda's runtime sets itself (lambda-semantics §4.3); a function may not set them.

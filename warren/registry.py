@@ -128,6 +128,9 @@ class Registry:
             last_modified=now_iso(),
         ).validate()
         check_concurrency(concurrency)
+        with store_errors(self._redis):
+            if self._redis.hexists(self.function_key(name), "latest"):
+                raise Conflict(f"function {name} already exists: use `function update`")
         sha256, size = self.codes.put(code)
         spec = replace(spec, code_sha256=sha256, code_size=size)
 
@@ -165,13 +168,10 @@ class Registry:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
         check_concurrency(concurrency)
-        code_ref = self.codes.put(code) if code is not None else None
-        result: list[FunctionSpec] = []
 
-        def update(pipe: Any) -> None:
-            current = self._latest(pipe, name)
+        def changed(current: FunctionSpec, code_ref: tuple[str, int] | None) -> FunctionSpec:
             conf = current.async_config
-            spec = replace(
+            return replace(
                 current,
                 handler=_pick(handler, current.handler),
                 runtime=_pick(runtime, current.runtime),
@@ -189,6 +189,13 @@ class Registry:
                 ),
                 last_modified=now_iso(),
             ).validate()
+
+        changed(self._spec(name, None), None)  # refuse bad input before storing any code
+        code_ref = self.codes.put(code) if code is not None else None
+        result: list[FunctionSpec] = []
+
+        def update(pipe: Any) -> None:
+            spec = changed(self._latest(pipe, name), code_ref)
             if concurrency is not None:
                 self._check_reservation(pipe, name, concurrency)
             pipe.multi()
