@@ -168,7 +168,7 @@ def test_max_memory_is_measured_not_the_limit(sandbox_factory):
     assert 150 <= big.max_memory_mb < 512
 
 
-# -- errors, shaped as Lambda shapes them ------------------------------------------------------------
+# -- errors, shaped as Lambda shapes them -------------------------------------------------
 
 
 def test_handler_exception_is_an_outcome_with_type_message_and_trimmed_trace(sandbox_factory):
@@ -259,7 +259,8 @@ def test_a_dying_child_is_an_exit_error_and_the_next_invoke_gets_a_fresh_one(
     pid = sb.pid
     out = sb.invoke({}, request_id="dies")
     assert out.status == "error" and out.error_type == "Runtime.ExitError"
-    assert out.error["errorMessage"] == f"RequestId: dies Error: Runtime exited with error: {reason}"
+    expected = f"RequestId: dies Error: Runtime exited with error: {reason}"
+    assert out.error["errorMessage"] == expected
     assert "Status: error\tError Type: Runtime.ExitError" in out.logs
     assert not sb.alive
     if handler == "bad.exits":
@@ -281,7 +282,7 @@ def test_invalid_json_payload_is_an_unmarshal_error(sandbox_factory):
     assert out.error_type == "Runtime.UnmarshalError"
 
 
-# -- the object itself ----------------------------------------------------------------------------------
+# -- the object itself --------------------------------------------------------------------
 
 
 def test_closed_sandbox_refuses_to_invoke_and_close_is_idempotent():
