@@ -196,8 +196,12 @@ def runner_concurrency(spec: MappingSpec, reserved: int | None) -> int:
     return limit
 
 
-def build_poller(settings: Settings, *, lease_s: float = 8.0, poller_id: str | None = None) -> Any:
-    """Compose a Poller whose runners read real sources and invoke through the fleet."""
+def build_poller(
+    settings: Settings, *, lease_s: float = 8.0, poller_id: str | None = None,
+    invoker_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """Compose a Poller whose runners read real sources and invoke through the fleet
+    (or through `invoker_factory()`, e.g. an in-process PythonInvoker)."""
     from broker_adapters.poller import Poller
     from broker_adapters.sources import open_source
     from router.batch_invoker import FleetInvoker
@@ -212,6 +216,11 @@ def build_poller(settings: Settings, *, lease_s: float = 8.0, poller_id: str | N
     store = MappingStore(client, settings.prefix)
     registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
 
+    def fleet() -> Any:
+        return FleetInvoker(lambda: Client.from_settings(settings))
+
+    invoker = invoker_factory or fleet
+
     def runner(spec: MappingSpec, poller: str) -> BatchRunner:
         concurrency = runner_concurrency(spec, registry.get_concurrency(spec.function_name))
 
@@ -224,7 +233,7 @@ def build_poller(settings: Settings, *, lease_s: float = 8.0, poller_id: str | N
             )
 
         return BatchRunner(
-            spec, open_, FleetInvoker(lambda: Client.from_settings(settings)), store,
+            spec, open_, invoker(), store,
             destination=lambda uri: Destination.from_uri(uri, settings, client),
             concurrency=concurrency,
             function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{spec.function}",

@@ -1,0 +1,42 @@
+"""A Lambda handler that records every record it receives in Redis (`<key>` hash: n -> times seen).
+
+Reads Kinesis-shaped (`Records[].kinesis.data`) and RabbitMQ-shaped (`rmqMessagesByQueue`)
+events whose data is `{"n": N}`, as a user's handler would. Configured by the environment:
+RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows each batch down.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+
+import redis
+
+_client = None
+
+
+def _redis():
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["RECORDER_REDIS_URL"])
+    return _client
+
+
+def numbers(event):
+    if "Records" in event:
+        encoded = [r["kinesis"]["data"] for r in event["Records"]]
+    else:
+        encoded = [m["data"] for ms in event["rmqMessagesByQueue"].values() for m in ms]
+    return [json.loads(base64.b64decode(e))["n"] for e in encoded]
+
+
+def handler(event, context):
+    seen = numbers(event)
+    pipe = _redis().pipeline(transaction=False)
+    for n in seen:
+        pipe.hincrby(os.environ["RECORDER_KEY"], str(n), 1)
+    pipe.execute()
+    time.sleep(float(os.environ.get("RECORDER_SLEEP_S", "0")))
+    return {"batchItemFailures": []}
