@@ -14,7 +14,8 @@ import redis
 from warren.codestore import CodeStore
 from warren.errors import Conflict, InvalidParameter, NotFound, StoreUnavailable
 from warren.function import LATEST, FunctionSpec
-from warren.registry import Registry, unreserved_minimum
+from warren.registry import Registry
+from warren.reservation import unreserved_minimum
 
 
 @pytest.fixture

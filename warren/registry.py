@@ -1,5 +1,8 @@
 """The function registry in Redis: $LATEST, immutable versions, aliases and reserved concurrency.
 
+Functions and versions live here; aliases in AliasStore and reservations in Reservations, both
+reached through this facade.
+
 Key layout (P = the prefix, `warren` unless WARREN_PREFIX says otherwise):
 
     P:functions          SET   every function name
@@ -20,48 +23,24 @@ from typing import Any, TypeVar
 import orjson
 import redis
 
+from warren.aliasstore import AliasStore
 from warren.codestore import CodeStore, store_errors
-from warren.errors import Conflict, InvalidParameter, NotFound
+from warren.errors import Conflict, NotFound
 from warren.function import (
     LATEST,
     Alias,
     AsyncConfig,
     FunctionSpec,
-    check_alias_name,
     check_concurrency,
     check_function_name,
-    check_weights,
     is_version,
     now_iso,
 )
+from warren.reservation import Reservations
 from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
 
 T = TypeVar("T")
 
-# One round trip for an alias: its record, then the specs of its version and weighted extra, in
-# the order of its `weights` map (versions are immutable and never deleted alone, so they exist).
-_ALIAS_TARGETS = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then
-  return {false, redis.call('HEXISTS', KEYS[1], 'latest')}
-end
-local alias = cjson.decode(raw)
-local function field(version)
-  if version == '$LATEST' then return 'latest' end
-  return 'v:' .. version
-end
-local out = {raw, redis.call('HGET', KEYS[1], field(alias.version))}
-for version, _ in pairs(alias.weights) do
-  table.insert(out, redis.call('HGET', KEYS[1], field(version)))
-end
-return out
-"""
-_UNSET: Any = object()
-
-
-def unreserved_minimum(account_limit: int) -> int:
-    """What must stay unreserved: Lambda's 100, or half (rounded up) of a smaller account."""
-    return min(100, (account_limit + 1) // 2)
 
 
 class Registry:
@@ -79,7 +58,8 @@ class Registry:
         self.codes = codes
         self.prefix = prefix
         self.account_concurrency = account_concurrency
-        self._alias_script = redis.register_script(_ALIAS_TARGETS)
+        self.reserved = Reservations(redis, prefix, account_concurrency)
+        self.aliases = AliasStore(redis, self.function_key)
 
     # ---- keys -------------------------------------------------------------------------------
     def function_key(self, name: str) -> str:
@@ -91,7 +71,7 @@ class Registry:
 
     @property
     def reservations_key(self) -> str:
-        return f"{self.prefix}:reservations"
+        return self.reserved.key
 
     # ---- functions --------------------------------------------------------------------------
     def create_function(
@@ -138,7 +118,7 @@ class Registry:
             if pipe.hexists(self.function_key(name), "latest"):
                 raise Conflict(f"function {name} already exists: use `function update`")
             if concurrency is not None:
-                self._check_reservation(pipe, name, concurrency)
+                self.reserved.check(pipe, name, concurrency)
             pipe.multi()
             pipe.hset(self.function_key(name), mapping={"latest": _dump(spec), "next_version": 0})
             pipe.sadd(self.functions_key, name)
@@ -197,7 +177,7 @@ class Registry:
         def update(pipe: Any) -> None:
             spec = changed(self._latest(pipe, name), code_ref)
             if concurrency is not None:
-                self._check_reservation(pipe, name, concurrency)
+                self.reserved.check(pipe, name, concurrency)
             pipe.multi()
             pipe.hset(self.function_key(name), "latest", _dump(spec))
             if concurrency is not None:
@@ -229,18 +209,8 @@ class Registry:
     def alias_targets(
         self, name: str, alias: str
     ) -> tuple[Alias, FunctionSpec, list[tuple[FunctionSpec, float]]]:
-        """An alias, its primary version's spec and its weighted extras, in one round trip."""
-        check_function_name(name)
-        check_alias_name(alias)
-        with store_errors(self._redis):
-            reply = self._alias_script(keys=[self.function_key(name)], args=[f"alias:{alias}"])
-        if reply[0] is None:
-            if not reply[1]:
-                raise NotFound(f"function {name} does not exist")
-            raise NotFound(f"alias {alias} of function {name} does not exist")
-        record = Alias.from_dict(orjson.loads(reply[0]))
-        specs = [FunctionSpec.from_dict(orjson.loads(raw)) for raw in reply[1:]]
-        return record, specs[0], list(zip(specs[1:], record.weights.values(), strict=True))
+        """An alias, its version's spec and its weighted extras, in one round trip."""
+        return self.aliases.targets(name, alias)
 
     def list_functions(self) -> list[FunctionSpec]:
         with store_errors(self._redis):
@@ -301,7 +271,7 @@ class Registry:
         self._transaction(publish, self.function_key(name))
         return result[0]
 
-    # ---- aliases ----------------------------------------------------------------------------
+    # ---- aliases (see AliasStore) -----------------------------------------------------------
     def create_alias(
         self,
         name: str,
@@ -310,20 +280,7 @@ class Registry:
         weights: Mapping[str, float] | None = None,
         description: str = "",
     ) -> Alias:
-        check_function_name(name)
-        check_alias_name(alias)
-        record = Alias(name, alias, str(version), check_weights(weights), description)
-
-        def create(pipe: Any) -> None:
-            self._latest(pipe, name)
-            if pipe.hexists(self.function_key(name), f"alias:{alias}"):
-                raise Conflict(f"alias {alias} of {name} already exists: use `alias update`")
-            self._check_alias_targets(pipe, record)
-            pipe.multi()
-            pipe.hset(self.function_key(name), f"alias:{alias}", _dump(record))
-
-        self._transaction(create, self.function_key(name))
-        return record
+        return self.aliases.create(name, alias, version, weights, description)
 
     def update_alias(
         self,
@@ -334,45 +291,16 @@ class Registry:
         description: str | None = None,
     ) -> Alias:
         """Repoint an alias; None leaves a field unchanged, `weights={}` drops the extra version."""
-        check_function_name(name)
-        check_alias_name(alias)
-        result: list[Alias] = []
-
-        def update(pipe: Any) -> None:
-            current = self._alias(pipe, name, alias)
-            record = Alias(
-                name,
-                alias,
-                _pick(None if version is None else str(version), current.version),
-                current.weights if weights is None else check_weights(weights),
-                _pick(description, current.description),
-            )
-            self._check_alias_targets(pipe, record)
-            pipe.multi()
-            pipe.hset(self.function_key(name), f"alias:{alias}", _dump(record))
-            result[:] = [record]
-
-        self._transaction(update, self.function_key(name))
-        return result[0]
+        return self.aliases.update(name, alias, version, weights, description)
 
     def get_alias(self, name: str, alias: str) -> Alias:
-        check_function_name(name)
-        check_alias_name(alias)
-        with store_errors(self._redis):
-            return self._alias(self._redis, name, alias)
+        return self.aliases.get(name, alias)
 
     def delete_alias(self, name: str, alias: str) -> None:
-        self.get_alias(name, alias)
-        with store_errors(self._redis):
-            self._redis.hdel(self.function_key(name), f"alias:{alias}")
+        self.aliases.delete(name, alias)
 
     def list_aliases(self, name: str) -> list[Alias]:
-        fields = self._fields(name)
-        return [
-            Alias.from_dict(orjson.loads(raw))
-            for key, raw in sorted(fields.items())
-            if key.startswith("alias:")
-        ]
+        return self.aliases.all(name)
 
     # ---- reserved concurrency ---------------------------------------------------------------
     def set_concurrency(self, name: str, n: int) -> None:
@@ -382,7 +310,7 @@ class Registry:
 
         def reserve(pipe: Any) -> None:
             self._latest(pipe, name)
-            self._check_reservation(pipe, name, n)
+            self.reserved.check(pipe, name, n)
             pipe.multi()
             pipe.hset(self.reservations_key, name, n)
 
@@ -396,16 +324,12 @@ class Registry:
             self._redis.hdel(self.reservations_key, name)
 
     def get_concurrency(self, name: str) -> int | None:
-        """The function's reservation, or None when it shares the unreserved pool."""
-        with store_errors(self._redis):
-            raw = self._redis.hget(self.reservations_key, name)
-        return None if raw is None else int(raw)
+        """The function's reservation, or None (also for an unknown function: one HGET)."""
+        return self.reserved.get(name)
 
     def reservations(self) -> dict[str, int]:
         """Every reservation; the router carves their sum out of the account limit."""
-        with store_errors(self._redis):
-            raw = self._redis.hgetall(self.reservations_key)
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return self.reserved.all()
 
     # ---- internals --------------------------------------------------------------------------
     def _transaction(self, body: Callable[[Any], None], *keys: str) -> None:
@@ -431,13 +355,6 @@ class Registry:
             raise NotFound(f"version {version} of function {name} does not exist")
         return FunctionSpec.from_dict(orjson.loads(raw))
 
-    def _alias(self, conn: Any, name: str, alias: str) -> Alias:
-        raw = conn.hget(self.function_key(name), f"alias:{alias}")
-        if raw is None:
-            self._latest(conn, name)
-            raise NotFound(f"alias {alias} of function {name} does not exist")
-        return Alias.from_dict(orjson.loads(raw))
-
     def _fields(self, name: str) -> dict[str, bytes]:
         check_function_name(name)
         with store_errors(self._redis):
@@ -446,41 +363,8 @@ class Registry:
             raise NotFound(f"function {name} does not exist")
         return {k.decode(): v for k, v in raw.items()}
 
-    def _check_alias_targets(self, conn: Any, record: Alias) -> None:
-        key = self.function_key(record.function)
-        for version in (record.version, *record.weights):
-            if version != LATEST and not is_version(version):
-                raise InvalidParameter(f"{version!r} is not a version: use $LATEST or a number")
-            if version != LATEST and not conn.hexists(key, f"v:{version}"):
-                raise NotFound(
-                    f"version {version} of function {record.function} does not exist: "
-                    "publish it first (`warren function publish`)"
-                )
-        if record.weights:
-            (extra,) = record.weights
-            if LATEST in (record.version, extra):
-                raise InvalidParameter(
-                    "a weighted alias needs two published versions: $LATEST cannot take weights"
-                )
-            if extra == record.version:
-                raise InvalidParameter(
-                    f"the weighted version {extra} must differ from the alias's version"
-                )
 
-    def _check_reservation(self, conn: Any, name: str, n: int) -> None:
-        current = {k.decode(): int(v) for k, v in conn.hgetall(self.reservations_key).items()}
-        others = sum(v for k, v in current.items() if k != name)
-        keep = unreserved_minimum(self.account_concurrency)
-        available = self.account_concurrency - keep - others
-        if n > available:
-            raise InvalidParameter(
-                f"cannot reserve {n} for {name}: the account limit is {self.account_concurrency}, "
-                f"{keep} must stay unreserved and other functions reserve {others}; "
-                f"at most {max(available, 0)} is available"
-            )
-
-
-def _dump(obj: FunctionSpec | Alias) -> bytes:
+def _dump(obj: FunctionSpec) -> bytes:
     return orjson.dumps(obj.to_dict())
 
 

@@ -6,7 +6,6 @@ import click
 
 from warren.cli.function import make_client
 from warren.cli.output import echo, output_option
-from warren.registry import unreserved_minimum
 
 
 @click.group("concurrency")
@@ -44,18 +43,7 @@ def get(ctx: click.Context, name: str | None, output: str) -> None:
         client.get_function(name)
         echo({"function": name, "reserved_concurrency": client.get_concurrency(name)}, output)
         return
-    reservations = client.registry.reservations()
-    limit = client.settings.account_concurrency
-    echo(
-        {
-            "account_limit": limit,
-            "unreserved_minimum": unreserved_minimum(limit),
-            "reserved_total": sum(reservations.values()),
-            "unreserved": limit - sum(reservations.values()),
-            "reservations": reservations,
-        },
-        output,
-    )
+    echo(client.registry.reserved.summary(), output)
 
 
 COMMANDS = [concurrency_group]
