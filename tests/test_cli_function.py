@@ -240,3 +240,29 @@ def test_the_real_command_runs_in_a_subprocess(redis_url: str, prefix: str, code
     assert missing.returncode == 1
     assert missing.stderr.strip() == "Error: function nope does not exist"
     assert missing.stdout == ""
+
+
+def test_render_a_record_flattens_nested_maps():
+    from warren.cli.output import render
+
+    text = render({"name": "f", "async": {"retries": 2, "dest": None}, "env": {}}, "table")
+    assert text.splitlines() == [
+        "name           f",
+        "async.retries  2",
+        "async.dest     -",
+        "env            -",
+    ]
+
+
+def test_render_rows_as_an_aligned_table_and_json():
+    from warren.cli.output import render
+
+    rows = [{"name": "a", "n": 1}, {"name": "longer", "n": None, "extra": [1, 2]}]
+    assert render(rows, "table").splitlines() == [
+        "NAME    N  EXTRA",
+        "a       1  -",
+        "longer  -  [1,2]",
+    ]
+    assert json.loads(render(rows, "json")) == rows
+    assert render([], "table") == "(none)"
+    assert json.loads(render([], "json")) == []
