@@ -53,7 +53,7 @@ def open_source(
     `redis` is Warren's own store (checkpoints live under `{prefix}:mapping:{mapping_id}:`).
     `options`: `consumer` (a name stable per poller process), `region`, `account` (for ARNs);
     per kind: stream `claim_idle_s`; queue `prefetch`, `batch_size`, `heartbeat_s`;
-    s3 `poll_interval_s`, `sweep_pages`; schedule `anchor_s`, `rule_name`, `max_age_s`.
+    s3 `poll_interval_s`, `sweep_pages`, `page_size`; schedule `anchor_s`, `rule_name`, `max_age_s`.
     A bad URI raises InvalidParameter saying what a good one looks like.
     """
     opts: Mapping[str, Any] = options or {}
@@ -80,6 +80,20 @@ def open_source(
             identity,
             prefetch=max(int(opts.get("prefetch", 1000)), 2 * batch),
             heartbeat_s=int(opts.get("heartbeat_s", 30)),
+        )
+    if kind == "s3":
+        from broker_adapters.sources.bucket import BucketLocation, BucketSource
+
+        bucket = BucketLocation.parse(uri)
+        return BucketSource(
+            bucket.client(identity.region),
+            redis,
+            bucket,
+            identity,
+            start,
+            poll_interval_s=float(opts.get("poll_interval_s", 1.0)),
+            sweep_pages=int(opts.get("sweep_pages", 1)),
+            page_size=int(opts.get("page_size", 1000)),
         )
     if kind == "schedule":
         from broker_adapters.sources.rate import parse_schedule
