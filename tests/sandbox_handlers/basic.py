@@ -47,7 +47,13 @@ def environment(event, context):
 
 
 def open_fds(event, context):
-    return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass  # the directory listing's own fd, closed by now
+    return fds
 
 
 def limits(event, context):
@@ -63,7 +69,14 @@ def write_tmp(event, context):
         with open(path, "w") as f:
             f.write(event["data"])
     exists = os.path.exists(path)
-    return {"path": path, "exists": exists, "tmpdir": os.environ["TMPDIR"]}
+    st = os.stat(os.environ["TMPDIR"])
+    return {
+        "path": path,
+        "exists": exists,
+        "tmpdir": os.environ["TMPDIR"],
+        "mode": oct(st.st_mode & 0o777),
+        "owner": st.st_uid,
+    }
 
 
 def logs(event, context):
