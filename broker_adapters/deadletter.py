@@ -1,0 +1,17 @@
+"""Dead-lettering: a message no process can decode goes to the dead queue with its reason."""
+
+from __future__ import annotations
+
+import time
+
+from broker_adapters.backbone import Backbone, Delivery
+
+
+def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str) -> None:
+    """Publish the raw bytes with the reason in headers (confirmed); the caller then acks."""
+    headers = {
+        "x-warren-reason": reason[:1000],
+        "x-warren-queue": queue,
+        "x-warren-time": time.time(),
+    }
+    backbone.publish(backbone.topology.dead_queue, delivery.body, headers=headers, confirm=True)

@@ -1,0 +1,1 @@
+"""Handlers and a process harness for the fleet's integration tests."""

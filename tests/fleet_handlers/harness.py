@@ -1,0 +1,164 @@
+"""A real fleet for a test: router and worker processes under a unique prefix, torn down after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from broker_adapters.backbone import Backbone
+from broker_adapters.topology import Topology
+from warren.client import Client
+from warren.settings import Settings
+
+CODE = Path(__file__).parent / "code"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Fleet:
+    """Start `warren router` / `warren worker` processes for one isolated prefix."""
+
+    def __init__(
+        self, amqp_url: str, redis_url: str, prefix: str, logdir: Path, **env: str
+    ) -> None:
+        self.prefix = prefix
+        self.logdir = logdir
+        self.env = {
+            **os.environ,
+            "WARREN_AMQP_URL": amqp_url,
+            "WARREN_REDIS_URL": redis_url,
+            "WARREN_PREFIX": prefix,
+            "WARREN_THROTTLE_DELAY_MS": "100",
+            "WARREN_ASYNC_RETRY_DELAYS": "0.2,0.4",
+            **env,
+        }
+        self.env.setdefault("PYTHONPATH", str(REPO))
+        self.settings = Settings.from_environ(self.env)
+        self.client = Client.from_settings(self.settings)
+        self.redis = redis.Redis.from_url(redis_url)
+        self.topology = Topology(prefix)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._serial = 0
+
+    # -- processes ----------------------------------------------------------------------------
+    def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        self._serial += 1
+        log = open(self.logdir / f"{argv[0]}-{self._serial}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "warren", *argv],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.env.get("WARREN_TEST_CWD", str(REPO)),
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, slots: int = 2, wait: bool = True) -> subprocess.Popen[bytes]:
+        before = self.workers()
+        proc = self.spawn(
+            "worker", "--slots", str(slots), "--cache-dir", str(self.logdir / "cache")
+        )
+        if wait:
+            self.wait_for(lambda: len(self.workers()) > len(before), what="a worker heartbeat")
+        return proc
+
+    def router(self) -> subprocess.Popen[bytes]:
+        proc = self.spawn("router")
+        self.wait_for(lambda: self.consumers(self.topology.async_queue) > 0, what="the router")
+        return proc
+
+    def workers(self) -> list[bytes]:
+        return list(self.redis.scan_iter(f"{self.prefix}:worker:*"))
+
+    def consumers(self, queue: str) -> int:
+        out = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "name", "consumers"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == queue:
+                return int(parts[1])
+        return 0
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "a condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            for proc in self.procs:
+                if proc.poll() is not None and proc.returncode not in (0, -9):
+                    raise AssertionError(f"{proc.args} exited {proc.returncode}: {self.logs()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+            time.sleep(0.05)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.logdir.glob("*.log"))
+        )
+
+    def stop(
+        self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30
+    ) -> int:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def cli(
+        self, *argv: str, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "warren", *argv],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            cwd=str(REPO),
+            check=False,
+        )
+
+    # -- functions and destinations -----------------------------------------------------------
+    def function(self, name: str, handler: str = "app.echo", **options: Any) -> Any:
+        return self.client.create_function(name, code=CODE, handler=handler, **options)
+
+    def stream_records(self, stream: str) -> list[dict[str, Any]]:
+        import orjson
+
+        return [orjson.loads(f[b"record"]) for _id, f in self.redis.xrange(stream)]
+
+    # -- teardown -----------------------------------------------------------------------------
+    def close(self) -> None:
+        for proc in self.procs:
+            self.stop(proc, timeout=20)
+        self.client.close()
+        try:
+            backbone = Backbone(self.settings.amqp, self.topology, name="warren-test-cleanup")
+            names = subprocess.run(
+                ["rabbitmqctl", "-q", "list_queues", "name"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            for name in names:
+                if name.startswith(self.prefix + ".") or name.startswith(self.prefix + "-"):
+                    backbone.delete_queue(name)
+            backbone.close()
+        finally:
+            keys = list(self.redis.scan_iter(f"{self.prefix}*"))
+            if keys:
+                self.redis.delete(*keys)
+            self.redis.close()

@@ -1,0 +1,221 @@
+"""`warren worker`, `warren router` and `warren up`: the fleet's long-running processes."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+
+from broker_adapters.backbone import Backbone
+from broker_adapters.topology import DEFAULT_POOL, Topology
+from router.destination import DestinationSet
+from router.retry import RetryPolicy
+from router.router import Router
+from router.semaphore import Semaphore
+from warren.codestore import CodeStore
+from warren.errors import ConfigError
+from warren.logstore import LogStore
+from warren.registry import Registry
+from warren.settings import Settings
+from workers.codecache import CodeCache
+from workers.completion import Completion
+from workers.executor import Executor
+from workers.heartbeat import Heartbeat
+from workers.pool import SandboxPool, WarmSandbox
+from workers.worker import Worker, WorkerConfig
+
+DEFAULT_CACHE = "/var/tmp/warren/code"
+
+
+def retry_policy(environ: dict[str, str] | os._Environ[str]) -> RetryPolicy:
+    """WARREN_ASYNC_RETRY_DELAYS ('60,120' s, Lambda's) and WARREN_THROTTLE_DELAY_MS (500)."""
+    delays = RetryPolicy.parse_delays(environ.get("WARREN_ASYNC_RETRY_DELAYS", "60,120"))
+    raw = environ.get("WARREN_THROTTLE_DELAY_MS", "500")
+    try:
+        throttle_ms = int(raw)
+    except ValueError:
+        raise ConfigError(f"WARREN_THROTTLE_DELAY_MS must be milliseconds, got {raw!r}") from None
+    return RetryPolicy(delays_s=delays, throttle_delay_s=max(1, throttle_ms) / 1000)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    # `kill -USR1 <pid>` dumps every thread's stack: how a stuck process is diagnosed.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _sandbox(spec: Any, code_dir: Path) -> WarmSandbox:
+    from sandbox import Sandbox
+
+    sandbox: WarmSandbox = Sandbox(
+        str(code_dir),
+        handler=spec.handler,
+        memory_mb=spec.memory_mb,
+        timeout_s=spec.timeout_s,
+        env=dict(spec.env),
+        function_name=spec.name,
+        function_version=spec.version,
+        invoked_function_arn=spec.arn,
+    )
+    return sandbox
+
+
+def _connector(settings: Settings) -> Callable[[str], Backbone]:
+    topology = Topology(settings.prefix)
+    return lambda name: Backbone(settings.amqp, topology, name=name)
+
+
+def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) -> Worker:
+    client = redis.Redis.from_url(settings.redis.url)
+    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+    semaphore = Semaphore(
+        client, settings.prefix, settings.account_concurrency, registry.reservations
+    )
+    pool = SandboxPool(_sandbox, max_idle=config.max_idle or 2 * config.slots, idle_s=config.idle_s)
+    executor = Executor(
+        pool, CodeCache(CodeStore(client, settings.prefix), config.cache_dir), semaphore
+    )
+    completion = Completion(
+        client,
+        settings.prefix,
+        semaphore,
+        LogStore(client, settings.prefix),
+        DestinationSet(settings, client),
+        policy,
+    )
+    return Worker(config, _connector(settings), executor, completion)
+
+
+@click.command("worker")
+@click.option("--slots", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option(
+    "--pool", "pool_name", default=DEFAULT_POOL, show_default=True, help="Work queue pool."
+)
+@click.option(
+    "--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True
+)
+@click.pass_obj
+def worker_command(obj: Any, slots: int, pool_name: str, cache_dir: Path) -> None:
+    """Run invocations in warm sandboxes; SIGTERM drains and exits 0."""
+    _logging()
+    settings: Settings = obj.settings
+    config = WorkerConfig(slots=slots, pool=pool_name, cache_dir=cache_dir)
+    worker = build_worker(settings, config, retry_policy(os.environ))
+    client = redis.Redis.from_url(settings.redis.url)
+    heartbeat = Heartbeat(client, settings.prefix, config.worker_id, worker.status)
+    stop = _stop_on_signals()
+    heartbeat.start()
+    logging.getLogger("warren.worker").info(
+        "worker %s: %d slots, pool %s, prefix %s",
+        config.worker_id,
+        slots,
+        pool_name,
+        settings.prefix,
+    )
+    try:
+        worker.run(stop)
+    finally:
+        heartbeat.stop()
+
+
+@click.command("router")
+@click.pass_obj
+def router_command(obj: Any) -> None:
+    """Admit async invocations under concurrency and forward them to the workers."""
+    _logging()
+    settings: Settings = obj.settings
+    client = redis.Redis.from_url(settings.redis.url)
+    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+    semaphore = Semaphore(
+        client, settings.prefix, settings.account_concurrency, registry.reservations
+    )
+    topology = Topology(settings.prefix)
+    router = Router(
+        lambda: Backbone(settings.amqp, topology, name="warren-router"),
+        semaphore,
+        DestinationSet(settings, client),
+        retry_policy(os.environ),
+    )
+    stop = _stop_on_signals()
+    logging.getLogger("warren.router").info("router: prefix %s", settings.prefix)
+    router.run(stop)
+
+
+#: Extra `warren` subcommands `warren up` runs beside the router and the worker. A module that
+#: adds a long-running command appends its argv here (the `poller` is also picked up by name).
+UP_EXTRA: list[list[str]] = []
+
+
+def _up_argvs(ctx: click.Context, slots: int) -> list[list[str]]:
+    argvs = [["router"], ["worker", "--slots", str(slots)]]
+    root = ctx.find_root().command
+    if isinstance(root, click.Group) and root.get_command(ctx, "poller") is not None:
+        argvs.append(["poller"])
+    return argvs + [argv for argv in UP_EXTRA if argv not in argvs]
+
+
+@click.command("up")
+@click.option("--slots", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.pass_context
+def up_command(ctx: click.Context, slots: int) -> None:
+    """Router, worker (and poller) in one foreground process tree; Ctrl-C stops them all."""
+    settings: Settings = ctx.obj.settings
+    env = {
+        **os.environ,
+        "WARREN_AMQP_URL": settings.amqp.url,
+        "WARREN_REDIS_URL": settings.redis.url,
+    }
+    argvs = _up_argvs(ctx, slots)
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(index: int) -> None:
+        procs[index] = subprocess.Popen([sys.executable, "-m", "warren", *argvs[index]], env=env)
+
+    for index in range(len(argvs)):
+        start(index)
+    click.echo(f"warren up: {', '.join(a[0] for a in argvs)} (prefix {settings.prefix})", err=True)
+    stop = _stop_on_signals()
+    while not stop.wait(0.5):
+        for index, proc in list(procs.items()):
+            if proc.poll() is not None:
+                click.echo(
+                    f"warren up: {argvs[index][0]} exited ({proc.returncode}); restarting", err=True
+                )
+                time.sleep(1.0)
+                start(index)
+    for proc in procs.values():
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+COMMANDS = [worker_command, router_command, up_command]

@@ -1,0 +1,166 @@
+"""The invocation and result contracts, and their wire form between invoker, router and worker."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from warren import codec
+from warren.errors import DecodeError
+from warren.function import FunctionSpec
+
+REQUEST_RESPONSE = "RequestResponse"
+EVENT = "Event"
+DRY_RUN = "DryRun"
+INVOCATION_TYPES = (REQUEST_RESPONSE, EVENT, DRY_RUN)
+
+CHUNK_KIND = "invocations"
+RESULT_KIND = "result"
+LOG_TAIL_BYTES = 4096
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One invocation of one resolved function version; `request_id` is stable across retries.
+
+    The resolved spec travels with it, so a worker needs no registry read on the hot path.
+    `attempt` is Lambda's approximateInvokeCount of the run this message leads to.
+    """
+
+    request_id: str
+    spec: FunctionSpec
+    payload: bytes
+    invocation_type: str = REQUEST_RESPONSE
+    attempt: int = 1
+    accepted_at: float = field(default_factory=time.time)
+    lease_key: str | None = None
+    lease_expires: float = 0.0
+    log_tail: bool = False
+
+    @property
+    def lease_id(self) -> str:
+        return f"{self.spec.name}|{self.request_id}"
+
+    def age_s(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.accepted_at
+
+    def leased(self, key: str, expires: float) -> Invocation:
+        return replace(self, lease_key=key, lease_expires=expires)
+
+    def next_attempt(self) -> Invocation:
+        return replace(self, attempt=self.attempt + 1, lease_key=None, lease_expires=0.0)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.request_id,
+            "spec": self.spec.to_dict(),
+            "payload": self.payload,
+            "type": self.invocation_type,
+            "attempt": self.attempt,
+            "accepted": self.accepted_at,
+            "lease": self.lease_key,
+            "lease_exp": self.lease_expires,
+            "tail": self.log_tail,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Invocation:
+        try:
+            return cls(
+                request_id=str(data["id"]),
+                spec=FunctionSpec.from_dict(data["spec"]),
+                payload=bytes(data["payload"]),
+                invocation_type=str(data["type"]),
+                attempt=int(data["attempt"]),
+                accepted_at=float(data["accepted"]),
+                lease_key=data.get("lease"),
+                lease_expires=float(data.get("lease_exp") or 0.0),
+                log_tail=bool(data.get("tail")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"not a valid invocation: {type(exc).__name__}: {exc}") from None
+
+
+def encode_chunk(invocations: Sequence[Invocation]) -> bytes:
+    """Several invocations in one message: a hop moves work in chunks, acked as one."""
+    return codec.encode(CHUNK_KIND, [inv.to_wire() for inv in invocations])
+
+
+def decode_chunk(data: bytes) -> list[Invocation]:
+    body = codec.decode(data, CHUNK_KIND)
+    if not isinstance(body, list) or not body:
+        raise DecodeError("an invocation chunk must be a non-empty list")
+    return [Invocation.from_wire(item) for item in body]
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """What an invoke returns, as Lambda's Invoke API: status, payload, error, version, log."""
+
+    status_code: int
+    payload: Any = None
+    function_error: str | None = None
+    executed_version: str | None = None
+    log_result: str | None = None
+    request_id: str = ""
+    raw_payload: bytes = b""
+
+    @property
+    def logs(self) -> str:
+        """The decoded log tail (log_result is base64, as Lambda's X-Amz-Log-Result)."""
+        if not self.log_result:
+            return ""
+        return base64.b64decode(self.log_result).decode("utf-8", "replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status_code": self.status_code,
+            "executed_version": self.executed_version,
+            "function_error": self.function_error,
+            "payload": self.payload,
+            "log_result": self.log_result,
+        }
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            RESULT_KIND,
+            {
+                "status": self.status_code,
+                "payload": self.raw_payload,
+                "error": self.function_error,
+                "version": self.executed_version,
+                "log": self.log_result,
+                "id": self.request_id,
+            },
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> InvocationResult:
+        body = codec.decode(data, RESULT_KIND)
+        try:
+            raw = bytes(body["payload"] or b"")
+            return cls(
+                status_code=int(body["status"]),
+                payload=codec.loads_json(raw) if raw else None,
+                function_error=body.get("error"),
+                executed_version=body.get("version"),
+                log_result=body.get("log"),
+                request_id=str(body.get("id", "")),
+                raw_payload=raw,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"not a valid result: {exc}") from None
+
+
+def log_tail(logs: str) -> str:
+    """The last 4 KB of an invocation's log, base64, as Lambda's LogType=Tail."""
+    data = logs.encode("utf-8", "replace")[-LOG_TAIL_BYTES:]
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,210 @@
+"""Invoking a function: sync at the edge (admit, publish, await the direct reply), async durably."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.topology import DEFAULT_POOL, Topology
+from router.semaphore import Semaphore
+from warren.codec import dumps_json, loads_json
+from warren.errors import InvalidParameter, TooManyRequests, Unavailable
+from warren.function import LATEST, FunctionSpec, is_version
+from warren.invocation import (
+    DRY_RUN,
+    EVENT,
+    INVOCATION_TYPES,
+    REQUEST_RESPONSE,
+    Invocation,
+    InvocationResult,
+    encode_chunk,
+    new_request_id,
+)
+from warren.registry import Registry
+from warren.settings import Settings
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 1024 * 1024
+
+
+def event_bytes(payload: Any) -> bytes:
+    """The event as JSON bytes: text/bytes must already be JSON (Lambda's 400 otherwise)."""
+    if payload is None:
+        return b"{}"
+    if isinstance(payload, (bytes, bytearray, memoryview, str)):
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        try:
+            loads_json(raw)
+        except Exception:
+            raise InvalidParameter(
+                "InvalidRequestContentException: the payload is not valid JSON"
+            ) from None
+        return raw
+    try:
+        return dumps_json(payload)
+    except TypeError as exc:
+        raise InvalidParameter(f"the payload cannot be encoded as JSON: {exc}") from None
+
+
+class Invoker:
+    """What `Client.invoke` delegates to; one per client, used from one thread at a time.
+
+    Sync (`RequestResponse`): the caller acquires the concurrency lease itself (429 at once over
+    the limit), publishes straight to the work queue with reply-to = direct reply-to, and waits
+    for the worker's reply. Async (`Event`): published durably to the router's queue; the 202 is
+    returned only after RabbitMQ confirmed the message.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        redis_client: redis.Redis[bytes],
+        *,
+        pool: str = DEFAULT_POOL,
+        queue_wait_s: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.topology = Topology(settings.prefix)
+        self.pool = pool
+        self.queue_wait_s = queue_wait_s
+        self.semaphore = Semaphore(
+            redis_client, settings.prefix, settings.account_concurrency, registry.reservations
+        )
+        self._backbone: Backbone | None = None
+        self._replies: dict[str, bytes] = {}
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None or not self._backbone.is_open:
+            backbone = Backbone(self.settings.amqp, self.topology, name="warren-invoker")
+            backbone.declare(self.pool)
+            backbone.consume_replies(self._on_reply)
+            self._backbone = backbone
+        return self._backbone
+
+    def _on_reply(self, delivery: Delivery) -> None:
+        if delivery.correlation_id:
+            self._replies[delivery.correlation_id] = delivery.body
+
+    # -- public -------------------------------------------------------------------------------
+    def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        qualifier: str | None = None,
+        invocation_type: str = REQUEST_RESPONSE,
+        log_tail: bool = False,
+    ) -> InvocationResult:
+        if invocation_type not in INVOCATION_TYPES:
+            raise InvalidParameter(
+                f"invocation type {invocation_type!r} is invalid: use one of "
+                + ", ".join(INVOCATION_TYPES)
+            )
+        event = event_bytes(payload)
+        spec = self.registry.resolve(name, qualifier)
+        if invocation_type == DRY_RUN:
+            return InvocationResult(204, executed_version=spec.version)
+        if invocation_type == EVENT:
+            return self.invoke_many(name, [event], qualifier=qualifier)[0]
+        if len(event) > MAX_SYNC_PAYLOAD:
+            raise InvalidParameter("RequestTooLargeException: a sync payload is at most 6 MB")
+        return self._call(spec, event, log_tail)
+
+    def invoke_many(
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        qualifier: str | None = None,
+        invocation_type: str = EVENT,
+        chunk_size: int = 100,
+    ) -> list[InvocationResult]:
+        """Submit many `Event` invocations, `chunk_size` per message, each chunk confirmed.
+
+        Every returned 202 is backed by a broker confirm of the chunk that carries it.
+        """
+        if invocation_type == DRY_RUN:
+            spec = self.registry.resolve(name, qualifier)
+            return [InvocationResult(204, executed_version=spec.version) for _ in payloads]
+        if invocation_type != EVENT:
+            raise InvalidParameter("invoke_many submits Event (or DryRun) invocations only")
+        pick = self._picker(name, qualifier)
+        results: list[InvocationResult] = []
+        chunk: list[Invocation] = []
+        for payload in payloads:
+            event = event_bytes(payload)
+            if len(event) > MAX_ASYNC_PAYLOAD:
+                raise InvalidParameter("RequestTooLargeException: an async payload is at most 1 MB")
+            chunk.append(Invocation(new_request_id(), pick(), event, EVENT))
+            if len(chunk) >= chunk_size:
+                results.extend(self._submit(chunk))
+                chunk = []
+        if chunk:
+            results.extend(self._submit(chunk))
+        return results
+
+    def close(self) -> None:
+        if self._backbone is not None:
+            self._backbone.close()
+            self._backbone = None
+
+    # -- internals ----------------------------------------------------------------------------
+    def _submit(self, chunk: Sequence[Invocation]) -> list[InvocationResult]:
+        self.backbone.publish(self.topology.async_queue, encode_chunk(chunk), confirm=True)
+        return [
+            InvocationResult(202, executed_version=inv.spec.version, request_id=inv.request_id)
+            for inv in chunk
+        ]
+
+    def _picker(self, name: str, qualifier: str | None) -> Any:
+        """Resolve once, then draw an alias's weighted version per invocation locally."""
+        if qualifier is None or qualifier == LATEST or is_version(qualifier):
+            spec = self.registry.resolve(name, qualifier)
+            return lambda: spec
+        alias = self.registry.get_alias(name, qualifier)
+        primary = self.registry.get_function(name, alias.version)
+        extras = [(self.registry.get_function(name, v), w) for v, w in alias.weights.items()]
+
+        def pick() -> FunctionSpec:
+            for spec, weight in extras:
+                if random.random() < weight:
+                    return spec
+            return primary
+
+        return pick
+
+    def _call(self, spec: FunctionSpec, event: bytes, log_tail: bool) -> InvocationResult:
+        request_id = new_request_id()
+        invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
+        wait_s = spec.timeout_s + self.queue_wait_s
+        grant = self.semaphore.acquire(spec.name, [invocation.lease_id], wait_s)
+        if not grant.admitted:
+            raise TooManyRequests(
+                f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
+                f"concurrency limit {grant.limit})",
+                reason=grant.reason,
+            )
+        invocation = invocation.leased(grant.key, grant.expires)
+        backbone = self.backbone
+        backbone.request(
+            self.topology.work_queue(self.pool),
+            encode_chunk([invocation]),
+            correlation_id=request_id,
+            expiration_ms=int(wait_s * 1000),
+        )
+        deadline = time.monotonic() + wait_s
+        while request_id not in self._replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"no worker answered {spec.name} within {wait_s:.0f} s "
+                    "(is a `warren worker` running for this fleet?)"
+                )
+            backbone.process(min(remaining, 1.0))
+        return InvocationResult.decode(self._replies.pop(request_id))

@@ -1,0 +1,124 @@
+"""After a chunk ran: release leases, store logs, reply or retry or record, in that order."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import redis
+
+from broker_adapters.backbone import Backbone, Delivery
+from router.destination import DestinationSet
+from router.record import SUCCESS, invocation_record
+from router.retry import RetryPolicy
+from router.semaphore import Semaphore
+from warren.invocation import REQUEST_RESPONSE, Invocation, encode_chunk
+from warren.logstore import LogStore
+from workers.executor import Run
+
+
+@dataclass
+class Chunk:
+    """One delivery from the work queue and its invocations, acked once all of them are done."""
+
+    delivery: Delivery
+    invocations: list[Invocation]
+    runs: list[Run | None] = field(default_factory=list)
+    _left: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.runs = [None] * len(self.invocations)
+        self._left = len(self.invocations)
+
+    def done(self, index: int, run: Run) -> bool:
+        """Record a run; True for the caller that completed the whole chunk."""
+        with self._lock:
+            self.runs[index] = run
+            self._left -= 1
+            return self._left == 0
+
+
+def stats_key(prefix: str, function: str) -> str:
+    return f"{prefix}:stats:{function}"
+
+
+class Completion:
+    """Finishes chunks; shared by a worker's slot threads (each passes its own publisher)."""
+
+    def __init__(
+        self,
+        client: redis.Redis[bytes],
+        prefix: str,
+        semaphore: Semaphore,
+        logs: LogStore,
+        destinations: DestinationSet,
+        policy: RetryPolicy,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.semaphore = semaphore
+        self.logs = logs
+        self.destinations = destinations
+        self.policy = policy
+
+    def finish(self, chunk: Chunk, publisher: Backbone) -> None:
+        """Everything downstream is durable when this returns; the caller then acks."""
+        runs = [run for run in chunk.runs if run is not None]
+        self._record(runs)
+        retries: dict[float, list[Invocation]] = defaultdict(list)
+        for run in runs:
+            inv = run.invocation
+            if inv.invocation_type == REQUEST_RESPONSE:
+                if chunk.delivery.reply_to:
+                    publisher.publish(
+                        chunk.delivery.reply_to,
+                        run.result.encode(),
+                        correlation_id=chunk.delivery.correlation_id or inv.request_id,
+                        confirm=False,
+                    )
+                continue
+            config = inv.spec.async_config
+            if run.ok:
+                if config.on_success:
+                    self._send(config.on_success, inv, SUCCESS, run)
+                continue
+            decision = self.policy.after_failure(inv)
+            if decision.retry:
+                retries[decision.delay_s].append(inv.next_attempt())
+            elif config.on_failure:
+                self._send(config.on_failure, inv, decision.condition, run)
+        for delay_s, invs in retries.items():
+            queue = publisher.declare_delay(int(delay_s * 1000))
+            publisher.publish(queue, encode_chunk(invs), confirm=True)
+
+    def _record(self, runs: list[Run]) -> None:
+        """Lease release, log blocks and counters in one Redis round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        leases: dict[str, list[str]] = defaultdict(list)
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for run in runs:
+            inv = run.invocation
+            if inv.lease_key:
+                leases[inv.lease_key].append(inv.lease_id)
+            self.logs.append(inv.spec.name, inv.request_id, inv.spec.version, run.logs, pipe)
+            counts[inv.spec.name][0] += 1
+            counts[inv.spec.name][1] += 0 if run.ok else 1
+        for key, ids in leases.items():
+            self.semaphore.release(key, ids, pipe)
+        for function, (n, errors) in counts.items():
+            pipe.hincrby(stats_key(self._prefix, function), "invocations", n)
+            if errors:
+                pipe.hincrby(stats_key(self._prefix, function), "errors", errors)
+        pipe.execute()
+
+    def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:
+        record = invocation_record(
+            inv,
+            condition,
+            invoke_count=inv.attempt,
+            function_error=run.result.function_error,
+            response=run.result.raw_payload,
+        )
+        self.destinations.send(uri, record)
