@@ -241,3 +241,20 @@ def test_unpacking_refuses_a_file_that_shadows_a_directory(tmp_path: Path) -> No
     dest.mkdir()
     with pytest.raises(CodeBundleError, match="cannot unpack"):
         bundle.unpack(data, dest)
+
+
+@pytest.mark.slow
+def test_a_real_zip_bomb_over_250_mb_is_refused_without_inflating(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("bomb.bin", "w", force_zip64=True) as sink:
+            block = bytes(1024 * 1024)
+            for _ in range(bundle.MAX_UNPACKED_BYTES // len(block) + 1):
+                sink.write(block)
+    data = buffer.getvalue()
+    assert len(data) < 1024 * 1024  # 251 MB of zeros in well under 1 MB
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(CodeBundleError, match="250 MB"):
+        bundle.unpack(data, dest)
+    assert list(dest.iterdir()) == []

@@ -151,3 +151,27 @@ def test_an_unreachable_redis_is_store_unavailable(tmp_path: Path, code_dir: Pat
         store.put(code_dir)
     with pytest.raises(StoreUnavailable):
         store.materialize("b" * 64, tmp_path)
+
+
+def _materialize_in_child(redis_url: str, prefix: str, sha256: str, cache: str) -> str:
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        return str(CodeStore(conn, prefix).materialize(sha256, Path(cache)))
+    finally:
+        conn.close()
+
+
+def test_worker_processes_materializing_at_once_share_one_directory(
+    redis_url: str, store: CodeStore, code_dir: Path, tmp_path: Path, unique: str
+):
+    import multiprocessing
+
+    sha256, _ = store.put(code_dir)
+    cache = tmp_path / "cache"
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        args = [(redis_url, f"test-{unique}", sha256, str(cache))] * 8
+        paths = pool.starmap(_materialize_in_child, args)
+    assert set(paths) == {str(cache / sha256)}
+    assert [p.name for p in cache.iterdir()] == [sha256]
+    assert (cache / sha256 / "app.py").is_file()
