@@ -266,3 +266,19 @@ def test_render_rows_as_an_aligned_table_and_json():
     assert json.loads(render(rows, "json")) == rows
     assert render([], "table") == "(none)"
     assert json.loads(render([], "json")) == []
+
+
+def test_unsafe_code_is_refused_with_one_line(run: Run, tmp_path: Path):
+    import zipfile
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../../escape.py", "x = 1\n")
+    args = ["function", "create", "evil", "--code", str(evil), "--handler", "app.handler"]
+    assert "zip slip" in one_line_error(run(*args))
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "app.py").symlink_to("/etc/hostname")
+    args = ["function", "create", "evil", "--code", str(linked), "--handler", "app.handler"]
+    assert "symlink" in one_line_error(run(*args))
+    assert as_json(run("function", "list", "-o", "json")) == []
