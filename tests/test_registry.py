@@ -160,6 +160,7 @@ def test_unknown_functions_are_not_found(registry: Registry):
         ({"env": {"BIG": "x" * 4096}}, "4 KB"),
         ({"description": "d" * 257}, "description"),
         ({"concurrency": -1}, "whole number"),
+        ({"concurrency": 901}, "at most 900"),
     ],
 )
 def test_invalid_settings_are_refused_with_a_fix(

@@ -42,7 +42,6 @@ from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
 T = TypeVar("T")
 
 
-
 class Registry:
     """Functions, versions, aliases and reservations; every write is one atomic transaction."""
 
@@ -108,9 +107,11 @@ class Registry:
             last_modified=now_iso(),
         ).validate()
         check_concurrency(concurrency)
-        with store_errors(self._redis):
+        with store_errors(self._redis):  # refuse early, before storing any code
             if self._redis.hexists(self.function_key(name), "latest"):
                 raise Conflict(f"function {name} already exists: use `function update`")
+            if concurrency is not None:
+                self.reserved.check(self._redis, name, concurrency)
         sha256, size = self.codes.put(code)
         spec = replace(spec, code_sha256=sha256, code_size=size)
 
