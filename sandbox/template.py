@@ -13,10 +13,12 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 import sandbox.child as child
@@ -31,7 +33,7 @@ class Template:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._children: dict[int, int] = {}  # pid -> write end of its status pipe
-        self._uids: dict[int, int] = {}  # pid -> the sandbox's own uid, when it has one
+        self._specs: dict[int, dict[str, Any]] = {}  # pid -> its spec, to clean up after a caller
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -76,8 +78,7 @@ class Template:
         os.close(ctrl_fd)
         os.close(log_fd)
         self._children[pid] = status_w
-        if spec.get("uid") is not None:
-            self._uids[pid] = int(spec["uid"])
+        self._specs[pid] = spec
         socket.send_fds(self._sock, [json.dumps({"pid": pid}).encode()], [status_r])
         os.close(status_r)
 
@@ -97,29 +98,61 @@ class Template:
                 return -1
             if pid == 0:
                 return -1
-            self._uids.pop(pid, None)
+            self._specs.pop(pid, None)
             wfd = self._children.pop(pid, None)
             if wfd is not None:
-                os.write(wfd, STATUS.pack(status))
+                try:
+                    os.write(wfd, STATUS.pack(status))
+                except OSError:
+                    pass  # the caller stopped listening (it closed the sandbox, or died)
                 os.close(wfd)
             if pid == block_for:
                 return status
 
     def _shutdown(self) -> None:
-        # The caller is gone: nothing may outlive it.
+        """The caller is gone: kill what its live sandboxes started and remove what they made."""
+        specs = list(self._specs.values())
         for pid in list(self._children):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-        for uid in set(self._uids.values()):
-            self._kill_uid_quietly(uid)
+        for spec in specs:
+            for procs in spec["cgroup_procs"]:
+                _kill_cgroup(procs)
+            if spec.get("uid") is not None:
+                helper = os.fork()
+                if helper == 0:
+                    child.kill_uid(int(spec["uid"]))
+                self._reap(block_for=helper)
+        self._reap(block_for=None)
+        for spec in specs:
+            for procs in spec["cgroup_procs"]:
+                for _ in range(100):  # busy until the last killed process is reaped
+                    try:
+                        os.rmdir(os.path.dirname(procs))
+                        break
+                    except OSError:
+                        self._reap(block_for=None)
+                        time.sleep(0.005)
+            shutil.rmtree(spec["env"]["TMPDIR"], ignore_errors=True)
 
-    def _kill_uid_quietly(self, uid: int) -> None:
-        helper = os.fork()
-        if helper == 0:
-            child.kill_uid(uid)
-        self._reap(block_for=helper)
+
+def _kill_cgroup(procs: str) -> None:
+    for _ in range(1000):
+        try:
+            with open(procs) as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            return
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.001)
 
 
 def _probe_unprivileged() -> str | None:
