@@ -164,6 +164,8 @@ def measure_one(competitor: Competitor, sync_runs: int, async_count: int) -> dic
     try:
         with WorkerGroup(competitor.worker_argv(), env, BENCH_DIR) as group:
             warm_up(competitor, counter, group)
+            # The machine is shared: the load next to each figure says how much to trust it.
+            load_1m = os.getloadavg()[0]
             p50, p99 = measure_sync(competitor, group, sync_runs)
             per_s, enqueue_per_s = measure_async(competitor, counter, group, async_count)
     finally:
@@ -175,6 +177,7 @@ def measure_one(competitor: Competitor, sync_runs: int, async_count: int) -> dic
         "version": competitor.version,
         "enqueue_per_s": round(enqueue_per_s, 1),
         "concurrency": competitor.concurrency,
+        "loadavg_1m": round(load_1m, 2),
     }
 
 
@@ -184,7 +187,8 @@ def measure_all(
     """Measure Celery then Dramatiq, each alone on the machine with a fresh private queue.
 
     Returns {"celery": {...}, "dramatiq": {...}}, each with sync_p50_ms, sync_p99_ms,
-    async_per_s and version (plus enqueue_per_s and a note on the concurrency used).
+    async_per_s and version (plus enqueue_per_s, the concurrency used and the machine's
+    1-minute load average when the measurement started).
     Raises BenchSetupError when RabbitMQ or Redis is unreachable, WorkerDied when a worker
     exits early, TimeoutError when tasks stop completing.
     """
@@ -197,12 +201,13 @@ def measure_all(
 
 
 def render_table(results: dict[str, dict[str, Any]]) -> str:
-    header = f"{'framework':<10} {'version':<8} {'sync p50 ms':>11} {'sync p99 ms':>11} " \
-             f"{'async tasks/s':>13}"
+    header = (f"{'framework':<10} {'version':<8} {'sync p50 ms':>11} {'sync p99 ms':>11} "
+              f"{'async tasks/s':>13} {'enqueue/s':>9} {'load 1m':>7}")
     rows = [header, "-" * len(header)]
     for name, row in results.items():
         rows.append(f"{name:<10} {row['version']:<8} {row['sync_p50_ms']:>11.2f} "
-                    f"{row['sync_p99_ms']:>11.2f} {row['async_per_s']:>13,.0f}")
+                    f"{row['sync_p99_ms']:>11.2f} {row['async_per_s']:>13,.0f} "
+                    f"{row['enqueue_per_s']:>9,.0f} {row['loadavg_1m']:>7.2f}")
     return "\n".join(rows)
 
 
