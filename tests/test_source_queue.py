@@ -335,3 +335,18 @@ def test_close_leaves_no_thread_behind(amqp_url, store, queue, unique):
     source = _open(amqp_url, store, queue, unique)
     source.close()
     assert {t.name for t in threading.enumerate()} <= before
+
+
+def test_deleting_the_queue_under_a_source_is_not_found(amqp_url, store, channel, unique):
+    name = f"test-src-doomed-{unique}"
+    channel.queue_declare(name)
+    source = _open(amqp_url, store, name, unique)
+    try:
+        assert source.read(10, 0.2) == []
+        channel.queue_delete(name)
+        with pytest.raises(NotFound, match="does not exist"):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                source.read(10, 0.5)
+    finally:
+        source.close()

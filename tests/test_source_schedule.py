@@ -197,3 +197,12 @@ def test_schedule_source_satisfies_the_protocol(store, prefix, unique):
     source = _open(store, prefix, unique)
     assert isinstance(source, Source)
     assert source.kind == "schedule"
+
+
+def test_purging_a_mapping_forgets_its_schedule_state(store, prefix, unique):
+    from broker_adapters.sources import purge_source
+
+    _open(store, prefix, unique, anchor_s=0).close()
+    assert list(store.scan_iter(f"{prefix}:mapping:m-{unique}:schedule*"))
+    purge_source("schedule:rate(1 minute)", mapping_id=f"m-{unique}", redis=store, prefix=prefix)
+    assert not list(store.scan_iter(f"{prefix}:mapping:m-{unique}:*"))

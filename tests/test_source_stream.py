@@ -297,3 +297,30 @@ def test_bad_start_position_is_invalid(redis_url, store, stream, unique):
 def test_unreachable_redis_is_store_unavailable(store, unique):
     with pytest.raises(StoreUnavailable):
         open_source("redis+stream://127.0.0.1:1/0/s", mapping_id=unique, redis=store, prefix="t")
+
+
+def test_a_stream_on_warrens_own_redis_needs_no_host(redis_url, stream, unique):
+    decoding = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        decoding.xadd(stream, {"data": "{}"})
+        source = open_source(f"redis+stream:///{stream}", mapping_id=f"m-{unique}",
+                             redis=decoding, prefix="t", options={"consumer": "c"})
+        try:
+            [record] = source.read(10, 1.0)
+            assert record.data == b"{}"  # bytes, even through a decoding client
+            source.commit([record])
+        finally:
+            source.close()
+    finally:
+        decoding.close()
+
+
+def test_purging_a_mapping_drops_its_consumer_group(redis_url, store, stream, unique):
+    from broker_adapters.sources import purge_source
+
+    store.xadd(stream, {"data": "x"})
+    _open(redis_url, store, stream, unique).close()
+    assert [g["name"] for g in store.xinfo_groups(stream)] == [f"warren-m-{unique}".encode()]
+    purge_source(f"redis+stream:///{stream}", mapping_id=f"m-{unique}", redis=store, prefix="t")
+    assert store.xinfo_groups(stream) == []
+    assert store.xlen(stream) == 1  # the stream's own data stays

@@ -10,11 +10,13 @@ from typing import Any
 
 import redis
 
-from broker_adapters.sources.base import Source, SourceIdentity, SourceRecord
+from broker_adapters.sources.base import Source, SourceIdentity, SourceRecord, store_errors
 from broker_adapters.sources.position import StartPosition
 from warren.errors import InvalidParameter
 
-__all__ = ["Source", "SourceRecord", "StartPosition", "open_source", "source_kind"]
+__all__ = [
+    "Source", "SourceRecord", "StartPosition", "open_source", "purge_source", "source_kind"
+]
 
 _URI_HINT = (
     "a source is one of s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&suffix=.jpg, "
@@ -108,3 +110,28 @@ def open_source(
             max_age_s=float(opts.get("max_age_s", 86400.0)),
         )
     raise InvalidParameter(f"source kind {kind!r} is not available yet: {_URI_HINT}")
+
+
+def purge_source(
+    uri: str, *, mapping_id: str, redis: redis.Redis[Any], prefix: str
+) -> None:
+    """Forget a deleted mapping's checkpoints: its stream consumer group, its bucket and
+    schedule state in Redis. The source's own data (stream entries, messages, objects) stays.
+    """
+    kind = source_kind(uri)
+    base = f"{prefix}:mapping:{mapping_id}"
+    if kind == "stream":
+        from broker_adapters.sources.stream import StreamLocation
+
+        location = StreamLocation.parse(uri)
+        client = location.client(redis)
+        try:
+            with store_errors(f"stream {location.stream!r}"):
+                client.xgroup_destroy(location.stream, f"warren-{mapping_id}")  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+    with store_errors("source checkpoints"):
+        for pattern in (f"{base}:s3:*", f"{base}:schedule*", f"{base}:tick:*"):
+            keys = list(redis.scan_iter(match=pattern, count=1000))
+            if keys:
+                redis.delete(*keys)

@@ -74,6 +74,10 @@ class QueueLocation:
         )
 
 
+class _Cancelled(pika.exceptions.AMQPError):  # type: ignore[misc]
+    """The broker cancelled our consumer (the queue was deleted): reconnect and look again."""
+
+
 @dataclass
 class _Delivery:
     generation: int
@@ -285,6 +289,7 @@ class QueueSource:
                 self._channel = channel
                 with self._cond:
                     self._generation += 1
+                channel.add_on_cancel_callback(self._on_cancel)
                 channel.basic_consume(self._location.queue, self._on_message)
                 with self._cond:
                     self._connection = connection
@@ -323,6 +328,10 @@ class QueueSource:
                 connection.close()
             except _PIKA_ERRORS:
                 pass
+
+    @staticmethod
+    def _on_cancel(_: Any) -> None:
+        raise _Cancelled("the broker cancelled the consumer")
 
     def _on_message(
         self, _: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes

@@ -20,6 +20,8 @@ _MAX_SEQ = 18446744073709551615  # the largest sequence part a stream entry id c
 _XACK_CHUNK = 5000
 _CLAIM_PAGE = 1000
 _CLAIM_PAGES_PER_READ = 10
+_MAX_BLOCK_MS = 30_000  # stays well under the client's socket timeout
+_SOCKET_TIMEOUT_S = 60.0
 _URI_HINT = (
     "a stream source looks like redis+stream://host:6379/0/STREAM (or redis+stream:///STREAM "
     "for Warren's own Redis)"
@@ -67,6 +69,7 @@ class StreamLocation:
         if self.host is None:
             kwargs = dict(fallback.connection_pool.connection_kwargs)
             kwargs["decode_responses"] = False
+            kwargs["socket_timeout"] = _SOCKET_TIMEOUT_S
             pool = redis.ConnectionPool(
                 connection_class=fallback.connection_pool.connection_class, **kwargs
             )
@@ -80,6 +83,7 @@ class StreamLocation:
                 password=self.password,
                 ssl=self.tls,
                 socket_connect_timeout=5,
+                socket_timeout=_SOCKET_TIMEOUT_S,
             )
         # redis-py drops XAUTOCLAIM's cursor when JUSTID is given: keep the raw reply.
         client.set_response_callback(  # type: ignore[no-untyped-call]
@@ -151,7 +155,8 @@ class StreamSource:
             self._maybe_claim()
             out = self._replay(max_records)
             if len(out) < max_records:
-                block = None if out or wait_s <= 0 else max(1, int(wait_s * 1000))
+                block = None if out or wait_s <= 0 else int(wait_s * 1000)
+                block = None if block is None else min(max(1, block), _MAX_BLOCK_MS)
                 out.extend(self._read_new(max_records - len(out), block))
         return out
 
