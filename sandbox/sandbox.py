@@ -255,9 +255,10 @@ class Sandbox:
                 pass
         if self._cgroup is not None:
             self._cgroup.kill_all()
+        # Reaped first: the uid kill waits until the uid owns no process, zombies included.
+        child.wait_status(5.0)
         if self._uid is not None:
             self._launcher.kill_uid(self._uid.uid)
-        child.wait_status(5.0)
         for fd in (child.fileno(), self._log_r, self._ctrl.fileno() if self._ctrl else -1):
             if fd >= 0:
                 try:
