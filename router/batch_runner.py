@@ -147,6 +147,9 @@ class BatchRunner:
         now = time.monotonic()
         if source.ordered:
             if inflight:
+                if not pending and self.spec.window_s <= 0:
+                    # Read ahead while the batch runs; it waits behind any retry of it.
+                    self._take(source, collector.gather(0.0), pending.append)
                 self._harvest(source, pending, inflight, timeout=self._poll_wait_s)
             elif pending:
                 if pending[0].ready_at <= now:
