@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ssl
 import threading
@@ -10,8 +9,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -22,6 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.spec import Basic, BasicProperties
 
 from broker_adapters.sources.base import SourceIdentity, SourceRecord
+from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
 
 _URI_HINT = "a queue source looks like amqp://USER:PASS@HOST:5672/VHOST/QUEUE (vhost / is %2F)"
@@ -353,57 +351,7 @@ class QueueSource:
         while record_id in self._inflight:  # two identical messages in flight at once
             n += 1
             record_id = f"{base}#{n}"
-        encoded = base64.b64encode(body).decode("ascii")
-        record = {
-            "basicProperties": {
-                "contentType": props.content_type,
-                "contentEncoding": props.content_encoding,
-                "headers": _headers(props.headers) if props.headers else None,
-                "deliveryMode": props.delivery_mode,
-                "priority": props.priority,
-                "correlationId": props.correlation_id,
-                "replyTo": props.reply_to,
-                "expiration": props.expiration,
-                "messageId": props.message_id,
-                "timestamp": _java_date(props.timestamp),
-                "type": props.type,
-                "userId": props.user_id,
-                "appId": props.app_id,
-                "clusterId": props.cluster_id,
-                "bodySize": len(body),
-            },
-            "redelivered": delivery.redelivered,
-            "data": encoded,
-        }
+        record = rmq_message(props, body, delivery.redelivered)
         size = len(orjson.dumps(record))
         arrival = float(props.timestamp) if props.timestamp else time.time()
         return SourceRecord(id=record_id, data=body, record=record, size=size, arrival=arrival)
-
-
-def _headers(value: Any) -> Any:
-    """AMQP table values as Lambda shows them: strings as {"bytes": [...]}, the rest as JSON."""
-    if isinstance(value, dict):
-        return {str(k): _headers(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_headers(v) for v in value]
-    if isinstance(value, str):
-        return {"bytes": list(value.encode())}
-    if isinstance(value, (bytes, bytearray)):
-        return {"bytes": list(value)}
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return _java_date(int(value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()))
-    return value
-
-
-def _java_date(stamp: int | None) -> str | None:
-    """An AMQP timestamp the way Lambda renders it: "Jan 1, 1970, 12:33:41 AM" (UTC)."""
-    if not stamp:
-        return None
-    moment = datetime.fromtimestamp(stamp, tz=timezone.utc)
-    hour = moment.hour % 12 or 12
-    return (
-        f"{moment.strftime('%b')} {moment.day}, {moment.year}, "
-        f"{hour}:{moment.strftime('%M:%S')} {'AM' if moment.hour < 12 else 'PM'}"
-    )
