@@ -77,24 +77,36 @@ def test_records_have_kinesis_shape_and_data_travels_as_itself(redis_url, store,
         source.close()
 
 
-def test_ten_thousand_records_arrive_once_each_in_order(redis_url, store, stream, unique):
+def test_ten_thousand_records_survive_a_takeover_mid_run_in_order(
+    redis_url, store, stream, unique
+):
     pipe = store.pipeline(transaction=False)
     for i in range(10_000):
         pipe.xadd(stream, {"data": str(i)})
     pipe.execute()
-    source = _open(redis_url, store, stream, unique)
+    source = _open(redis_url, store, stream, unique, consumer="poller-a")
+    seen: list[int] = []
+    while len(seen) < 5_000:
+        batch = source.read(100, 1.0)
+        seen.extend(int(r.data) for r in batch)
+        source.commit(batch)
+    unfinished = [int(r.data) for r in source.read(100, 1.0)]  # poller-a dies holding these
+    seen.extend(unfinished)
+    source.close()
+
+    heir = _open(redis_url, store, stream, unique, consumer="poller-b")
     try:
-        seen: list[int] = []
-        while len(seen) < 10_000:
-            batch = source.read(100, 1.0)
+        while len(seen) < 10_100:
+            batch = heir.read(100, 1.0)
             assert batch, "source ran dry before every record was read"
             seen.extend(int(r.data) for r in batch)
-            source.commit(batch)
-        assert seen == list(range(10_000))
-        assert source.read(100, 0.1) == []
+            heir.commit(batch)
+        assert unfinished == list(range(5_000, 5_100))
+        assert seen == list(range(5_100)) + list(range(5_000, 10_000))  # only those again
+        assert heir.read(100, 0.1) == []
         assert store.xpending(stream, f"warren-m-{unique}")["pending"] == 0
     finally:
-        source.close()
+        heir.close()
 
 
 def test_start_positions(redis_url, store, stream, unique):
