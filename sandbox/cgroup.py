@@ -91,7 +91,32 @@ class CgroupParent:
                 return False
         return all(os.access(d, os.W_OK) for d in {self.memory_dir, self.pids_dir})
 
+    def as_dict(self) -> dict[str, object]:
+        return {"version": self.version, "memory_dir": self.memory_dir, "pids_dir": self.pids_dir}
+
+    def sweep_stale(self) -> int:
+        """Remove empty groups whose creating process is gone (it was killed before it could)."""
+        removed = 0
+        for d in dict.fromkeys((self.memory_dir, self.pids_dir)):
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for name in names:
+                parts = name.split("-")
+                if len(parts) != 4 or parts[:2] != ["warren", "sbx"] or not parts[2].isdigit():
+                    continue
+                if os.path.exists(f"/proc/{parts[2]}"):
+                    continue
+                try:
+                    os.rmdir(os.path.join(d, name))  # refused (EBUSY) while anything is inside
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
     def create(self, memory_bytes: int, max_pids: int) -> Cgroup:
+        """A new, empty group below this parent with these limits."""
         name = f"warren-sbx-{os.getpid()}-{uuid.uuid4().hex[:10]}"
         dirs = [os.path.join(d, name) for d in dict.fromkeys((self.memory_dir, self.pids_dir))]
         group = Cgroup(self.version, dirs[0], dirs[-1])
@@ -99,14 +124,8 @@ class CgroupParent:
             for d in dirs:
                 os.mkdir(d, 0o755)
             if self.version == 2:
-                _write(os.path.join(group.memory_dir, "memory.max"), str(memory_bytes))
                 _write(os.path.join(group.memory_dir, "memory.swap.max"), "0")
-            else:
-                _write(os.path.join(group.memory_dir, "memory.limit_in_bytes"), str(memory_bytes))
-                memsw = os.path.join(group.memory_dir, "memory.memsw.limit_in_bytes")
-                if os.path.exists(memsw):
-                    _write(memsw, str(memory_bytes))
-            _write(os.path.join(group.pids_dir, "pids.max"), str(max_pids))
+            group.set_limits(memory_bytes, max_pids)
         except OSError:
             group.remove()
             raise
@@ -114,13 +133,29 @@ class CgroupParent:
 
 
 class Cgroup:
-    """One sandbox's group(s); `procs_files` is what the child writes its pid into."""
+    """One sandbox child's group(s); `procs_files` is what the child writes its pid into."""
 
     def __init__(self, version: int, memory_dir: str, pids_dir: str) -> None:
         self.version = version
         self.memory_dir = memory_dir
         self.pids_dir = pids_dir
-        self._oom_base = self._oom_kills()
+        self._peak_fd = -1
+
+    def as_dict(self) -> dict[str, object]:
+        return {"version": self.version, "memory_dir": self.memory_dir, "pids_dir": self.pids_dir}
+
+    def set_limits(self, memory_bytes: int, max_pids: int) -> None:
+        if self.version == 2:
+            _write(os.path.join(self.memory_dir, "memory.max"), str(memory_bytes))
+        else:
+            limit = os.path.join(self.memory_dir, "memory.limit_in_bytes")
+            memsw = os.path.join(self.memory_dir, "memory.memsw.limit_in_bytes")
+            # v1 insists on limit <= memsw limit at every step, so the order depends on direction.
+            files = [limit, memsw] if int(_read(limit)) > memory_bytes else [memsw, limit]
+            for path in files:
+                if os.path.exists(path):
+                    _write(path, str(memory_bytes))
+        _write(os.path.join(self.pids_dir, "pids.max"), str(max_pids))
 
     @property
     def procs_files(self) -> list[str]:
@@ -155,9 +190,12 @@ class Cgroup:
             time.sleep(0.0005)
 
     def peak_bytes(self) -> int:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        """Peak memory charged to the group (pages its processes touched since they joined)."""
         try:
-            return int(_read(os.path.join(self.memory_dir, name)))
+            if self._peak_fd < 0:  # kept open: read once per invocation, so one pread each
+                name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+                self._peak_fd = os.open(os.path.join(self.memory_dir, name), os.O_RDONLY)
+            return int(os.pread(self._peak_fd, 32, 0))
         except (OSError, ValueError):
             return 0
 
@@ -167,18 +205,13 @@ class Cgroup:
         return _keyed(os.path.join(self.memory_dir, "memory.oom_control"), "oom_kill")
 
     def oom_killed(self) -> bool:
-        """Whether the kernel's OOM killer struck in this group since the last `reset`."""
-        return self._oom_kills() > self._oom_base
-
-    def reset(self) -> None:
-        self._oom_base = self._oom_kills()
-        if self.version == 1:
-            try:
-                _write(os.path.join(self.memory_dir, "memory.max_usage_in_bytes"), "0")
-            except OSError:
-                pass
+        """Whether the kernel's OOM killer struck in this group."""
+        return self._oom_kills() > 0
 
     def remove(self) -> None:
+        if self._peak_fd >= 0:
+            os.close(self._peak_fd)
+            self._peak_fd = -1
         for d in dict.fromkeys((self.memory_dir, self.pids_dir)):
             for _ in range(200):
                 try:

@@ -2,7 +2,9 @@
 
 Runs in the freshly forked (or freshly exec'd) child, as root when the caller is root: new
 session, join the sandbox's cgroups, rlimits, fds 0-3 only, drop to the sandbox's uid, scrub the
-environment, then serve. Standard library only (see protocol.py).
+environment, then serve. A spare does the first two steps ahead of time (they are the slow ones:
+a cgroup migration waits for an RCU grace period) and the rest once it is handed a spec.
+Standard library only (see protocol.py).
 """
 
 from __future__ import annotations
@@ -30,13 +32,39 @@ _RLIMITS = {
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(option, value, 0, 0, 0)
+    _LIBC.prctl(option, value, 0, 0, 0)
 
 
 def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
     """Isolate the current process per `spec` and serve; never returns."""
+    try:
+        _detach(spec["cgroup_procs"])
+    except BaseException:
+        os._exit(71)
+    _serve(spec, ctrl_fd, log_fd, parent_pid)
+
+
+def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int) -> None:
+    """Detach and join the cgroup now; wait for a spec and two fds; then serve. Never returns."""
+    try:
+        _detach(cgroup_procs)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
+        if not msg or len(fds) != 2:
+            os._exit(0)
+        spec = json.loads(msg)
+    except BaseException:
+        os._exit(71)
+    _serve(spec, fds[0], fds[1], parent_pid)
+
+
+def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
     code = 0
     try:
         _isolate(spec, ctrl_fd, log_fd, parent_pid)
@@ -52,16 +80,19 @@ def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> N
     os._exit(code)
 
 
-def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+def _detach(cgroup_procs: list[str]) -> None:
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Python's default: EFBIG, not a dead process
     signal.set_wakeup_fd(-1)
     os.setsid()
     pid = str(os.getpid())
-    for procs in spec["cgroup_procs"]:
+    for procs in cgroup_procs:
         with open(procs, "w") as f:
             f.write(pid)
+
+
+def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(log_fd, 1)

@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any, ClassVar, Protocol
 
+from sandbox.cgroup import Cgroup, CgroupParent
 from warren.errors import SandboxError
 
 STATUS = struct.Struct(">i")
@@ -26,9 +27,10 @@ _BOOT = "import sys; sys.path.insert(0, {path!r}); from sandbox.{module} import 
 
 
 class ChildProcess(Protocol):
-    """A started sandbox child, as the caller sees it."""
+    """A started sandbox child, as the caller sees it, with the cgroup made for it if any."""
 
     pid: int
+    cgroup: Cgroup | None
 
     def fileno(self) -> int:
         """An fd that becomes readable once the child has exited."""
@@ -40,7 +42,8 @@ class ChildProcess(Protocol):
 
 
 class Launcher(Protocol):
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ChildProcess: ...
+    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ChildProcess:
+        """Start a child per `spec`; `spec["cgroup"]`, when set, asks for a group of its own."""
 
     def kill_uid(self, uid: int) -> None:
         """SIGKILL every process owned by `uid` (the sandbox's own), waiting until none is left."""
@@ -52,8 +55,9 @@ class Launcher(Protocol):
 class ForkedChild:
     """A child of the fork server; its wait status arrives on a pipe of its own."""
 
-    def __init__(self, pid: int, status_fd: int) -> None:
+    def __init__(self, pid: int, status_fd: int, cgroup: Cgroup | None) -> None:
         self.pid = pid
+        self.cgroup = cgroup
         self._fd = status_fd
         self._status: int | None = None
 
@@ -81,8 +85,9 @@ class ForkServer:
     _shared_pid: ClassVar[int] = 0
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, spares: int = 1) -> None:
         self._python = python
+        self._spares = spares
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -99,7 +104,8 @@ class ForkServer:
     def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ForkedChild:
         request = json.dumps({"op": "spawn", "spec": spec}).encode()
         reply, fds = self._request(request, [ctrl_fd, log_fd], expect_fds=1)
-        return ForkedChild(int(reply["pid"]), fds[0])
+        group = reply.get("cgroup")
+        return ForkedChild(int(reply["pid"]), fds[0], Cgroup(**group) if group else None)
 
     def kill_uid(self, uid: int) -> None:
         self._request(json.dumps({"op": "kill_uid", "uid": uid}).encode(), [], expect_fds=0)
@@ -145,7 +151,7 @@ class ForkServer:
         boot = _BOOT.format(path=_PACKAGE_PARENT, module="template", func="main")
         try:
             self._proc = subprocess.Popen(
-                [self._python, "-I", "-c", boot, str(theirs.fileno())],
+                [self._python, "-I", "-c", boot, str(theirs.fileno()), str(self._spares)],
                 pass_fds=[theirs.fileno()],
                 env={"PATH": os.defpath},
                 stdin=subprocess.DEVNULL,
@@ -186,8 +192,9 @@ class ForkServer:
 class ExecChild:
     """A child started as a fresh interpreter; the caller is its parent."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], cgroup: Cgroup | None) -> None:
         self.pid = proc.pid
+        self.cgroup = cgroup
         self._proc = proc
         self._pidfd = os.pidfd_open(proc.pid)
 
@@ -216,14 +223,24 @@ class ExecLauncher:
 
     def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ExecChild:
         boot = _BOOT.format(path=_PACKAGE_PARENT, module="child", func="exec_main")
-        proc = subprocess.Popen(
-            [self._python, "-I", "-c", boot, json.dumps(spec), str(ctrl_fd), str(log_fd)],
-            pass_fds=[ctrl_fd, log_fd],
-            env={"PATH": os.defpath},
-            stdin=subprocess.DEVNULL,
-            cwd="/",
-        )
-        return ExecChild(proc)
+        group = None
+        want = spec.get("cgroup")
+        if want:
+            group = CgroupParent(**want["parent"]).create(want["memory_bytes"], want["max_pids"])
+            spec = {**spec, "cgroup_procs": group.procs_files}
+        try:
+            proc = subprocess.Popen(
+                [self._python, "-I", "-c", boot, json.dumps(spec), str(ctrl_fd), str(log_fd)],
+                pass_fds=[ctrl_fd, log_fd],
+                env={"PATH": os.defpath},
+                stdin=subprocess.DEVNULL,
+                cwd="/",
+            )
+        except OSError as exc:
+            if group is not None:
+                group.remove()
+            raise SandboxError(f"cannot start a sandbox child: {exc}") from None
+        return ExecChild(proc, group)
 
     def unprivileged_problem(self) -> str | None:
         return None  # each child exposes the interpreter itself (child.exec_main)

@@ -152,9 +152,6 @@ class Sandbox:
                 return
             self._closed = True
             self._discard()
-            if self._cgroup is not None:
-                self._cgroup.remove()
-                self._cgroup = None
             if self._uid is not None:
                 self._uid.release()
                 self._uid = None
@@ -189,6 +186,7 @@ class Sandbox:
         finally:
             ctrl_child.close()
             os.close(log_w)
+        self._cgroup = self._child.cgroup
         ctrl.setblocking(False)
         os.set_blocking(log_r, False)
         self._ctrl, self._log_r = ctrl, log_r
@@ -198,18 +196,13 @@ class Sandbox:
         self._awaiting_ready = True
 
     def _prepare(self) -> None:
-        """The parts that outlive one child: uid lease, tmp dir, cgroup (as Lambda keeps /tmp)."""
+        """The parts that outlive one child: uid lease and tmp dir (as Lambda keeps /tmp)."""
         if self._own_uid and self._uid is None:
             self._uid = (self._iso.uid_pool or UidPool.shared()).acquire()
         if self._tmp_dir is None:
             self._tmp_dir = tempfile.mkdtemp(prefix="warren-sbx-")
             if self._uid is not None:
                 os.chown(self._tmp_dir, self._uid.uid, self._uid.uid)
-        if self._cg_parent is not None:
-            if self._cgroup is None:
-                self._cgroup = self._cg_parent.create(self.memory_mb * MB, self._iso.max_procs)
-            else:
-                self._cgroup.reset()
 
     def _spec(self) -> dict[str, Any]:
         assert self._tmp_dir is not None
@@ -220,8 +213,15 @@ class Sandbox:
         }
         if self._uid is not None:
             rlimits["nproc"] = self._iso.max_procs
-        if self._cgroup is None:
+        if self._cg_parent is None:
             rlimits["as"] = (self.memory_mb + AS_HEADROOM_MB) * MB
+        cgroup = None
+        if self._cg_parent is not None:
+            cgroup = {
+                "parent": self._cg_parent.as_dict(),
+                "memory_bytes": self.memory_mb * MB,
+                "max_pids": self._iso.max_procs,
+            }
         env = lambda_environment(
             self._env,
             handler=self.handler,
@@ -239,12 +239,13 @@ class Sandbox:
             "arn": self.invoked_function_arn,
             "env": env,
             "uid": self.uid,
-            "cgroup_procs": self._cgroup.procs_files if self._cgroup is not None else [],
+            "cgroup": cgroup,
+            "cgroup_procs": [],
             "rlimits": rlimits,
         }
 
     def _discard(self) -> None:
-        """Kill the child and everything it started; keep tmp dir, cgroup and uid for reuse."""
+        """Kill the child and everything it started, remove its cgroup; keep tmp dir and uid."""
         child, self._child = self._child, None
         if child is None:
             return
@@ -259,6 +260,9 @@ class Sandbox:
         child.wait_status(5.0)
         if self._uid is not None:
             self._launcher.kill_uid(self._uid.uid)
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
         for fd in (child.fileno(), self._log_r, self._ctrl.fileno() if self._ctrl else -1):
             if fd >= 0:
                 try:

@@ -1,9 +1,11 @@
 """The template process (fork server): a warm interpreter that forks sandbox children on request.
 
 Started once per calling process with the runtime already imported, so a new sandbox costs a
-fork instead of an interpreter start. It is the children's subreaper: it reaps every process that
-ends up orphaned below it and reports each sandbox child's wait status on a pipe of that child's
-own. Requests arrive as JSON datagrams on a SOCK_SEQPACKET socket, with fds as SCM_RIGHTS.
+fork instead of an interpreter start. When sandboxes get cgroups it keeps a spare child forked
+ahead, already in a new session and in a group of its own, so that the slow part of a cold start
+(fork, cgroup migration) is paid between requests. It is the children's subreaper: it reaps
+every process orphaned below it and reports each sandbox child's wait status on a pipe of that
+child's own. Requests arrive as JSON datagrams on a SOCK_SEQPACKET socket, fds as SCM_RIGHTS.
 Standard library only (see protocol.py).
 """
 
@@ -19,21 +21,37 @@ import socket
 import struct
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import sandbox.child as child
 import sandbox.runtime  # noqa: F401  (imported here so every child starts with it loaded)
+from sandbox.cgroup import Cgroup, CgroupParent
 from sandbox.mountview import expose_interpreter
 
 STATUS = struct.Struct(">i")
 _PR_SET_CHILD_SUBREAPER = 36
+_SPARE_MEMORY = 64 * 1024 * 1024  # until handed a spec; it only holds the template's pages
+
+
+@dataclass
+class Spare:
+    pid: int
+    sock: socket.socket
+    parent: CgroupParent
+    group: Cgroup
 
 
 class Template:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, spares: int) -> None:
         self._sock = sock
+        self._want_spares = spares
+        self._spares: dict[int, Spare] = {}
+        self._doomed: dict[int, Cgroup] = {}
+        self._swept: set[CgroupParent] = set()  # killed spares, whose groups go once they are reaped
         self._children: dict[int, int] = {}  # pid -> write end of its status pipe
-        self._specs: dict[int, dict[str, Any]] = {}  # pid -> its spec, to clean up after a caller
+        # What to clean up if the caller dies: each child's spec and group.
+        self._cleanup: dict[int, tuple[dict[str, Any], Cgroup | None]] = {}
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -70,17 +88,69 @@ class Template:
         return True
 
     def _spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> None:
+        want = spec.get("cgroup")
+        parent = CgroupParent(**want["parent"]) if want else None
+        pid, group = self._hand_to_spare(parent, spec, ctrl_fd, log_fd) if want else (0, None)
+        try:
+            if not pid:
+                if parent is not None and want:
+                    group = parent.create(want["memory_bytes"], want["max_pids"])
+                    spec = {**spec, "cgroup_procs": group.procs_files}
+                me = os.getpid()
+                pid = os.fork()
+                if pid == 0:
+                    child.enter(spec, ctrl_fd, log_fd, me)
+        except OSError as exc:
+            self._sock.send(json.dumps({"error": f"cannot start a sandbox child: {exc}"}).encode())
+            return
+        finally:
+            os.close(ctrl_fd)
+            os.close(log_fd)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            child.enter(spec, ctrl_fd, log_fd, parent)
-        os.close(ctrl_fd)
-        os.close(log_fd)
         self._children[pid] = status_w
-        self._specs[pid] = spec
-        socket.send_fds(self._sock, [json.dumps({"pid": pid}).encode()], [status_r])
+        self._cleanup[pid] = (spec, group)
+        reply = {"pid": pid, "cgroup": group.as_dict() if group else None}
+        socket.send_fds(self._sock, [json.dumps(reply).encode()], [status_r])
         os.close(status_r)
+        if parent is not None:
+            self._replenish(parent)
+
+    def _hand_to_spare(
+        self, parent: CgroupParent | None, spec: dict[str, Any], ctrl_fd: int, log_fd: int
+    ) -> tuple[int, Cgroup | None]:
+        for pid, spare in list(self._spares.items()):
+            if spare.parent != parent:
+                continue
+            del self._spares[pid]
+            want = spec["cgroup"]
+            try:
+                spare.group.set_limits(want["memory_bytes"], want["max_pids"])
+                socket.send_fds(spare.sock, [json.dumps(spec).encode()], [ctrl_fd, log_fd])
+                return pid, spare.group
+            except OSError:
+                _kill(pid)  # it died, or its group would not take the limits: use another
+                self._doomed[pid] = spare.group
+            finally:
+                spare.sock.close()
+        return 0, None
+
+    def _replenish(self, parent: CgroupParent) -> None:
+        if parent not in self._swept:
+            self._swept.add(parent)
+            parent.sweep_stale()  # what a template killed before it could clean up left behind
+        while sum(s.parent == parent for s in self._spares.values()) < self._want_spares:
+            try:
+                group = parent.create(_SPARE_MEMORY, 64)
+            except OSError:
+                return
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            me = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                ours.close()
+                child.wait_as_spare(theirs, group.procs_files, me)
+            theirs.close()
+            self._spares[pid] = Spare(pid, ours, parent, group)
 
     def _kill_uid(self, uid: int) -> None:
         helper = os.fork()
@@ -98,7 +168,14 @@ class Template:
                 return -1
             if pid == 0:
                 return -1
-            self._specs.pop(pid, None)
+            self._cleanup.pop(pid, None)
+            spare = self._spares.pop(pid, None)
+            if spare is not None:
+                spare.sock.close()
+                spare.group.remove()
+            doomed = self._doomed.pop(pid, None)
+            if doomed is not None:
+                doomed.remove()
             wfd = self._children.pop(pid, None)
             if wfd is not None:
                 try:
@@ -111,48 +188,35 @@ class Template:
 
     def _shutdown(self) -> None:
         """The caller is gone: kill what its live sandboxes started and remove what they made."""
-        specs = list(self._specs.values())
-        for pid in list(self._children):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for spec in specs:
-            for procs in spec["cgroup_procs"]:
-                _kill_cgroup(procs)
+        leftovers = list(self._cleanup.values())
+        for pid in [*self._children, *self._spares]:
+            _kill(pid)
+        for spec, group in leftovers:
+            if group is not None:
+                group.kill_all()
             if spec.get("uid") is not None:
                 helper = os.fork()
                 if helper == 0:
                     child.kill_uid(int(spec["uid"]))
                 self._reap(block_for=helper)
-        self._reap(block_for=None)
-        for spec in specs:
-            for procs in spec["cgroup_procs"]:
-                for _ in range(100):  # busy until the last killed process is reaped
-                    try:
-                        os.rmdir(os.path.dirname(procs))
-                        break
-                    except OSError:
-                        self._reap(block_for=None)
-                        time.sleep(0.005)
+        deadline = time.monotonic() + 5
+        while (self._spares or self._children) and time.monotonic() < deadline:
+            self._reap(block_for=None)
+            time.sleep(0.002)
+        for spec, group in leftovers:
+            if group is not None:
+                group.remove()
             shutil.rmtree(spec["env"]["TMPDIR"], ignore_errors=True)
 
 
-def _kill_cgroup(procs: str) -> None:
-    for _ in range(1000):
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
         try:
-            with open(procs) as f:
-                pids = [int(p) for p in f.read().split()]
+            os.kill(pid, signal.SIGKILL)
         except OSError:
-            return
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.001)
+            pass
 
 
 def _probe_unprivileged() -> str | None:
@@ -176,13 +240,14 @@ def _probe_unprivileged() -> str | None:
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
+    spares = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     problem = expose_interpreter()
     if problem is None and os.geteuid() == 0:
         problem = _probe_unprivileged()
     sock.send(json.dumps({"hello": 1, "unprivileged_problem": problem}).encode())
     os.chdir("/")
-    Template(sock).run()
+    Template(sock, spares).run()
 
 
 if __name__ == "__main__":

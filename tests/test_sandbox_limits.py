@@ -178,12 +178,15 @@ def test_a_fork_bomb_is_contained_and_leaves_nothing_behind(sandbox_factory, iso
     sb = sandbox_factory("bad.fork_bomb", isolation=isolation, memory_mb=2048, timeout_s=2)
     if sb.enforcement.processes == "none":
         pytest.skip("no process limit can be enforced here: " + sb.enforcement.describe())
+    sb.start()
+    group = sb.cgroup
     out = sb.invoke({})
     assert out.status == "timeout"
     if sb.uid is not None:
         assert wait_gone(processes_of_uid(sb.uid)) == []
-    if sb.cgroup is not None:
-        assert sb.cgroup.pids() == []
+    if group is not None:  # emptied, then removed with the discarded child
+        assert group.pids() == []
+        assert not os.path.exists(group.pids_dir)
 
 
 # -- files, fds, core dumps -----------------------------------------------------------------------
