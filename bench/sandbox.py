@@ -74,7 +74,10 @@ def warm_round_trips(code: str, runs: int) -> list[float]:
 def bare_pipe_round_trips(runs: int) -> list[float]:
     """The floor: one byte there and back between two warm Python processes."""
     ours, theirs = socket.socketpair()
-    echo = "import socket,sys\ns=socket.socket(fileno=int(sys.argv[1]))\nwhile d:=s.recv(64): s.send(d)"
+    echo = (
+        "import socket,sys\ns=socket.socket(fileno=int(sys.argv[1]))\n"
+        "while d:=s.recv(64): s.send(d)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", echo, str(theirs.fileno())],
                             pass_fds=[theirs.fileno()])
     theirs.close()

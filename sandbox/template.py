@@ -47,8 +47,8 @@ class Template:
         self._sock = sock
         self._want_spares = spares
         self._spares: dict[int, Spare] = {}
-        self._doomed: dict[int, Cgroup] = {}
-        self._swept: set[CgroupParent] = set()  # killed spares, whose groups go once they are reaped
+        self._doomed: dict[int, Cgroup] = {}  # killed spares: their groups go once reaped
+        self._swept: set[CgroupParent] = set()
         self._children: dict[int, int] = {}  # pid -> write end of its status pipe
         # What to clean up if the caller dies: each child's spec and group.
         self._cleanup: dict[int, tuple[dict[str, Any], Cgroup | None]] = {}
