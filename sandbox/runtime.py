@@ -32,18 +32,25 @@ Handler = Callable[[Any, Any], Any]
 class LambdaContext:
     """The `context` argument, with the attributes Lambda's Python runtime provides."""
 
-    def __init__(self, request_id: str, deadline_epoch_ms: float, env: Any, arn: str) -> None:
+    def __init__(self, request_id: str, deadline_epoch_ms: float, fixed: dict[str, Any]) -> None:
         self.aws_request_id = request_id
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
-        self.invoked_function_arn = arn
-        # A string, as awslambdaric reads it from the environment.
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.__dict__.update(fixed)
         self.identity = None
         self.client_context = None
         self._deadline_epoch_ms = deadline_epoch_ms
+
+    @staticmethod
+    def fixed_attributes(env: Any, arn: str) -> dict[str, Any]:
+        """What stays the same for every invocation of a sandbox, read once."""
+        return {
+            "function_name": env.get("AWS_LAMBDA_FUNCTION_NAME"),
+            "function_version": env.get("AWS_LAMBDA_FUNCTION_VERSION"),
+            "invoked_function_arn": arn,
+            # A string, as awslambdaric reads it from the environment.
+            "memory_limit_in_mb": env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+            "log_group_name": env.get("AWS_LAMBDA_LOG_GROUP_NAME"),
+            "log_stream_name": env.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+        }
 
     def get_remaining_time_in_millis(self) -> int:
         return max(int(self._deadline_epoch_ms - time.time() * 1000), 0)
@@ -142,7 +149,7 @@ class Runtime:
         self, sock: socket.socket, handler_spec: str, init_error: str | None, arn: str
     ) -> None:
         self._sock = sock
-        self._arn = arn
+        self._context_fixed = LambdaContext.fixed_attributes(os.environ, arn)
         self._spec = handler_spec
         self._init_error = init_error
         self._filter = _RequestIdFilter()
@@ -200,7 +207,7 @@ class Runtime:
             except ValueError as exc:
                 message = f"Unable to unmarshal input: {exc}"
                 raise RuntimeFault("Runtime.UnmarshalError", message) from None
-            context = LambdaContext(request_id, deadline_ms, os.environ, self._arn)
+            context = LambdaContext(request_id, deadline_ms, self._context_fixed)
             assert self._handler is not None
             result = self._handler(event, context)
             try:
