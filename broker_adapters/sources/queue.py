@@ -105,7 +105,7 @@ class QueueSource:
         *,
         prefetch: int = 1000,
         heartbeat_s: int = 30,
-        connect_timeout_s: float = 10.0,
+        connect_timeout_s: float = 30.0,
     ) -> None:
         self._location = location
         self._params = location.parameters(heartbeat_s)
@@ -122,14 +122,17 @@ class QueueSource:
         self._connection: BlockingConnection | None = None
         self._error = "not connected yet"
         self._fatal: Exception | None = None
+        self._failures = 0  # connection attempts that failed so far
         self._closing = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"warren-source-{identity.mapping_id}", daemon=True
         )
         self._thread.start()
         with self._cond:
+            # Fail fast when the first attempt fails; the timeout only bounds a hung handshake.
             self._cond.wait_for(
-                lambda: self._connection is not None or self._fatal is not None,
+                lambda: self._connection is not None or self._fatal is not None
+                or self._failures > 0,
                 timeout=connect_timeout_s,
             )
             connected, fatal, error = self._connection is not None, self._fatal, self._error
@@ -296,15 +299,15 @@ class QueueSource:
                 while not self._closing.is_set():
                     connection.process_data_events(time_limit=0.5)
             except pika.exceptions.ChannelClosedByBroker as exc:
-                self._lost(exc, connection)
                 if exc.reply_code == 404:
                     with self._cond:
                         self._fatal = NotFound(
                             f"queue {self._location.queue!r} does not exist in vhost "
                             f"{self._location.vhost!r}"
                         )
-                        self._cond.notify_all()
+                    self._lost(exc, connection)
                     return
+                self._lost(exc, connection)
             except _PIKA_ERRORS as exc:
                 self._lost(exc, connection)
             else:
@@ -320,6 +323,7 @@ class QueueSource:
             self._generation += 1  # everything delivered on the old connection is stale
             self._buffer.clear()
             self._error = f"RabbitMQ connection lost: {exc!r}" if exc else "closed"
+            self._failures += 1 if exc else 0
             self._cond.notify_all()
         if connection is not None and connection.is_open:
             try:
