@@ -99,6 +99,8 @@ class BatchRunner:
                 source = self._open_source()
             except Unavailable as exc:
                 log.warning("mapping %s: cannot open its source: %s", self.spec.uuid, exc)
+                self._last_result = f"PROBLEM: Source unavailable: {exc}"
+                self._flush_stats(None, force=True)
                 stop.wait(1.0)
                 continue
             try:

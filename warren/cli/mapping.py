@@ -250,6 +250,8 @@ def poller_command(ctx: click.Context, lease_s: float) -> None:
     """Run enabled mappings: each on exactly one poller of the fleet; SIGTERM drains and exits."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     settings: Settings = ctx.find_root().obj.settings
     stop = threading.Event()
 
