@@ -254,11 +254,12 @@ class Sandbox:
                 os.killpg(child.pid, signal.SIGKILL)
             except OSError:
                 pass
-        if self._cgroup is not None:
-            self._cgroup.kill_all()
+        # Every process the child started is in its group (only root could move one out), so an
+        # emptied group means nothing is left; the uid kill is for when there is no group.
+        emptied = self._cgroup is not None and self._cgroup.kill_all()
         # Reaped first: the uid kill waits until the uid owns no process, zombies included.
         child.wait_status(5.0)
-        if self._uid is not None:
+        if self._uid is not None and not emptied:
             self._launcher.kill_uid(self._uid.uid)
         if self._cgroup is not None:
             self._cgroup.remove()

@@ -12,6 +12,7 @@ Standard library only (see protocol.py).
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import select
@@ -31,7 +32,6 @@ from sandbox.mountview import expose_interpreter
 
 STATUS = struct.Struct(">i")
 _PR_SET_CHILD_SUBREAPER = 36
-_SPARE_MEMORY = 64 * 1024 * 1024  # until handed a spec; it only holds the template's pages
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Spare:
     sock: socket.socket
     parent: CgroupParent
     group: Cgroup
+    limits: tuple[int, int]  # (memory bytes, max pids) its group already has
 
 
 class Template:
@@ -112,8 +113,9 @@ class Template:
         reply = {"pid": pid, "cgroup": group.as_dict() if group else None}
         socket.send_fds(self._sock, [json.dumps(reply).encode()], [status_r])
         os.close(status_r)
-        if parent is not None:
-            self._replenish(parent)
+        if parent is not None and want:
+            # Likely the next request is for the same function: give the spare its limits now.
+            self._replenish(parent, (want["memory_bytes"], want["max_pids"]))
 
     def _hand_to_spare(
         self, parent: CgroupParent | None, spec: dict[str, Any], ctrl_fd: int, log_fd: int
@@ -123,8 +125,10 @@ class Template:
                 continue
             del self._spares[pid]
             want = spec["cgroup"]
+            limits = (want["memory_bytes"], want["max_pids"])
             try:
-                spare.group.set_limits(want["memory_bytes"], want["max_pids"])
+                if spare.limits != limits:
+                    spare.group.set_limits(*limits)
                 socket.send_fds(spare.sock, [json.dumps(spec).encode()], [ctrl_fd, log_fd])
                 return pid, spare.group
             except OSError:
@@ -134,13 +138,13 @@ class Template:
                 spare.sock.close()
         return 0, None
 
-    def _replenish(self, parent: CgroupParent) -> None:
+    def _replenish(self, parent: CgroupParent, limits: tuple[int, int]) -> None:
         if parent not in self._swept:
             self._swept.add(parent)
             parent.sweep_stale()  # what a template killed before it could clean up left behind
         while sum(s.parent == parent for s in self._spares.values()) < self._want_spares:
             try:
-                group = parent.create(_SPARE_MEMORY, 64)
+                group = parent.create(*limits)
             except OSError:
                 return
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -150,7 +154,7 @@ class Template:
                 ours.close()
                 child.wait_as_spare(theirs, group.procs_files, me)
             theirs.close()
-            self._spares[pid] = Spare(pid, ours, parent, group)
+            self._spares[pid] = Spare(pid, ours, parent, group, limits)
 
     def _kill_uid(self, uid: int) -> None:
         helper = os.fork()
@@ -247,6 +251,9 @@ def main() -> None:
         problem = _probe_unprivileged()
     sock.send(json.dumps({"hello": 1, "unprivileged_problem": problem}).encode())
     os.chdir("/")
+    # Everything imported so far is shared with every child: keep the collector off those pages
+    # so that children do not copy them on their first collection.
+    gc.freeze()
     Template(sock, spares).run()
 
 
