@@ -1,7 +1,7 @@
 """A Lambda handler that records every record it receives in Redis (`<key>` hash: n -> times seen).
 
 Reads Kinesis-shaped (`Records[].kinesis.data`) and RabbitMQ-shaped (`rmqMessagesByQueue`)
-events whose data is `{"n": N}`, as a user's handler would. Configured by the environment:
+events whose data is `{"n": N}`, as a user's handler would, and S3 events (by decoded key). Configured by the environment:
 RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows each batch down.
 """
 
@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import time
+from urllib.parse import unquote_plus
 
 import redis
 
@@ -25,6 +26,8 @@ def _redis():
 
 
 def numbers(event):
+    if "Records" in event and event["Records"] and "s3" in event["Records"][0]:
+        return [unquote_plus(r["s3"]["object"]["key"]) for r in event["Records"]]
     if "Records" in event:
         encoded = [r["kinesis"]["data"] for r in event["Records"]]
     else:
