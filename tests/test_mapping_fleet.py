@@ -1,4 +1,4 @@
-"""Mappings end to end through a real fleet (`warren up`): sources -> poller -> router/worker -> handler."""
+"""Mappings end to end through a real fleet (`warren up`): source -> poller -> worker -> handler."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
-import redis
 
 from warren.client import Client
 from warren.mapping import MappingStore

@@ -1,8 +1,9 @@
 """A Lambda handler that records every record it receives in Redis (`<key>` hash: n -> times seen).
 
 Reads Kinesis-shaped (`Records[].kinesis.data`) and RabbitMQ-shaped (`rmqMessagesByQueue`)
-events whose data is `{"n": N}`, as a user's handler would, and S3 events (by decoded key). Configured by the environment:
-RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows each batch down.
+events whose data is `{"n": N}`, as a user's handler would, and S3 events (by decoded key).
+Configured by the environment: RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows
+each batch down.
 """
 
 from __future__ import annotations
