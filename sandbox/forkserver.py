@@ -26,6 +26,13 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BOOT = "import sys; sys.path.insert(0, {path!r}); from sandbox.{module} import {func}; {func}()"
 
 
+def ready(fd: int, events: int, timeout: float) -> bool:
+    """poll(2) for one fd: unlike select(2), fine for fd numbers past 1024 (a busy worker's)."""
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(max(timeout, 0) * 1000))
+
+
 class ChildProcess(Protocol):
     """A started sandbox child, as the caller sees it, with the cgroup made for it if any."""
 
@@ -66,7 +73,7 @@ class ForkedChild:
 
     def wait_status(self, timeout: float) -> int | None:
         if self._status is None and self._fd >= 0:
-            if select.select([self._fd], [], [], timeout)[0]:
+            if ready(self._fd, select.POLLIN, timeout):
                 data = os.read(self._fd, STATUS.size)
                 # An empty read means the fork server died first: the status is lost.
                 self._status = STATUS.unpack(data)[0] if len(data) == STATUS.size else None

@@ -27,7 +27,7 @@ import orjson
 from sandbox import protocol
 from sandbox.cgroup import Cgroup
 from sandbox.environment import lambda_environment
-from sandbox.forkserver import ChildProcess, ForkServer, Launcher
+from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, billed, end_lines, start_line
@@ -98,7 +98,7 @@ class Sandbox:
     def alive(self) -> bool:
         """False once the child died or was discarded; the next invoke starts a new one."""
         child = self._child
-        return child is not None and not select.select([child.fileno()], [], [], 0)[0]
+        return child is not None and not ready(child.fileno(), select.POLLIN, 0)
 
     @property
     def pid(self) -> int | None:
@@ -249,7 +249,7 @@ class Sandbox:
         child, self._child = self._child, None
         if child is None:
             return
-        if not select.select([child.fileno()], [], [], 0)[0]:
+        if not ready(child.fileno(), select.POLLIN, 0):
             try:
                 os.killpg(child.pid, signal.SIGKILL)
             except OSError:
@@ -336,7 +336,7 @@ class Sandbox:
                 sent = self._ctrl.send(view)
             except BlockingIOError:
                 # A big payload: the child reads it as we go; never past the deadline.
-                if not select.select([], [self._ctrl], [], max(deadline - time.monotonic(), 0))[1]:
+                if not ready(self._ctrl.fileno(), select.POLLOUT, deadline - time.monotonic()):
                     return
                 continue
             view = view[sent:]

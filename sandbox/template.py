@@ -59,9 +59,12 @@ class Template:
         signal.signal(signal.SIGCHLD, lambda *_: None)
 
     def run(self) -> None:
+        poller = select.poll()  # not select(2): the caller's fd numbers may be past 1024
+        poller.register(self._sock.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while True:
             try:
-                ready, _, _ = select.select([self._sock.fileno(), self._wake_r], [], [])
+                ready = {fd for fd, _ in poller.poll()}
             except InterruptedError:
                 continue
             if self._wake_r in ready:

@@ -150,3 +150,18 @@ def test_the_exec_launcher_runs_the_same_contract_without_a_fork_server(handler)
         else:
             assert out.status == "timeout"
             assert not sb.alive
+
+
+def test_a_caller_with_more_than_1024_open_descriptors_still_works():
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    server = ForkServer()  # its socket gets a number past 1024 too
+    try:
+        isolation = Isolation(launcher=server)
+        with Sandbox(HANDLERS, handler="basic.echo", isolation=isolation, timeout_s=5) as sb:
+            assert sb.invoke({"many": "fds"}).result == {"many": "fds"}
+            big = "x" * (3 * 1024 * 1024)  # more than a socket buffer: the send waits on poll
+            assert sb.invoke(big).result == big
+    finally:
+        server.close()
+        for fd in held:
+            os.close(fd)
