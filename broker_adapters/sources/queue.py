@@ -18,7 +18,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.spec import Basic, BasicProperties
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord
+from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record
 from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
 
@@ -358,4 +358,4 @@ class QueueSource:
         record = rmq_message(props, body, delivery.redelivered)
         size = len(orjson.dumps(record))
         arrival = float(props.timestamp) if props.timestamp else time.time()
-        return SourceRecord(id=record_id, data=body, record=record, size=size, arrival=arrival)
+        return fast_record(record_id, body, record, size, arrival)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import redis
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_errors
+from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record, store_errors
 from broker_adapters.sources.position import StartPosition
 from warren.errors import InvalidParameter
 
@@ -306,12 +306,12 @@ class StreamSource:
                 {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
             )
         partition = key.decode(errors="replace") if key is not None else self._stream
-        arrival = int(sid.partition("-")[0]) / 1000.0
-        encoded = base64.b64encode(payload).decode("ascii")
+        arrival = int(sid[: sid.index("-")]) / 1000.0
+        encoded = binascii.b2a_base64(payload, newline=False).decode("ascii")
         record = self._shape(sid, partition, arrival, encoded)
         # An upper bound of its JSON length, without serialising every record twice.
         size = self._overhead + len(encoded) + 2 * len(sid) + 6 * len(partition) + 24
-        return SourceRecord(id=sid, data=payload, record=record, size=size, arrival=arrival)
+        return fast_record(sid, payload, record, size, arrival)
 
     def _shape(self, sid: str, partition: str, arrival: float, encoded: str) -> dict[str, Any]:
         return {
