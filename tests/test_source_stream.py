@@ -336,3 +336,34 @@ def test_purging_a_mapping_drops_its_consumer_group(redis_url, store, stream, un
     purge_source(f"redis+stream:///{stream}", mapping_id=f"m-{unique}", redis=store, prefix="t")
     assert store.xinfo_groups(stream) == []
     assert store.xlen(stream) == 1  # the stream's own data stays
+
+
+def test_a_redis_outage_is_store_unavailable_and_nothing_is_lost(redis_url, store, stream, unique):
+    from test_source_queue import CuttableProxy  # the same cuttable TCP proxy
+
+    host, _, port = redis_url.split("://", 1)[1].split("/", 1)[0].partition(":")
+    proxy = CuttableProxy((host, int(port or 6379)))
+    for i in range(50):
+        store.xadd(stream, {"data": str(i)})
+    source = open_source(f"redis+stream://127.0.0.1:{proxy.port}/0/{stream}",
+                         mapping_id=f"m-{unique}", redis=store, prefix="t",
+                         options={"consumer": "c1"})
+    try:
+        held = source.read(20, 1.0)
+        source.commit(held[:10])
+
+        proxy.sever()
+        with pytest.raises(StoreUnavailable):
+            source.read(10, 0.2)
+        with pytest.raises(StoreUnavailable):
+            source.commit(held[10:])
+        proxy.restore()
+
+        source.commit(held[10:])  # the pending entries outlive the connection
+        rest = _drain(source)
+        assert [int(r.data) for r in held + rest] == list(range(50))
+        source.commit(rest)
+        assert store.xpending(stream, f"warren-m-{unique}")["pending"] == 0
+    finally:
+        source.close()
+        proxy.close()
