@@ -109,6 +109,7 @@ def warm_up(competitor: Competitor, counter: Callable[[], int], group: WorkerGro
         except Exception:
             if time.monotonic() > deadline:
                 raise
+            time.sleep(0.2)
     measure_sync(competitor, group, WARMUP_SYNC)
     measure_async(competitor, counter, group, WARMUP_ASYNC)
 
@@ -144,7 +145,7 @@ def clean_up(competitor: Competitor, client: redis.Redis[bytes]) -> None:
         keys: list[str | bytes] = [ns.counter_key]
         keys.extend(client.scan_iter(match=f"{ns.result_prefix}:*", count=1000))
         client.delete(*keys)
-    except Exception as exc:  # noqa: BLE001 - best effort, said out loud
+    except Exception as exc:  # best effort, but said out loud
         print(f"warning: {competitor.name} left queue {ns.queue!r} or keys "
               f"{ns.result_prefix!r}* behind: {exc}", file=sys.stderr)
     finally:

@@ -25,7 +25,7 @@ class WorkerGroup:
     """
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+        self._log = tempfile.NamedTemporaryFile(  # closed in stop()
             prefix="warren-bench-worker-", suffix=".log", delete=False
         )
         self.proc = subprocess.Popen(
