@@ -363,3 +363,43 @@ def test_deleting_the_queue_under_a_source_is_not_found(amqp_url, store, channel
                 source.read(10, 0.5)
     finally:
         source.close()
+
+
+def test_a_queue_in_another_vhost_is_named_queue_colon_colon_vhost(amqp_url, store, unique):
+    import shutil
+    import subprocess
+
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None or urlsplit(amqp_url).hostname not in ("127.0.0.1", "localhost"):
+        pytest.skip("needs rabbitmqctl for the local broker to create a vhost")
+    vhost = f"warren-test-{unique}"
+
+    def run(*args: str) -> None:
+        subprocess.run([ctl, *args], check=True, capture_output=True, timeout=60)
+
+    run("add_vhost", vhost)
+    try:
+        run("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        parts = urlsplit(amqp_url)
+        params = pika.ConnectionParameters(
+            host=parts.hostname, port=parts.port or 5672, virtual_host=vhost,
+            credentials=pika.PlainCredentials(parts.username or "guest",
+                                              parts.password or "guest"))
+        connection = pika.BlockingConnection(params)
+        connection.channel().queue_declare("orders")
+        connection.channel().basic_publish("", "orders", b"in a vhost")
+        source = open_source(
+            f"amqp://{parts.username}:{parts.password}@{parts.hostname}:{parts.port or 5672}"
+            f"/{vhost}/orders",
+            mapping_id=f"m-{unique}", redis=store, prefix="t", options={"consumer": "c"},
+        )
+        try:
+            records = source.read(10, 5.0)
+            assert [r.data for r in records] == [b"in a vhost"]
+            assert list(source.event(records)["rmqMessagesByQueue"]) == [f"orders::{vhost}"]
+            source.commit(records)
+        finally:
+            source.close()
+            connection.close()
+    finally:
+        run("delete_vhost", vhost)
