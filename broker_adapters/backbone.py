@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from broker_adapters.topology import DEFAULT_POOL, Topology
 from warren.errors import BrokerUnavailable
@@ -51,7 +52,7 @@ def broker_errors(url: str) -> Iterator[None]:
         raise BrokerUnavailable(
             f"RabbitMQ at {redact(url)} returned an unroutable message: {exc}"
         ) from None
-    except (pika.exceptions.AMQPError, OSError) as exc:
+    except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         raise BrokerUnavailable(f"cannot reach RabbitMQ at {redact(url)}: {detail}") from None
 
@@ -77,7 +78,8 @@ class Backbone:
         params.heartbeat = heartbeat_s
         params.blocked_connection_timeout = 60
         params.connection_attempts = 1
-        params.socket_timeout = 5
+        params.socket_timeout = 10
+        params.stack_timeout = 30
         params.client_properties = {"connection_name": name}
         with broker_errors(amqp.url):
             self._conn = pika.BlockingConnection(params)

@@ -12,6 +12,6 @@ def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str)
     headers = {
         "x-warren-reason": reason[:1000],
         "x-warren-queue": queue,
-        "x-warren-time": time.time(),
+        "x-warren-time": int(time.time() * 1000),
     }
     backbone.publish(backbone.topology.dead_queue, delivery.body, headers=headers, confirm=True)

@@ -73,6 +73,7 @@ class Semaphore:
         cache_s: float = 1.0,
     ) -> None:
         self._redis = client
+        self.redis = client
         self._prefix = prefix
         self._account_limit = account_limit
         self._reservations = reservations

@@ -13,6 +13,7 @@ from broker_adapters.backbone import Backbone, Delivery
 from broker_adapters.topology import DEFAULT_POOL, Topology
 from router.semaphore import Semaphore
 from warren.codec import dumps_json, loads_json
+from warren.codestore import store_errors
 from warren.errors import InvalidParameter, TooManyRequests, Unavailable
 from warren.function import LATEST, FunctionSpec, is_version
 from warren.invocation import (
@@ -183,7 +184,9 @@ class Invoker:
         request_id = new_request_id()
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s
-        grant = self.semaphore.acquire(spec.name, [invocation.lease_id], wait_s)
+        backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
+        with store_errors(self.semaphore.redis):
+            grant = self.semaphore.acquire(spec.name, [invocation.lease_id], wait_s)
         if not grant.admitted:
             raise TooManyRequests(
                 f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
@@ -191,7 +194,6 @@ class Invoker:
                 reason=grant.reason,
             )
         invocation = invocation.leased(grant.key, grant.expires)
-        backbone = self.backbone
         backbone.request(
             self.topology.work_queue(self.pool),
             encode_chunk([invocation]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,9 @@ class Fleet:
         self.redis = redis.Redis.from_url(redis_url)
         self.topology = Topology(prefix)
         self.procs: list[subprocess.Popen[bytes]] = []
+        # Sandboxes run as unprivileged users: the code cache must sit in a world-traversable
+        # place (pytest's tmp dirs are 0700).
+        self.cache_dir = Path("/var/tmp/warren-test") / prefix
         self._serial = 0
 
     # -- processes ----------------------------------------------------------------------------
@@ -63,9 +67,7 @@ class Fleet:
 
     def worker(self, slots: int = 2, wait: bool = True) -> subprocess.Popen[bytes]:
         before = self.workers()
-        proc = self.spawn(
-            "worker", "--slots", str(slots), "--cache-dir", str(self.logdir / "cache")
-        )
+        proc = self.spawn("worker", "--slots", str(slots), "--cache-dir", str(self.cache_dir))
         if wait:
             self.wait_for(lambda: len(self.workers()) > len(before), what="a worker heartbeat")
         return proc
@@ -140,11 +142,46 @@ class Fleet:
 
         return [orjson.loads(f[b"record"]) for _id, f in self.redis.xrange(stream)]
 
+    def client_logs(self, function: str) -> list[Any]:
+        from warren.logstore import LogStore
+
+        return LogStore(self.redis, self.prefix).read(function)
+
+    def worker_status(self) -> list[dict[str, str]]:
+        return [
+            {k.decode(): v.decode() for k, v in self.redis.hgetall(key).items()}
+            for key in self.workers()
+        ]
+
+    def _backbone(self) -> Backbone:
+        if getattr(self, "_bb", None) is None:
+            self._bb = Backbone(self.settings.amqp, self.topology, name="warren-test")
+        return self._bb
+
+    def queue_depth(self, queue: str) -> int:
+        return self._backbone().depth(queue) or 0
+
+    def publish_raw(self, queue: str, body: bytes) -> None:
+        self._backbone().declare_queue(queue)
+        self._backbone().publish(queue, body)
+
+    def take(self, queue: str) -> Any:
+        delivery = self._backbone().get(queue)
+        assert delivery is not None, f"{queue} is empty"
+        return delivery
+
+    def take_json(self, queue: str) -> Any:
+        import orjson
+
+        return orjson.loads(self.take(queue).body)
+
     # -- teardown -----------------------------------------------------------------------------
     def close(self) -> None:
         for proc in self.procs:
             self.stop(proc, timeout=20)
         self.client.close()
+        if getattr(self, "_bb", None) is not None:
+            self._bb.close()
         try:
             backbone = Backbone(self.settings.amqp, self.topology, name="warren-test-cleanup")
             names = subprocess.run(
@@ -158,7 +195,12 @@ class Fleet:
                     backbone.delete_queue(name)
             backbone.close()
         finally:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
             keys = list(self.redis.scan_iter(f"{self.prefix}*"))
             if keys:
                 self.redis.delete(*keys)
             self.redis.close()
+
+
+def make_fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Path, **env: str) -> Fleet:
+    return Fleet(amqp_url, redis_url, f"t{unique}", tmp_path, **env)

@@ -49,6 +49,17 @@ def retry_policy(environ: dict[str, str] | os._Environ[str]) -> RetryPolicy:
     return RetryPolicy(delays_s=delays, throttle_delay_s=max(1, throttle_ms) / 1000)
 
 
+def _positive_int(environ: Any, name: str, default: int) -> int:
+    raw = environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive whole number, got {raw!r}")
+    return value
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -160,6 +171,7 @@ def router_command(obj: Any) -> None:
         semaphore,
         DestinationSet(settings, client),
         retry_policy(os.environ),
+        max_chunk=_positive_int(os.environ, "WARREN_ROUTER_CHUNK", 100),
     )
     stop = _stop_on_signals()
     logging.getLogger("warren.router").info("router: prefix %s", settings.prefix)

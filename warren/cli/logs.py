@@ -1,0 +1,59 @@
+"""`warren logs NAME [--follow] [--since 10m]`: the function's START…REPORT blocks from Redis."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from warren.codestore import store_errors
+from warren.logstore import LogEntry, LogStore
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str | None) -> float | None:
+    """'90s', '10m', '2h', '1d' (or plain seconds) -> seconds."""
+    if text is None:
+        return None
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise click.BadParameter("use a duration like 30s, 10m, 2h or 1d", param_hint="--since")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _show(entry: LogEntry) -> None:
+    stamp = datetime.fromtimestamp(entry.timestamp, timezone.utc).isoformat(timespec="milliseconds")
+    for line in entry.text.rstrip("\n").splitlines():
+        click.echo(f"{stamp} {line}")
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new invocations' logs.")
+@click.option("--since", help="Only logs newer than this (30s, 10m, 2h, 1d).")
+@click.pass_obj
+def logs_command(obj: Any, name: str, follow: bool, since: str | None) -> None:
+    """Print a function's invocation logs."""
+    from warren.client import Client
+
+    since_s = parse_since(since)
+    with Client.from_settings(obj.settings) as client:
+        client.get_function(name)  # an unknown function is a clear error, not silence
+        store = LogStore(client.redis, obj.settings.prefix)
+        with store_errors(client.redis):
+            if not follow:
+                for entry in store.read(name, since_s):
+                    _show(entry)
+                return
+            try:
+                for entry in store.follow(name, since_s):
+                    _show(entry)
+            except KeyboardInterrupt:
+                return
+
+
+COMMANDS = [logs_command]

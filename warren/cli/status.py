@@ -1,0 +1,121 @@
+"""`warren status`: live workers, queue depths, in-flight executions per function (and mappings)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import redis
+
+from broker_adapters.backbone import Backbone
+from broker_adapters.topology import DEFAULT_POOL, Topology
+from router.semaphore import Semaphore
+from warren.cli.output import render
+from warren.codestore import store_errors
+from warren.settings import Settings
+from workers.completion import stats_key
+from workers.heartbeat import workers_pattern
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
+    """The status document: {"workers": [...], "queues": [...], "functions": [...]}."""
+    rdb: redis.Redis[bytes] = client.redis
+    now = time.time()
+    with store_errors(rdb):
+        workers = []
+        for key in sorted(rdb.scan_iter(workers_pattern(settings.prefix))):
+            fields = {_text(k): _text(v) for k, v in rdb.hgetall(key).items()}
+            if not fields:
+                continue
+            last = float(fields.get("last_heartbeat", 0))
+            workers.append(
+                {
+                    "id": fields.get("id"),
+                    "host": fields.get("host"),
+                    "pid": int(fields.get("pid", 0)),
+                    "pool": fields.get("pool"),
+                    "slots": int(fields.get("slots", 0)),
+                    "busy": int(fields.get("busy", 0)),
+                    "warm": int(fields.get("warm", 0)),
+                    "completed": int(fields.get("completed", 0)),
+                    "last_heartbeat": last,
+                    "heartbeat_age_s": round(now - last, 2),
+                }
+            )
+        registry = client.registry
+        semaphore = Semaphore(
+            rdb, settings.prefix, settings.account_concurrency, registry.reservations
+        )
+        in_flight = semaphore.in_flight()
+        reservations = registry.reservations()
+        functions = []
+        for spec in registry.list_functions():
+            stats = {
+                _text(k): int(v)
+                for k, v in rdb.hgetall(stats_key(settings.prefix, spec.name)).items()
+            }
+            functions.append(
+                {
+                    "name": spec.name,
+                    "reserved_concurrency": reservations.get(spec.name),
+                    "in_flight": in_flight.get(spec.name, 0),
+                    "invocations": stats.get("invocations", 0),
+                    "errors": stats.get("errors", 0),
+                }
+            )
+    topology = Topology(settings.prefix)
+    backbone = Backbone(settings.amqp, topology, name="warren-status")
+    try:
+        queues = [
+            {"name": name, "messages": backbone.depth(name)}
+            for name in (
+                topology.async_queue,
+                topology.work_queue(DEFAULT_POOL),
+                topology.dead_queue,
+            )
+        ]
+    finally:
+        backbone.close()
+    status: dict[str, Any] = {"workers": workers, "queues": queues, "functions": functions}
+    mappings = _mappings(settings, rdb)
+    if mappings is not None:
+        status["mappings"] = mappings
+    return status
+
+
+def _mappings(settings: Settings, rdb: redis.Redis[bytes]) -> list[dict[str, Any]] | None:
+    try:
+        from warren.mapping import MappingStore
+    except ImportError:
+        return None
+    try:
+        return list(MappingStore(rdb, settings.prefix).summaries())
+    except Exception:  # the mapping store is another room's; status must still answer
+        return None
+
+
+@click.command("status")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def status_command(obj: Any, output: str) -> None:
+    """Live workers, queue depths and in-flight executions per function."""
+    from warren.client import Client
+
+    with Client.from_settings(obj.settings) as client:
+        status = fleet_status(obj.settings, client)
+    if output == "json":
+        click.echo(render(status, "json"))
+        return
+    for section in ("workers", "queues", "functions", "mappings"):
+        if section in status:
+            click.echo(f"{section.upper()}")
+            click.echo(render(status[section], "table"))
+            click.echo("")
+
+
+COMMANDS = [status_command]
