@@ -26,7 +26,7 @@ _URI_HINT = (
 
 
 def source_kind(uri: str) -> str:
-    """"stream" | "queue" | "s3" | "schedule" for a source URI; InvalidParameter otherwise."""
+    """The kind of source a URI names: stream, queue, s3 or schedule; InvalidParameter if none."""
     scheme = uri.partition(":")[0].lower()
     kinds = {
         "redis+stream": "stream",

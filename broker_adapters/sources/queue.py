@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import ssl
 import threading
 import time
@@ -25,6 +26,7 @@ from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
 _URI_HINT = "a queue source looks like amqp://USER:PASS@HOST:5672/VHOST/QUEUE (vhost / is %2F)"
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 _MAX_PREFETCH = 65535
+log = logging.getLogger("warren.sources")
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,10 @@ class QueueSource:
                     return
                 self._lost(exc, connection)
             except _PIKA_ERRORS as exc:
+                self._lost(exc, connection)
+            except Exception as exc:  # pika lets a few other types out of broken sockets
+                log.warning("queue %r: unexpected consumer failure, reconnecting", self._queue_key,
+                            exc_info=True)
                 self._lost(exc, connection)
             else:
                 self._lost(None, connection)
