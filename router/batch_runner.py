@@ -36,6 +36,7 @@ from warren.mapping import MappingSpec, MappingStore
 
 log = logging.getLogger("warren.mapping")
 STATS_EVERY_S = 0.5
+BUSY_WAIT_S = 0.002
 
 
 class Destination(Protocol):
@@ -167,7 +168,7 @@ class BatchRunner:
             pool_submit(work)
         if len(inflight) < self.concurrency:
             if inflight:
-                wait_s = 0.0
+                wait_s = BUSY_WAIT_S  # a short block, not a spin: the invokers need the GIL
             elif pending:
                 wait_s = min(max(0.0, min(w.ready_at for w in pending) - now), self._poll_wait_s)
             else:
