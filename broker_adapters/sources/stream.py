@@ -14,7 +14,7 @@ import redis
 
 from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record, store_errors
 from broker_adapters.sources.position import StartPosition
-from warren.errors import InvalidParameter
+from warren.errors import InvalidParameter, StoreUnavailable
 
 _MAX_SEQ = 18446744073709551615  # the largest sequence part a stream entry id can have
 _XACK_CHUNK = 5000
@@ -151,13 +151,21 @@ class StreamSource:
     # -- the seam -------------------------------------------------------------------------
 
     def read(self, max_records: int, wait_s: float) -> list[SourceRecord]:
-        with store_errors(f"stream {self._stream!r}"):
-            self._maybe_claim()
-            out = self._replay(max_records)
-            if len(out) < max_records:
-                block = None if out or wait_s <= 0 else int(wait_s * 1000)
-                block = None if block is None else min(max(1, block), _MAX_BLOCK_MS)
-                out.extend(self._read_new(max_records - len(out), block))
+        out: list[SourceRecord] = []
+        try:
+            with store_errors(f"stream {self._stream!r}"):
+                self._maybe_claim()
+                out = self._replay(max_records)
+                if len(out) < max_records:
+                    block = None if out or wait_s <= 0 else int(wait_s * 1000)
+                    block = None if block is None else min(max(1, block), _MAX_BLOCK_MS)
+                    out.extend(self._read_new(max_records - len(out), block))
+        except StoreUnavailable:
+            # Whatever this call took (or Redis handed over before the reply was lost) sits in
+            # our pending list: replay all of it once Redis is back.
+            self._inflight.difference_update(r.id for r in out)
+            self._replay_after = "0-0"
+            raise
         return out
 
     def event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
