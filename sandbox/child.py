@@ -51,6 +51,11 @@ def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> N
 def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int) -> None:
     """Detach and join the cgroup now; wait for a spec and two fds; then serve. Never returns."""
     try:
+        # Drop the template's fds at once: among them are other children's status pipes, whose
+        # end of stream must not wait for a spare.
+        keep = sock.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 1 << 16)
         _detach(cgroup_procs)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:

@@ -1,8 +1,8 @@
 """`Sandbox`: one function's warm child process, invoked over a socket under Lambda's limits.
 
 The child is forked by the shared template process (forkserver.py), isolates itself (child.py)
-and imports the handler once; each `invoke` then sends one request frame and waits, on one epoll
-set, for the response, the child's output and its exit, until the deadline. A timeout, an
+and imports the handler once; each `invoke` then sends one request frame and waits (channel.py)
+for the response, the child's output or its exit, until the deadline. A timeout, an
 out-of-memory kill or a crash kills the child with every process it started and discards it; the
 next `invoke` starts a fresh one.
 """
@@ -26,6 +26,7 @@ import orjson
 
 from sandbox import protocol
 from sandbox.cgroup import Cgroup
+from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.environment import lambda_environment
 from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
@@ -36,7 +37,6 @@ from warren.errors import InvalidParameter, SandboxError
 
 MB = 1024 * 1024
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
-_EXITED, _TIMEOUT = "exited", "timeout"
 
 
 class Sandbox:
@@ -81,15 +81,12 @@ class Sandbox:
         enforcement, self._cg_parent, self._own_uid = self._iso.resolve(self._launcher)
         self.enforcement: Enforcement = enforcement
         self._lock = threading.Lock()
-        self._epoll = select.epoll()
         self._closed = False
         self._tmp_dir: str | None = None
         self._uid: UidLease | None = None
         self._cgroup: Cgroup | None = None
         self._child: ChildProcess | None = None
-        self._ctrl: socket.socket | None = None
-        self._log_r = -1
-        self._reader = protocol.FrameReader()
+        self._channel: ChildChannel | None = None
         self._awaiting_ready = False
 
     # -- public surface -------------------------------------------------------------------
@@ -158,7 +155,6 @@ class Sandbox:
             if self._tmp_dir is not None:
                 shutil.rmtree(self._tmp_dir, ignore_errors=True)
                 self._tmp_dir = None
-            self._epoll.close()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -187,12 +183,7 @@ class Sandbox:
             ctrl_child.close()
             os.close(log_w)
         self._cgroup = self._child.cgroup
-        ctrl.setblocking(False)
-        os.set_blocking(log_r, False)
-        self._ctrl, self._log_r = ctrl, log_r
-        self._reader = protocol.FrameReader()
-        for fd in (ctrl.fileno(), log_r, self._child.fileno()):
-            self._epoll.register(fd, select.EPOLLIN)
+        self._channel = ChildChannel(ctrl, log_r, self._child.fileno())
         self._awaiting_ready = True
 
     def _prepare(self) -> None:
@@ -264,31 +255,23 @@ class Sandbox:
         if self._cgroup is not None:
             self._cgroup.remove()
             self._cgroup = None
-        for fd in (child.fileno(), self._log_r, self._ctrl.fileno() if self._ctrl else -1):
-            if fd >= 0:
-                try:
-                    self._epoll.unregister(fd)
-                except (OSError, ValueError):
-                    pass
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         child.close()
-        if self._ctrl is not None:
-            self._ctrl.close()
-            self._ctrl = None
-        if self._log_r >= 0:
-            os.close(self._log_r)
-            self._log_r = -1
         self._awaiting_ready = False
 
     # -- one invocation ------------------------------------------------------------------------
 
     def _await_ready(self, rid: str, logs: LogBuffer) -> float | Outcome:
         started = time.monotonic()
-        got = self._wait(started + self._iso.init_timeout_s, logs)
+        assert self._channel is not None
+        got = self._channel.wait(started + self._iso.init_timeout_s, logs)
         self._awaiting_ready = False
-        if got == _TIMEOUT:
+        if got == TIMEOUT:
             message = f"Init timed out after {self._iso.init_timeout_s:.2f} seconds"
             return self._failed(rid, logs, "timeout", "Sandbox.Timedout", message, started, None)
-        if got == _EXITED:
+        if got == EXITED:
             return self._exited(rid, logs, started, None)
         assert isinstance(got, bytes)
         _, init_ms, error_json = protocol.unpack_ready(got)
@@ -301,19 +284,19 @@ class Sandbox:
         return init_ms
 
     def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None) -> Outcome:
-        assert self._ctrl is not None
+        assert self._channel is not None
         started = time.monotonic()
         deadline = started + self.timeout_s
         frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload)
         try:
-            self._send(frame, deadline)
-            got = self._wait(deadline, logs)
+            self._channel.send(frame, deadline)
+            got = self._channel.wait(deadline, logs)
         except OSError:
-            got = _EXITED
-        if got == _TIMEOUT:
+            got = EXITED
+        if got == TIMEOUT:
             message = f"Task timed out after {self.timeout_s:.2f} seconds"
             return self._failed(rid, logs, "timeout", "Sandbox.Timedout", message, started, init_ms)
-        if got == _EXITED:
+        if got == EXITED:
             return self._exited(rid, logs, started, init_ms)
         assert isinstance(got, bytes)
         ok, duration_ms, rss_kb, etype, body = protocol.unpack_response(got)
@@ -327,65 +310,6 @@ class Sandbox:
         if etype == "Runtime.OutOfMemory":
             self._discard()
         return outcome
-
-    def _send(self, frame: bytes, deadline: float) -> None:
-        assert self._ctrl is not None
-        view = memoryview(frame)
-        while view:
-            try:
-                sent = self._ctrl.send(view)
-            except BlockingIOError:
-                # A big payload: the child reads it as we go; never past the deadline.
-                if not ready(self._ctrl.fileno(), select.POLLOUT, deadline - time.monotonic()):
-                    return
-                continue
-            view = view[sent:]
-
-    def _wait(self, deadline: float, logs: LogBuffer) -> bytes | str:
-        """Until a whole frame arrives (returned), the child exits, or the deadline passes."""
-        assert self._ctrl is not None and self._child is not None
-        ctrl_fd, child_fd = self._ctrl.fileno(), self._child.fileno()
-        while True:
-            frame = self._reader.frame()
-            if frame is not None:
-                self._drain_logs(logs)
-                return frame
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return _TIMEOUT
-            exited = False
-            for fd, _ in self._epoll.poll(remaining):
-                if fd == ctrl_fd:
-                    data = self._ctrl.recv(1 << 20)
-                    if data:
-                        self._reader.feed(data)
-                    else:
-                        exited = True
-                elif fd == self._log_r:
-                    self._drain_logs(logs)
-                elif fd == child_fd:
-                    exited = True
-            if exited:
-                self._drain_logs(logs)
-                frame = self._reader.frame()
-                return frame if frame is not None else _EXITED
-
-    def _drain_logs(self, logs: LogBuffer) -> None:
-        if self._log_r < 0:
-            return
-        while True:
-            try:
-                data = os.read(self._log_r, 1 << 16)
-            except BlockingIOError:
-                return
-            if not data:
-                # Every writer is gone: stop watching, and keep the fd until the discard.
-                try:
-                    self._epoll.unregister(self._log_r)
-                except OSError:
-                    pass
-                return
-            logs.feed(data)
 
     def _exited(self, rid: str, logs: LogBuffer, started: float, init_ms: float | None) -> Outcome:
         child = self._child
@@ -412,7 +336,8 @@ class Sandbox:
         max_mb = self.memory_mb if etype == "Runtime.OutOfMemory" else self._child_peak_mb()
         if self._cgroup is not None:
             max_mb = max(max_mb, -(-self._cgroup.peak_bytes() // MB))
-        self._drain_logs(logs)
+        if self._channel is not None:
+            self._channel.drain_logs(logs)
         self._discard()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         logs.feed(f"{stamp}Z {rid} {message}\n".encode())
