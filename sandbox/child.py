@@ -119,6 +119,8 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
     os.dup2(ctrl_fd, CTRL_FD)
     os.closerange(CTRL_FD + 1, 1 << 16)
     for name, value in spec["rlimits"].items():
+        if name == "as":
+            value += _mapped_bytes()  # the limit is on top of what is already mapped
         resource.setrlimit(_RLIMITS[name], (value, value))
     uid = spec.get("uid")
     if uid is not None:
@@ -133,6 +135,14 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
     os.umask(0o077)
     os.environ.clear()
     os.environ.update(spec["env"])
+
+
+def _mapped_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _enter_code_dir(spec: dict[str, Any]) -> str | None:

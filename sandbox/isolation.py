@@ -20,9 +20,9 @@ from sandbox.uidpool import UidPool
 
 log = logging.getLogger("sandbox")
 
-# Room the interpreter itself needs on top of the function's memory under RLIMIT_AS: the
-# address space counts shared libraries and arena reservations that use no memory.
-AS_HEADROOM_MB = 256
+# Under RLIMIT_AS the child may map what it has already (the interpreter, libraries) plus the
+# function's memory plus this much: arena and thread-stack reservations that use no memory.
+AS_HEADROOM_MB = 64
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sandbox_handlers.support import (
     HANDLERS,
     IS_ROOT,
     cgroup_available,
+    code_dir,
     processes_of_uid,
     requires_cgroup,
     requires_root,
@@ -146,10 +147,24 @@ def test_allocating_past_the_memory_limit_is_out_of_memory_under_a_cgroup(sandbo
 def test_allocating_past_the_memory_limit_is_out_of_memory_under_rlimits(sandbox_factory):
     sb = sandbox_factory("bad.allocates", isolation={"use_cgroups": False}, memory_mb=128)
     assert sb.enforcement.memory == "rlimit-as"
-    out = sb.invoke({"mb": 1024})
+    assert sb.invoke({"mb": 100}).ok  # within the limit
+    out = sb.invoke({"mb": 256})
     assert out.status == "error" and out.error_type == "Runtime.OutOfMemory"
     assert not sb.alive
     assert sb.invoke({"mb": 10}).ok
+
+
+def test_an_init_that_never_finishes_is_timed_out():
+    files = {"app.py": "import time\ntime.sleep(600)\n\ndef h(e, c):\n    return 1\n"}
+    with code_dir(files) as path:
+        iso = Isolation(init_timeout_s=1)
+        with Sandbox(path, handler="app.h", isolation=iso) as sb:
+            sb.start()
+            pid = sb.pid
+            out = sb.invoke({})
+    assert out.status == "timeout" and out.error_type == "Sandbox.Timedout"
+    assert "Init timed out after 1.00 seconds" in out.error["errorMessage"]
+    assert wait_gone([pid]) == []
 
 
 # -- processes ------------------------------------------------------------------------------------
