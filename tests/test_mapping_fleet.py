@@ -145,3 +145,67 @@ def test_new_and_overwritten_objects_reach_the_handler_with_their_keys_decoded(
     for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         s3.delete_object(Bucket=bucket, Key=obj["Key"])
     s3.delete_bucket(Bucket=bucket)
+
+
+def test_a_20_s_broker_outage_during_a_stream_run_acks_nothing_and_loses_nothing(
+        redis_url, amqp_url, unique, tmp_path):
+    """The fleet reaches RabbitMQ through a proxy that is cut for 20 s mid-run."""
+    from urllib.parse import urlsplit
+
+    from mapping_handlers.proxy import CuttableProxy
+
+    parts = urlsplit(amqp_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
+    proxied = f"amqp://{parts.username}:{parts.password}@127.0.0.1:{proxy.port}{parts.path}"
+    prefix = f"wo-{unique}"
+    env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": redis_url,
+           "WARREN_AMQP_URL": proxied, "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", "2"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                            start_new_session=True)
+    client = Client.from_settings(Settings.from_environ({"WARREN_PREFIX": prefix},
+                                                        amqp_url=amqp_url, redis_url=redis_url))
+    store = MappingStore(client.redis, prefix)
+    seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
+    try:
+        env_fn = {"RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": seen_key,
+                  "RECORDER_SLEEP_S": "0.05"}
+        code = tmp_path / "rec"
+        code.mkdir()
+        shutil.copy(HERE / "mapping_handlers" / "recorder.py", code / "recorder.py")
+        client.create_function("rec", code=code, handler="recorder.handler", env=env_fn)
+        for n in range(3000):
+            client.redis.xadd(stream, {"data": orjson.dumps({"n": n})})
+        spec = store.create(function="rec", source=f"redis+stream:///{stream}", batch_size=20)
+        group = f"warren-{spec.uuid}"
+        _wait(lambda: client.redis.hlen(seen_key) >= 300, what="the run to get going")
+        proxy.cut()
+        time.sleep(2)  # what was in flight settles
+        acked = store.stats(spec.uuid)["succeeded"]
+        seen_at_cut = client.redis.hlen(seen_key)
+        time.sleep(18)
+        # While the broker is unreachable nothing more is invoked, and nothing more is acked.
+        assert client.redis.hlen(seen_key) == seen_at_cut
+        assert store.stats(spec.uuid)["succeeded"] == acked
+        assert store.stats(spec.uuid)["failed"] == 0
+        lag = client.redis.xinfo_groups(stream)[0]
+        assert lag["name"].decode() == group
+        proxy.restore()
+        _wait(lambda: client.redis.hlen(seen_key) == 3000, timeout=120, what="all 3000 after")
+        _wait(lambda: store.stats(spec.uuid)["succeeded"] >= 3000, what="all acked")
+        assert client.redis.xpending(stream, group)["pending"] == 0
+        assert store.stats(spec.uuid)["failed"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        proxy.close()
+        keys = list(client.redis.scan_iter(f"{prefix}*"))
+        if keys:
+            client.redis.delete(*keys)
+        client.close()
