@@ -283,3 +283,22 @@ def test_an_unreachable_endpoint_is_store_unavailable(store, prefix, unique):
 def test_bad_bucket_uris_say_what_a_good_one_looks_like(store, prefix, unique, uri):
     with pytest.raises(InvalidParameter, match="s3://BUCKET"):
         open_source(uri, mapping_id=unique, redis=store, prefix=prefix)
+
+
+def test_pages_the_suffix_rejects_whole_do_not_stall_the_listing(
+    s3_endpoint, store, s3, bucket, prefix, unique
+):
+    _put_many(s3, bucket, ["in/a.png", "in/b.png", "in/c.png", "in/d.png", "in/e.jpg"])
+    source = _open(s3_endpoint, store, bucket, prefix, unique, query="&suffix=.jpg",
+                   options={"page_size": 2})
+    try:
+        assert [r.id.rpartition("@")[0] for r in _drain(source)] == ["in/e.jpg"]
+        s3.put_object(Bucket=bucket, Key="in/0.jpg", Body=b"sorts first")
+        found = []
+        for _ in range(10):  # the sweep walks two keys a poll, past the rejected pages
+            found += [r.id.rpartition("@")[0] for r in source.read(10, 0.3)]
+            if found:
+                break
+        assert found == ["in/0.jpg"]
+    finally:
+        source.close()

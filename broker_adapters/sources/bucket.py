@@ -176,15 +176,21 @@ class BucketSource:
         return {"Records": [r.record for r in records]}
 
     def commit(self, records: Sequence[SourceRecord]) -> None:
-        done = [self._inflight.pop(_key_of(r), None) for r in records]
-        objects = [o for o in done if o is not None]
+        found = [self._inflight.get(_key_of(r)) for r in records]
+        objects = [o for o in found if o is not None]
         with store_errors("bucket checkpoint"):
             pipe = self._store.pipeline(transaction=False)
             for i in range(0, len(objects), _HSET_CHUNK):
                 chunk = objects[i : i + _HSET_CHUNK]
                 pipe.hset(self._seen, mapping={o.key: o.stamp for o in chunk})
+            for o in objects:  # the cursor must no longer wait for these
+                self._inflight.pop(o.key, None)
             pipe.set(self._cursor_key, self._safe_cursor())
-            pipe.execute()
+            try:
+                pipe.execute()
+            except BaseException:
+                self._inflight.update((o.key, o) for o in objects)  # still in flight
+                raise
         self._waiting.difference_update(o.key for o in objects)
 
     def retry(self, records: Sequence[SourceRecord]) -> None:
@@ -208,22 +214,15 @@ class BucketSource:
 
     def _poll(self) -> None:
         for _ in range(self._fast_pages):
-            listed = self._list(self._after)
-            if listed is None:
-                break
-            objects, truncated = listed
-            if objects:
-                self._after = objects[-1].key
-                self._consider(objects)
+            objects, last, truncated = self._list(self._after)
+            self._consider(objects)
+            self._after = last
             if not truncated:
                 break
         for _ in range(self._sweep_pages):
-            listed = self._list(self._sweep)
-            if listed is None:
-                break
-            objects, truncated = listed
+            objects, last, truncated = self._list(self._sweep)
             self._consider([o for o in objects if o.key <= self._after])
-            self._sweep = objects[-1].key if truncated and objects else ""
+            self._sweep = last if truncated else ""
             if not self._sweep:
                 break
         pipe = self._store.pipeline(transaction=False)
@@ -231,7 +230,9 @@ class BucketSource:
         pipe.set(self._cursor_key, self._safe_cursor())
         pipe.execute()
 
-    def _list(self, after: str) -> tuple[list[_Object], bool] | None:
+    def _list(self, after: str) -> tuple[list[_Object], str, bool]:
+        """One page after `after`: the objects the suffix selects, the last key listed (to
+        continue from, selected or not) and whether more follow."""
         kwargs: dict[str, Any] = {
             "Bucket": self._where.bucket, "Prefix": self._where.prefix, "MaxKeys": self._page_size
         }
@@ -251,7 +252,7 @@ class BucketSource:
                     before=before,
                 ))
             before = key
-        return objects, bool(page.get("IsTruncated"))
+        return objects, before, bool(page.get("IsTruncated"))
 
     def _consider(self, objects: list[_Object]) -> None:
         fresh = [o for o in objects if o.key not in self._waiting and o.modified >= self._since]
@@ -271,9 +272,10 @@ class BucketSource:
     # -- records ----------------------------------------------------------------------------
 
     def _take(self, limit: int) -> list[SourceRecord]:
-        taken = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+        count = min(limit, len(self._queue))
         with store_errors("bucket checkpoint"):
-            last = int(self._store.incrby(self._identity.key("s3", "seq"), len(taken)))
+            last = int(self._store.incrby(self._identity.key("s3", "seq"), count))
+        taken = [self._queue.popleft() for _ in range(count)]
         out = []
         for n, obj in enumerate(taken, start=last - len(taken) + 1):
             self._inflight[obj.key] = obj
