@@ -30,13 +30,15 @@ class Harness:
         self.store = MappingStore(self.redis, prefix)
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
-    def runner(self, spec: MappingSpec, invoker: Invoker, **kw: Any) -> BatchRunner:
+    def runner(self, spec: MappingSpec, invoker: Invoker, options: dict[str, Any] | None = None,
+               **kw: Any) -> BatchRunner:
         def open_() -> Any:
             return open_source(
                 spec.source, mapping_id=spec.uuid, start_position=spec.start_position,
                 redis=self.redis, prefix=self.prefix,
                 options={"consumer": "test-poller", "batch_size": spec.batch_size,
-                         "prefetch": max(1000, spec.batch_size * (kw.get("concurrency", 1) + 2))},
+                         "prefetch": max(1000, spec.batch_size * (kw.get("concurrency", 1) + 2)),
+                         **(options or {})},
             )
 
         kw.setdefault("retry_base_s", 0.02)
