@@ -31,7 +31,7 @@ from router.batch_failure import (
 from router.batch_invoker import Invoker, InvokeReply
 from router.batch_verdict import judge
 from router.filter import FilterCriteria
-from warren.errors import Unavailable
+from warren.errors import Unavailable, WarrenError
 from warren.mapping import MappingSpec, MappingStore
 
 log = logging.getLogger("warren.mapping")
@@ -98,17 +98,22 @@ class BatchRunner:
         while not stop.is_set():
             try:
                 source = self._open_source()
-            except Unavailable as exc:
+            except WarrenError as exc:
                 log.warning("mapping %s: cannot open its source: %s", self.spec.uuid, exc)
                 self._last_result = f"PROBLEM: Source unavailable: {exc}"
                 self._flush_stats(None, force=True)
-                stop.wait(1.0)
+                stop.wait(1.0 if isinstance(exc, Unavailable) else 5.0)
                 continue
             try:
                 self._serve(source, stop)
             except Unavailable as exc:
                 log.warning("mapping %s: source failed, reopening: %s", self.spec.uuid, exc)
                 stop.wait(1.0)
+            except WarrenError as exc:  # e.g. the queue was deleted: say so, try again later
+                log.warning("mapping %s: %s", self.spec.uuid, exc)
+                self._last_result = f"PROBLEM: {exc}"
+                self._flush_stats(None, force=True)
+                stop.wait(5.0)
             finally:
                 try:
                     source.close()

@@ -152,3 +152,13 @@ def test_a_whole_batch_failure_redelivers_the_whole_batch(h, queue):
     wait_for(lambda: h.store.stats(spec.uuid)["succeeded"] == 5, what="5 records")
     h.stop_all()
     assert [sorted(c) for c in handler.calls] == [list(range(5)), list(range(5))]
+
+
+def test_a_missing_queue_shows_as_the_mappings_last_result(h, amqp_url, unique):
+    base = amqp_url.rstrip("/").rsplit("/", 1)[0]
+    spec = h.store.create(function="rec", batch_size=5, source=f"{base}/%2F/wq-{unique}-absent")
+    h.start(h.runner(spec, PythonInvoker(Recorder())))
+    wait_for(lambda: h.store.stats(spec.uuid)["last_result"].startswith("PROBLEM"),
+             what="the problem reported")
+    h.stop_all()
+    assert "wq-" in h.store.stats(spec.uuid)["last_result"]
