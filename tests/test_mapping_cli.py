@@ -132,7 +132,7 @@ def test_update_changes_settings_and_bumps_the_revision(run, function):
 
 def test_disable_enable_delete_follow_lambdas_states(run, function, redis_url, prefix):
     uuid = ok(run("mapping", "create", "--function", function, "--source",
-                  "redis+stream:///s", "-o", "json"))["uuid"]
+                  f"redis+stream:///{prefix}-s", "-o", "json"))["uuid"]
     assert ok(run("mapping", "disable", uuid, "-o", "json"))["state"] == "Disabled"
     assert ok(run("mapping", "enable", uuid, "-o", "json"))["state"] == "Enabled"
     # While a poller holds the mapping, the change waits for it: Disabling, Deleting.
@@ -142,9 +142,12 @@ def test_disable_enable_delete_follow_lambdas_states(run, function, redis_url, p
     assert ok(run("mapping", "delete", uuid, "-o", "json"))["state"] == "Deleting"
     assert ok(run("mapping", "get", uuid, "-o", "json"))["state"] == "Deleting"
     conn.delete(f"{prefix}:mapping:{uuid}:lease")
+    conn.xgroup_create(f"{prefix}-s", f"warren-{uuid}", id="0", mkstream=True)
     ok(run("mapping", "delete", uuid, "-o", "json"))
     assert "not found" in error_line(run("mapping", "get", uuid))
     assert not list(conn.scan_iter(f"{prefix}:mapping:{uuid}:*"))
+    assert conn.xinfo_groups(f"{prefix}-s") == []  # the stream's consumer group went too
+    conn.delete(f"{prefix}-s")
     conn.close()
 
 

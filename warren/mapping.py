@@ -27,7 +27,7 @@ import redis
 
 from broker_adapters.sources.position import StartPosition
 from router.filter import FilterCriteria, parse_pattern
-from warren.errors import InvalidParameter, NotFound, StoreUnavailable
+from warren.errors import InvalidParameter, NotFound, StoreUnavailable, WarrenError
 
 ACTIVE = frozenset({"Creating", "Enabling", "Enabled", "Updating"})
 STATES = ("Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting")
@@ -268,7 +268,14 @@ class MappingStore:
         return [p.decode() for p in raw]
 
     def purge(self, mapping_id: str) -> None:
-        """Forget a mapping and everything kept for it (checkpoints included)."""
+        """Forget a mapping and everything kept for it (checkpoints, a stream's group)."""
+        from broker_adapters.sources import purge_source
+
+        try:
+            spec = self.get(mapping_id)
+            purge_source(spec.source, mapping_id=mapping_id, redis=self.redis, prefix=self.prefix)
+        except WarrenError:  # gone already, or its stream's Redis is unreachable: keys go anyway
+            pass
         with self._guard():
             keys: Iterable[bytes] = self.redis.scan_iter(match=self.key(mapping_id, "*"), count=500)
             pipe = self.redis.pipeline()
