@@ -403,3 +403,19 @@ def test_a_queue_in_another_vhost_is_named_queue_colon_colon_vhost(amqp_url, sto
             connection.close()
     finally:
         run("delete_vhost", vhost)
+
+
+def test_wrong_credentials_are_broker_unavailable_with_a_hint(amqp_url, store, queue, unique):
+    parts = urlsplit(amqp_url)
+    host = f"{parts.hostname}:{parts.port or 5672}"
+    uri = f"amqp://{parts.username}:wrong-{unique}@{host}/%2F/{queue}"
+    with pytest.raises(BrokerUnavailable, match="user and password"):
+        open_source(uri, mapping_id=unique, redis=store, prefix="t", options={"consumer": "c"})
+
+
+def test_an_unknown_vhost_is_broker_unavailable_with_a_hint(amqp_url, store, queue, unique):
+    parts = urlsplit(amqp_url)
+    uri = (f"amqp://{parts.username}:{parts.password}@{parts.hostname}:{parts.port or 5672}"
+           f"/no-such-vhost-{unique}/{queue}")
+    with pytest.raises(BrokerUnavailable, match="vhost"):
+        open_source(uri, mapping_id=unique, redis=store, prefix="t", options={"consumer": "c"})

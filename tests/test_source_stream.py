@@ -367,3 +367,15 @@ def test_a_redis_outage_is_store_unavailable_and_nothing_is_lost(redis_url, stor
     finally:
         source.close()
         proxy.close()
+
+
+def test_a_stream_deleted_under_the_source_is_read_anew(redis_url, store, stream, unique):
+    store.xadd(stream, {"data": "before"})
+    source = _open(redis_url, store, stream, unique)
+    try:
+        source.commit(source.read(10, 1.0))
+        store.delete(stream)
+        store.xadd(stream, {"data": "after"})
+        assert [r.data for r in _drain(source)] == [b"after"]
+    finally:
+        source.close()

@@ -310,6 +310,11 @@ class QueueSource:
                     self._lost(exc, connection)
                     return
                 self._lost(exc, connection)
+            except pika.exceptions.ProbableAccessDeniedError as exc:
+                self._lost(exc, connection, hint="the vhost may not exist or the user may not "
+                           "be allowed on it")
+            except pika.exceptions.ProbableAuthenticationError as exc:
+                self._lost(exc, connection, hint="check the user and password in the source URI")
             except _PIKA_ERRORS as exc:
                 self._lost(exc, connection)
             except Exception as exc:  # pika lets a few other types out of broken sockets
@@ -322,13 +327,16 @@ class QueueSource:
             self._closing.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _lost(self, exc: BaseException | None, connection: BlockingConnection | None) -> None:
+    def _lost(
+        self, exc: BaseException | None, connection: BlockingConnection | None, hint: str = ""
+    ) -> None:
         with self._cond:
             self._connection = None
             self._channel = None
             self._generation += 1  # everything delivered on the old connection is stale
             self._buffer.clear()
             self._error = f"RabbitMQ connection lost: {exc!r}" if exc else "closed"
+            self._error += f" ({hint})" if hint else ""
             self._failures += 1 if exc else 0
             self._cond.notify_all()
         if connection is not None and connection.is_open:
