@@ -15,6 +15,15 @@ from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_err
 from broker_adapters.sources.rate import ScheduleExpression
 from warren.errors import InvalidParameter
 
+# Claims a tick and lists it as pending in one step, so a crash cannot leave it claimed but
+# unlisted (and so never offered).
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  return 1
+end
+return 0
+"""
 _NEVER = 253402300799.0  # 9999-12-31: "no further tick" (the expression has run out)
 
 # Moves the schedule's "next tick" forward only; resets it when the expression changed.
@@ -58,6 +67,7 @@ class ScheduleSource:
         self._state = identity.key("schedule")
         self._pending = identity.key("schedule", "pending")
         self._advance = store.register_script(_ADVANCE)
+        self._claim = store.register_script(_CLAIM)
         rule = rule_name or f"warren-{identity.mapping_id}"
         self._resource = f"arn:aws:events:{identity.region}:{identity.account}:rule/{rule}"
         self._retry: list[float] = []
@@ -121,12 +131,11 @@ class ScheduleSource:
             tick = self._expression.next_after(now - self._max_age_s)
         claimed: list[float] = []
         while tick is not None and tick <= now and len(out) + len(claimed) < limit:
-            if self._store.set(self._tick_key(tick), self._identity.consumer, nx=True,
-                               ex=int(self._max_age_s) + 3600):
+            ttl = int(self._max_age_s) + 3600
+            if self._claim(keys=[self._tick_key(tick), self._pending],
+                           args=[self._identity.consumer, ttl, _member(tick), repr(tick)]):
                 claimed.append(tick)
             tick = self._expression.next_after(tick)
-        if claimed:
-            self._store.zadd(self._pending, {_member(t): t for t in claimed})
         if tick is None:
             tick = _NEVER
         if tick != self._next:
