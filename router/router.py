@@ -121,17 +121,17 @@ class Router:
                     deferred.append(inv)
 
         work = backbone.topology.work_queue(self.pool)
-        for start in range(0, len(admitted), self.max_chunk):
-            backbone.publish(work, encode_chunk(admitted[start : start + self.max_chunk]))
+        backbone.publish_many(work, self._chunks(admitted))
         if deferred:
             delay_queue = backbone.declare_delay(self._throttle_ms)
-            for start in range(0, len(deferred), self.max_chunk):
-                backbone.publish(
-                    delay_queue, encode_chunk(deferred[start : start + self.max_chunk])
-                )
+            backbone.publish_many(delay_queue, self._chunks(deferred))
         self.forwarded += len(admitted)
         self.deferred += len(deferred)
         backbone.ack(batch[-1].tag, multiple=True)
+
+    def _chunks(self, invocations: list[Invocation]) -> list[bytes]:
+        size = self.max_chunk
+        return [encode_chunk(invocations[i : i + size]) for i in range(0, len(invocations), size)]
 
     def _give_up(self, inv: Invocation, condition: str) -> None:
         uri = inv.spec.async_config.on_failure

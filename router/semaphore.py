@@ -21,17 +21,22 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local expires = now + tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local finished = tonumber(ARGV[3])
+for i = 4, 3 + finished do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local count = redis.call('ZCARD', KEYS[1])
 local admitted = {tostring(expires)}
-for i = 3, #ARGV do
+local first = 4 + finished
+for i = first, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], expires, ARGV[i])
-    admitted[#admitted + 1] = i - 3
+    admitted[#admitted + 1] = i - first
   elseif count < limit then
     redis.call('ZADD', KEYS[1], expires, ARGV[i])
     count = count + 1
-    admitted[#admitted + 1] = i - 3
+    admitted[#admitted + 1] = i - first
   end
 end
 return admitted
@@ -111,19 +116,26 @@ class Semaphore:
     def ttl_s(self, timeout_s: float) -> float:
         return timeout_s + self.margin_s
 
-    def acquire(self, function: str, lease_ids: Sequence[str], timeout_s: float) -> Grant:
-        return self.acquire_many([(function, lease_ids, timeout_s)])[0]
+    def acquire(
+        self,
+        function: str,
+        lease_ids: Sequence[str],
+        timeout_s: float,
+        finished: Sequence[str] = (),
+    ) -> Grant:
+        """Admit what fits of `lease_ids`; `finished` are leases of this function the caller
+        knows are done (it holds their replies): they are released first, in the same call, so
+        a caller's next invocation never races its previous one's release."""
+        key, limit, reason = self.limit_for(function)
+        reply = self._acquire(
+            keys=[key], args=[self.ttl_s(timeout_s), limit, len(finished), *finished, *lease_ids]
+        )
+        return Grant(key, [int(i) for i in reply[1:]], float(reply[0]), limit, reason)
 
     def acquire_many(self, requests: Sequence[tuple[str, Sequence[str], float]]) -> list[Grant]:
         """Several acquires in one Redis round trip (one Lua call per function)."""
         limits = [self.limit_for(function) for function, _ids, _t in requests]
-        if len(requests) == 1:
-            (_f, ids, timeout_s), (key, limit, _r) = requests[0], limits[0]
-            replies: list[Any] = [
-                self._acquire(keys=[key], args=[self.ttl_s(timeout_s), limit, *ids])
-            ]
-        else:
-            replies = self._acquire_pipelined(requests, limits)
+        replies = self._acquire_pipelined(requests, limits)
         grants = []
         for (key, limit, reason), reply in zip(limits, replies, strict=True):
             grants.append(Grant(key, [int(i) for i in reply[1:]], float(reply[0]), limit, reason))
@@ -141,7 +153,7 @@ class Semaphore:
                 self._sha = str(self._redis.script_load(ACQUIRE))  # type: ignore[no-untyped-call]
             pipe = self._redis.pipeline(transaction=False)
             for (_f, ids, timeout_s), (key, limit, _r) in zip(requests, limits, strict=True):
-                pipe.evalsha(self._sha, 1, key, self.ttl_s(timeout_s), limit, *ids)
+                pipe.evalsha(self._sha, 1, key, self.ttl_s(timeout_s), limit, 0, *ids)
             try:
                 return list(pipe.execute())
             except redis.exceptions.NoScriptError:

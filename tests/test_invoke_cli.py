@@ -134,6 +134,7 @@ def test_sync_over_the_limit_fails_at_once_with_429(fleet: Fleet) -> None:
         thread.join()
         holder.close()
     # And once the slot is back, calls go through again
+    fleet.wait_for(lambda: fleet.redis.zcard(f"{fleet.prefix}:sem:fn:one") == 0, what="release")
     assert fleet.client.invoke("one", {"sleep": 0}).status_code == 200
 
 

@@ -79,3 +79,12 @@ def test_acquire_many_is_one_round_trip_per_batch(rdb: redis.Redis, unique: str)
     sem._sha = "0" * 40  # as after SCRIPT FLUSH: the script is reloaded transparently
     grants = sem.acquire_many([("f", ["f|1"], 3), ("g", ["g|2"], 3)])
     assert [g.admitted for g in grants] == [[0], [0]]
+
+
+def test_finished_leases_are_released_before_admitting(rdb: redis.Redis, unique: str) -> None:
+    # Given a caller that holds the reply of its previous call (its lease not yet released)
+    sem = make(rdb, unique, {"f": 1})
+    assert sem.acquire("f", ["f|first"], 3).admitted == [0]
+    # When it calls again, naming the finished lease, it is admitted in the same round trip
+    assert sem.acquire("f", ["f|second"], 3, finished=["f|first"]).admitted == [0]
+    assert rdb.zrange(f"s{unique}:sem:fn:f", 0, -1) == [b"f|second"]

@@ -31,6 +31,7 @@ from warren.settings import Settings
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
+SUBMIT_WINDOW = 10  # chunks in flight before their confirms are awaited
 
 
 def event_bytes(payload: Any) -> bytes:
@@ -80,6 +81,9 @@ class Invoker:
         )
         self._backbone: Backbone | None = None
         self._replies: dict[str, bytes] = {}
+        self._pickers: dict[tuple[str, str | None], tuple[float, Any]] = {}
+        self._finished: dict[str, list[str]] = {}
+        self.spec_ttl_s = 1.0
 
     @property
     def backbone(self) -> Backbone:
@@ -109,7 +113,7 @@ class Invoker:
                 + ", ".join(INVOCATION_TYPES)
             )
         event = event_bytes(payload)
-        spec = self.registry.resolve(name, qualifier)
+        spec = self._picker(name, qualifier)()
         if invocation_type == DRY_RUN:
             return InvocationResult(204, executed_version=spec.version)
         if invocation_type == EVENT:
@@ -137,6 +141,7 @@ class Invoker:
             raise InvalidParameter("invoke_many submits Event (or DryRun) invocations only")
         pick = self._picker(name, qualifier)
         results: list[InvocationResult] = []
+        window: list[list[Invocation]] = []
         chunk: list[Invocation] = []
         for payload in payloads:
             event = event_bytes(payload)
@@ -144,10 +149,15 @@ class Invoker:
                 raise InvalidParameter("RequestTooLargeException: an async payload is at most 1 MB")
             chunk.append(Invocation(new_request_id(), pick(), event, EVENT))
             if len(chunk) >= chunk_size:
-                results.extend(self._submit(chunk))
+                window.append(chunk)
                 chunk = []
+                if len(window) >= SUBMIT_WINDOW:
+                    results.extend(self._submit(window))
+                    window = []
         if chunk:
-            results.extend(self._submit(chunk))
+            window.append(chunk)
+        if window:
+            results.extend(self._submit(window))
         return results
 
     def close(self) -> None:
@@ -156,15 +166,32 @@ class Invoker:
             self._backbone = None
 
     # -- internals ----------------------------------------------------------------------------
-    def _submit(self, chunk: Sequence[Invocation]) -> list[InvocationResult]:
-        self.backbone.publish(self.topology.async_queue, encode_chunk(chunk), confirm=True)
+    def _submit(self, chunks: Sequence[Sequence[Invocation]]) -> list[InvocationResult]:
+        """Publish chunks with pipelined confirms; 202s only once all of them are confirmed."""
+        bodies = [encode_chunk(chunk) for chunk in chunks]
+        self.backbone.publish_many(self.topology.async_queue, bodies)
         return [
             InvocationResult(202, executed_version=inv.spec.version, request_id=inv.request_id)
+            for chunk in chunks
             for inv in chunk
         ]
 
     def _picker(self, name: str, qualifier: str | None) -> Any:
-        """Resolve once, then draw an alias's weighted version per invocation locally."""
+        """A function drawing the spec one invocation runs, cached for `spec_ttl_s`.
+
+        The registry is read at most once a second per target (a change takes effect within
+        that, as Lambda's own updates are eventually consistent); an alias's weighted version
+        is drawn per invocation.
+        """
+        now = time.monotonic()
+        cached = self._pickers.get((name, qualifier))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        picker = self._resolver(name, qualifier)
+        self._pickers[(name, qualifier)] = (now + self.spec_ttl_s, picker)
+        return picker
+
+    def _resolver(self, name: str, qualifier: str | None) -> Any:
         if qualifier is None or qualifier == LATEST or is_version(qualifier):
             spec = self.registry.resolve(name, qualifier)
             return lambda: spec
@@ -185,8 +212,9 @@ class Invoker:
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s
         backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
+        finished = self._finished.pop(spec.name, [])
         with store_errors(self.semaphore.redis):
-            grant = self.semaphore.acquire(spec.name, [invocation.lease_id], wait_s)
+            grant = self.semaphore.acquire(spec.name, [invocation.lease_id], wait_s, finished)
         if not grant.admitted:
             raise TooManyRequests(
                 f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
@@ -209,4 +237,7 @@ class Invoker:
                     "(is a `warren worker` running for this fleet?)"
                 )
             backbone.process(min(remaining, 1.0))
+        # The worker releases the lease right after replying; we hold the reply, so the next
+        # acquire for this function releases it too, in the same Lua call (no race, no RTT).
+        self._finished.setdefault(spec.name, []).append(invocation.lease_id)
         return InvocationResult.decode(self._replies.pop(request_id))

@@ -66,18 +66,21 @@ class Completion:
     def finish(self, chunk: Chunk, publisher: Backbone) -> None:
         """Everything downstream is durable when this returns; the caller then acks."""
         runs = [run for run in chunk.runs if run is not None]
+        # A sync caller waits: reply first, then release the lease (the caller releases it
+        # too with its next acquire, so its next call cannot race this release).
+        for run in runs:
+            if run.invocation.invocation_type == REQUEST_RESPONSE and chunk.delivery.reply_to:
+                publisher.publish(
+                    chunk.delivery.reply_to,
+                    run.result.encode(),
+                    correlation_id=chunk.delivery.correlation_id or run.invocation.request_id,
+                    confirm=False,
+                )
         self._record(runs)
         retries: dict[float, list[Invocation]] = defaultdict(list)
         for run in runs:
             inv = run.invocation
             if inv.invocation_type == REQUEST_RESPONSE:
-                if chunk.delivery.reply_to:
-                    publisher.publish(
-                        chunk.delivery.reply_to,
-                        run.result.encode(),
-                        correlation_id=chunk.delivery.correlation_id or inv.request_id,
-                        confirm=False,
-                    )
                 continue
             config = inv.spec.async_config
             if run.ok:

@@ -1,0 +1,238 @@
+"""Benchmark the fleet: sync round trip p50/p99 and async throughput, beside Celery and Dramatiq.
+
+Runs a router and one worker with 2 slots as real processes under a unique prefix, measures
+  - sync: >= 1,000 round trips of a trivial function (client -> worker -> direct reply),
+  - async: 10,000 `Event` invocations submitted with invoke_many; the time from the first
+    submit to the last completion, completions counted by the worker's per-function counter
+    (written in the same Redis round trip that releases the lease; handlers cannot touch it),
+then calls bench.competitors.measure_all() on the same RabbitMQ and Redis, prints a table and
+writes bench/results/fleet.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from broker_adapters.backbone import Backbone  # noqa: E402
+from broker_adapters.topology import Topology  # noqa: E402
+from warren.client import Client  # noqa: E402
+from warren.settings import Settings  # noqa: E402
+
+HANDLER = "def handler(event, context):\n    return event\n"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+class Fleet:
+    """A router and a worker as subprocesses, stopped by PID on exit."""
+
+    def __init__(self, amqp_url: str, redis_url: str, slots: int) -> None:
+        self.prefix = f"bench{uuid.uuid4().hex[:10]}"
+        self.env = {
+            **os.environ,
+            "WARREN_AMQP_URL": amqp_url,
+            "WARREN_REDIS_URL": redis_url,
+            "WARREN_PREFIX": self.prefix,
+            "PYTHONPATH": str(ROOT),
+        }
+        self.settings = Settings.from_environ(self.env)
+        self.cache = Path("/var/tmp/warren-bench") / self.prefix
+        self.code = Path(tempfile.mkdtemp(prefix="warren-bench-code-"))
+        (self.code / "app.py").write_text(HANDLER)
+        self.procs = [
+            self._spawn("router"),
+            self._spawn("worker", "--slots", str(slots), "--cache-dir", str(self.cache)),
+        ]
+        self.client = Client.from_settings(self.settings)
+        self.redis = redis.Redis.from_url(redis_url)
+
+    def _spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "warren", *argv],
+            env=self.env,
+            cwd=str(ROOT),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def completed(self, function: str) -> int:
+        return int(self.redis.hget(f"{self.prefix}:stats:{function}", "invocations") or 0)
+
+    def wait_completed(self, function: str, count: int, timeout: float = 300) -> float:
+        deadline = time.monotonic() + timeout
+        while self.completed(function) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.completed(function)} of {count} completed")
+            time.sleep(0.002)
+        return time.perf_counter()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.client.close()
+        topology = Topology(self.prefix)
+        backbone = Backbone(self.settings.amqp, topology, name="warren-bench-cleanup")
+        for queue in [*topology.all_queues(), topology.delay_queue(500)]:
+            backbone.delete_queue(queue)
+        backbone.close()
+        keys = list(self.redis.scan_iter(f"{self.prefix}:*"))
+        if keys:
+            self.redis.delete(*keys)
+        shutil.rmtree(self.cache, ignore_errors=True)
+        shutil.rmtree(self.code, ignore_errors=True)
+
+
+def measure_warren(
+    amqp_url: str, redis_url: str, sync_runs: int, async_count: int
+) -> dict[str, Any]:
+    fleet = Fleet(amqp_url, redis_url, slots=2)
+    try:
+        fleet.client.create_function("trivial", code=fleet.code, handler="app.handler")
+        fleet.client.create_function("trivial_async", code=fleet.code, handler="app.handler")
+        deadline = time.monotonic() + 60
+        while True:  # the worker and router come up
+            try:
+                fleet.client.invoke("trivial", {"warm": True})
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        for _ in range(100):
+            fleet.client.invoke("trivial", {"warm": True})
+        samples = []
+        for n in range(sync_runs):
+            start = time.perf_counter()
+            result = fleet.client.invoke("trivial", {"n": n})
+            samples.append((time.perf_counter() - start) * 1000)
+            assert result.status_code == 200 and result.payload == {"n": n}
+        # Async: warm the path, then time 10,000 from the first submit to the last completion.
+        fleet.client.invoke_many("trivial_async", [{"warm": n} for n in range(500)])
+        fleet.wait_completed("trivial_async", 500)
+        base = fleet.completed("trivial_async")
+        payloads = [{"n": n} for n in range(async_count)]
+        start = time.perf_counter()
+        fleet.client.invoke_many("trivial_async", payloads)
+        submitted = time.perf_counter()
+        done = fleet.wait_completed("trivial_async", base + async_count)
+        return {
+            "sync_p50_ms": round(percentile(samples, 50), 3),
+            "sync_p99_ms": round(percentile(samples, 99), 3),
+            "sync_runs": sync_runs,
+            "async_per_s": round(async_count / (done - start), 1),
+            "async_count": async_count,
+            "submit_per_s": round(async_count / (submitted - start), 1),
+            "worker": "1 worker, 2 slots (each invocation in its own warm sandbox), 1 router",
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+    finally:
+        fleet.close()
+
+
+def measure_competitors(amqp_url: str, redis_url: str, sync_runs: int, async_count: int) -> Any:
+    try:
+        from bench.competitors import measure_all
+    except ImportError as exc:
+        return {"skipped": f"bench.competitors is not available: {exc}"}
+    return measure_all(amqp_url, redis_url, sync_runs=sync_runs, async_count=async_count)
+
+
+def ratios(warren: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, row in others.items():
+        if not isinstance(row, dict) or "sync_p50_ms" not in row:
+            continue
+        out[name] = {
+            "sync_p50_speedup": round(row["sync_p50_ms"] / warren["sync_p50_ms"], 2),
+            "async_throughput_ratio": round(warren["async_per_s"] / row["async_per_s"], 2),
+        }
+    targets = {}
+    if "celery" in out and "dramatiq" in out:
+        targets = {
+            "sync_p50_below_both": out["celery"]["sync_p50_speedup"] > 1
+            and out["dramatiq"]["sync_p50_speedup"] > 1,
+            "async_at_least_1_5x_celery": out["celery"]["async_throughput_ratio"] >= 1.5,
+            "async_at_least_dramatiq": out["dramatiq"]["async_throughput_ratio"] >= 1.0,
+        }
+    return {"ratios": out, "targets_met": targets}
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [f"{'system':<10} {'sync p50 ms':>12} {'sync p99 ms':>12} {'async /s':>10}"]
+    for name in ("warren", "celery", "dramatiq"):
+        row = results.get(name)
+        if isinstance(row, dict) and "sync_p50_ms" in row:
+            rows.append(
+                f"{name:<10} {row['sync_p50_ms']:>12.2f} {row['sync_p99_ms']:>12.2f} "
+                f"{row['async_per_s']:>10.0f}"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--amqp-url",
+        default=os.environ.get("WARREN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("WARREN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--sync-runs", type=int, default=1000)
+    parser.add_argument("--async-count", type=int, default=10_000)
+    parser.add_argument("--skip-competitors", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fleet.json")
+    args = parser.parse_args()
+
+    started = time.time()
+    warren = measure_warren(args.amqp_url, args.redis_url, args.sync_runs, args.async_count)
+    others = (
+        {}
+        if args.skip_competitors
+        else measure_competitors(args.amqp_url, args.redis_url, args.sync_runs, args.async_count)
+    )
+    results: dict[str, Any] = {"warren": warren}
+    if isinstance(others, dict):
+        results.update(others)
+    document = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "results": results,
+        **ratios(warren, {k: v for k, v in results.items() if k != "warren"}),
+        "wall_s": round(time.time() - started, 1),
+    }
+    print(table(results))
+    print(json.dumps({"ratios": document["ratios"], "targets_met": document["targets_met"]}))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
