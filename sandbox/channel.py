@@ -30,6 +30,12 @@ class ChildChannel:
         for fd in (ctrl.fileno(), log_r, exit_fd):
             self._epoll.register(fd, select.EPOLLIN)
         self._log_open = True
+        self._exit_poll = select.poll()
+        self._exit_poll.register(exit_fd, select.POLLIN)
+
+    def exited(self) -> bool:
+        """Whether the child has exited (checked before each invocation, so kept cheap)."""
+        return bool(self._exit_poll.poll(0))
 
     def send(self, frame: bytes, deadline: float) -> None:
         """Send a whole frame; a big one goes as the child reads it, never past the deadline."""

@@ -17,7 +17,6 @@ import socket
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -94,8 +93,8 @@ class Sandbox:
     @property
     def alive(self) -> bool:
         """False once the child died or was discarded; the next invoke starts a new one."""
-        child = self._child
-        return child is not None and not ready(child.fileno(), select.POLLIN, 0)
+        channel = self._channel
+        return channel is not None and not channel.exited()
 
     @property
     def pid(self) -> int | None:
@@ -126,7 +125,7 @@ class Sandbox:
         """Run the handler once. `payload` is the event already as JSON bytes."""
         if payload is None:
             payload = orjson.dumps(event)
-        rid = request_id or str(uuid.uuid4())
+        rid = request_id or _request_id()
         with self._lock:
             if self._closed:
                 raise SandboxError("this sandbox is closed")
@@ -389,6 +388,12 @@ class Sandbox:
             request_id=rid,
             error=error,
         )
+
+
+def _request_id() -> str:
+    """A random version-4 UUID, as Lambda's request ids; half of uuid.uuid4()'s cost."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
 
 def _describe_status(status: int | None) -> str:
