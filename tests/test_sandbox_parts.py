@@ -1,0 +1,149 @@
+"""The sandbox's small parts on their own: framing, log cap, uid leases, cgroup detection."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sandbox import protocol
+from sandbox.cgroup import Cgroup, CgroupParent
+from sandbox.logbuffer import LogBuffer
+from sandbox.uidpool import UidPool
+
+# -- framing --------------------------------------------------------------------------------------
+
+
+def test_frames_round_trip_and_arrive_whole_from_any_split():
+    request = protocol.pack_request("req-1", 1234.5, b'{"a": 1}')
+    response = protocol.pack_response(False, 1.25, 4096, "ValueError", b'{"errorType": "x"}')
+    reader = protocol.FrameReader()
+    stream = request + response
+    frames = []
+    for i in range(0, len(stream), 3):  # three bytes at a time
+        reader.feed(stream[i : i + 3])
+        while (frame := reader.frame()) is not None:
+            frames.append(frame)
+    assert protocol.unpack_request(frames[0]) == ("req-1", 1234.5, b'{"a": 1}')
+    assert protocol.unpack_response(frames[1]) == (
+        False, 1.25, 4096, "ValueError", b'{"errorType": "x"}'
+    )
+
+
+def test_ready_frame_carries_the_protocol_version_and_the_init_error():
+    ok = protocol.pack_ready(3.5, None)[protocol.LENGTH.size :]
+    failed = protocol.pack_ready(1.0, b'{"errorType": "Runtime.HandlerNotFound"}')
+    assert protocol.unpack_ready(ok) == (protocol.VERSION, 3.5, None)
+    assert protocol.unpack_ready(failed[protocol.LENGTH.size :])[2] == (
+        b'{"errorType": "Runtime.HandlerNotFound"}'
+    )
+
+
+# -- log cap ------------------------------------------------------------------------------------
+
+
+def test_log_buffer_keeps_head_and_tail_and_counts_what_it_dropped():
+    logs = LogBuffer(cap=20)
+    logs.feed(b"0123456789")
+    logs.feed(b"abcdefghij" * 10)
+    logs.feed(b"TAIL-END!!")
+    text = logs.text()
+    assert text.startswith("0123456789")
+    assert text.endswith("TAIL-END!!")
+    assert logs.dropped == 100
+    assert "100 bytes of output dropped" in text
+
+
+def test_log_buffer_under_its_cap_is_verbatim():
+    logs = LogBuffer(cap=1000)
+    logs.feed("héllo\n".encode())
+    logs.feed(b"world\n")
+    assert logs.text() == "héllo\nworld\n" and logs.dropped == 0
+
+
+# -- uid leases ---------------------------------------------------------------------------------
+
+
+def test_uid_leases_are_exclusive_across_pools_until_released(tmp_path):
+    one = UidPool(base=900_000, size=3, lock_dir=str(tmp_path))
+    two = UidPool(base=900_000, size=3, lock_dir=str(tmp_path))  # as another worker would
+    leases = [one.acquire(), two.acquire(), one.acquire()]
+    assert len({lease.uid for lease in leases}) == 3
+    with pytest.raises(OSError, match="in use"):
+        two.acquire()
+    leases[1].release()
+    again = two.acquire()
+    assert again.uid == leases[1].uid
+    for lease in (*leases, again):
+        lease.release()
+
+
+# -- cgroup detection and the v2 layout (a fake tree: this machine's v2 has no controllers) ---
+
+
+def _fake_v2(root, delegated: str) -> None:
+    group = root / "unified" / "user.slice" / "worker"
+    group.mkdir(parents=True)
+    (group / "cgroup.subtree_control").write_text(delegated)
+
+
+def test_cgroup_v2_is_chosen_when_the_callers_group_delegates_memory_and_pids(tmp_path):
+    _fake_v2(tmp_path, "cpu memory pids\n")
+    parent = CgroupParent.detect(str(tmp_path), "0::/user.slice/worker\n")
+    assert parent == CgroupParent(2, *[str(tmp_path / "unified/user.slice/worker")] * 2)
+
+
+def test_cgroup_v1_is_the_fallback_when_v2_delegates_nothing(tmp_path):
+    _fake_v2(tmp_path, "")
+    (tmp_path / "memory" / "a").mkdir(parents=True)
+    (tmp_path / "pids").mkdir()
+    text = "4:memory:/a\n8:pids:/\n0::/user.slice/worker\n"
+    parent = CgroupParent.detect(str(tmp_path), text)
+    assert parent == CgroupParent(1, str(tmp_path / "memory/a"), str(tmp_path / "pids"))
+
+
+def test_no_cgroup_when_nothing_is_usable(tmp_path):
+    _fake_v2(tmp_path, "")
+    assert CgroupParent.detect(str(tmp_path), "0::/user.slice/worker\n") is None
+
+
+def test_v2_group_files_limits_peak_and_oom_count(tmp_path):
+    _fake_v2(tmp_path, "memory pids")
+    parent = CgroupParent.detect(str(tmp_path), "0::/user.slice/worker\n")
+    group = parent.create(128 * 1024 * 1024, 1024)
+
+    def read(name: str) -> str:
+        with open(os.path.join(group.memory_dir, name)) as f:
+            return f.read()
+
+    assert read("memory.max") == str(128 * 1024 * 1024)
+    assert read("memory.swap.max") == "0"
+    assert read("pids.max") == "1024"
+    with open(os.path.join(group.memory_dir, "memory.peak"), "w") as f:
+        f.write("52428800\n")
+    with open(os.path.join(group.memory_dir, "memory.events"), "w") as f:
+        f.write("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert group.peak_bytes() == 52428800
+    assert group.oom_killed()
+    assert group.procs_files == [os.path.join(group.memory_dir, "cgroup.procs")]
+    group.remove()
+
+
+def test_stale_groups_of_dead_creators_are_swept_and_live_ones_kept(tmp_path):
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "pids").mkdir()
+    parent = CgroupParent(1, str(tmp_path / "memory"), str(tmp_path / "pids"))
+    dead_pid = 4_000_000  # above pid_max: never a live process
+    for d in ("memory", "pids"):
+        (tmp_path / d / f"warren-sbx-{dead_pid}-abc").mkdir()
+        (tmp_path / d / f"warren-sbx-{os.getpid()}-def").mkdir()
+        (tmp_path / d / "someone-else").mkdir()
+    assert parent.sweep_stale() == 2
+    assert sorted(os.listdir(tmp_path / "memory")) == [
+        "someone-else", f"warren-sbx-{os.getpid()}-def"
+    ]
+
+
+def test_cgroup_object_round_trips_through_its_dict():
+    group = Cgroup(1, "/sys/fs/cgroup/memory/x", "/sys/fs/cgroup/pids/x")
+    assert Cgroup(**group.as_dict()).procs_files == group.procs_files
