@@ -176,8 +176,12 @@ class Cgroup:
             except OSError:
                 pass
         deadline = time.monotonic() + timeout
+        procs = os.path.join(self.pids_dir, "cgroup.procs")
         while True:
-            pids = self.pids()
+            try:
+                pids = [int(p) for p in _read(procs).split()]
+            except OSError:
+                return False  # cannot tell: let the caller use its other means
             if not pids:
                 return True
             for pid in pids:

@@ -124,7 +124,10 @@ class Sandbox:
     ) -> Outcome:
         """Run the handler once. `payload` is the event already as JSON bytes."""
         if payload is None:
-            payload = orjson.dumps(event)
+            try:
+                payload = orjson.dumps(event)
+            except TypeError as exc:
+                raise InvalidParameter(f"the event is not JSON-serialisable: {exc}") from None
         rid = request_id or _request_id()
         with self._lock:
             if self._closed:

@@ -315,3 +315,8 @@ def test_unreadable_code_dir_is_an_import_error_that_says_why():
             out = sb.invoke({})
     assert out.error_type == "Runtime.ImportModuleError"
     assert "not readable by the sandbox user" in out.error["errorMessage"]
+
+
+def test_an_event_that_is_not_json_is_refused_before_anything_runs(sandbox_factory):
+    with pytest.raises(InvalidParameter, match="not JSON-serialisable"):
+        sandbox_factory("basic.echo").invoke({"a set": {1}})
