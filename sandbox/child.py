@@ -79,8 +79,8 @@ def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> 
         init_error = _enter_code_dir(spec)
         sock = socket.socket(fileno=CTRL_FD)
         Runtime(sock, spec["handler"], init_error, spec["arn"]).serve()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # sys.exit() in a handler ends the runtime, as it does on Lambda
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except BaseException:
         code = 70
     os._exit(code)
