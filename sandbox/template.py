@@ -51,8 +51,10 @@ class Template:
         self._doomed: dict[int, Cgroup] = {}  # killed spares: their groups go once reaped
         self._swept: set[CgroupParent] = set()
         self._children: dict[int, int] = {}  # pid -> write end of its status pipe
-        # What to clean up if the caller dies: each child's spec and group.
-        self._cleanup: dict[int, tuple[dict[str, Any], Cgroup | None]] = {}
+        # What to clean up if the caller goes without closing its sandboxes: per sandbox (its tmp
+        # dir names it) the latest child's spec and group, kept after that child exits (its
+        # descendants may live on); forgotten once the caller has removed the tmp dir (closed).
+        self._known: dict[str, tuple[int, dict[str, Any], Cgroup | None]] = {}
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -112,7 +114,9 @@ class Template:
             os.close(log_fd)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         self._children[pid] = status_w
-        self._cleanup[pid] = (spec, group)
+        for tmp in [t for t in self._known if not os.path.isdir(t)]:
+            del self._known[tmp]
+        self._known[spec["env"]["TMPDIR"]] = (pid, spec, group)
         reply = {"pid": pid, "cgroup": group.as_dict() if group else None}
         socket.send_fds(self._sock, [json.dumps(reply).encode()], [status_r])
         os.close(status_r)
@@ -175,7 +179,6 @@ class Template:
                 return -1
             if pid == 0:
                 return -1
-            self._cleanup.pop(pid, None)
             spare = self._spares.pop(pid, None)
             if spare is not None:
                 spare.sock.close()
@@ -195,13 +198,15 @@ class Template:
 
     def _shutdown(self) -> None:
         """The caller is gone: kill what its live sandboxes started and remove what they made."""
-        leftovers = list(self._cleanup.values())
+        leftovers = list(self._known.values())
         for pid in [*self._children, *self._spares]:
             _kill(pid)
-        for spec, group in leftovers:
+        for pid, spec, group in leftovers:
             if group is not None:
                 group.kill_all()
-            if spec.get("uid") is not None:
+            elif spec.get("uid") is not None and pid in self._children:
+                # Only while its child lives is the uid surely still this caller's: a dead
+                # caller's leases are free again at once.
                 helper = os.fork()
                 if helper == 0:
                     child.kill_uid(int(spec["uid"]))
@@ -210,7 +215,7 @@ class Template:
         while (self._spares or self._children) and time.monotonic() < deadline:
             self._reap(block_for=None)
             time.sleep(0.002)
-        for spec, group in leftovers:
+        for _, spec, group in leftovers:
             if group is not None:
                 group.remove()
             shutil.rmtree(spec["env"]["TMPDIR"], ignore_errors=True)

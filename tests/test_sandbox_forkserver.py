@@ -86,7 +86,8 @@ def test_a_dead_fork_server_is_restarted_and_its_orphans_do_not_survive_it():
         server.close()
 
 
-def test_a_crashed_caller_leaves_no_process_cgroup_or_tmp_dir_behind():
+@pytest.mark.parametrize("ending", ["killed", "exits-without-close"])
+def test_a_caller_that_goes_leaves_no_process_cgroup_or_tmp_dir_behind(ending):
     script = f"""
 import json, sys, time
 sys.path.insert(0, {REPO!r})
@@ -97,10 +98,14 @@ out = sb.invoke({{}})
 print(json.dumps({{"escapees": out.result, "child": sb.pid, "server": ForkServer.shared().pid,
                   "tmp": sb.tmp_dir, "cgroup": sb.cgroup.memory_dir if sb.cgroup else None}}),
       flush=True)
-time.sleep(600)
+if sys.argv[1] == "killed":
+    time.sleep(600)
 """
     caller = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={"PATH": os.defpath}
+        [sys.executable, "-c", script, ending],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.defpath},
     )
     try:
         seen = json.loads(caller.stdout.readline())
