@@ -136,7 +136,18 @@ def test_weighted_alias_splits_within_four_points(fleet: Fleet) -> None:
     assert 0.06 <= share <= 0.14, share
 
 
-def test_sigterm_drains_running_work_and_leaves_the_rest_queued(fleet: Fleet) -> None:
+def test_sigterm_drains_running_work_and_leaves_the_rest_queued(
+    amqp_url: str, redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    # One invocation per message, so that "taken" and "queued" are visible in the queue.
+    fleet = make_fleet(amqp_url, redis_url, unique, tmp_path, WARREN_ROUTER_CHUNK="1")
+    try:
+        _sigterm_drains(fleet)
+    finally:
+        fleet.close()
+
+
+def _sigterm_drains(fleet: Fleet) -> None:
     done = f"{fleet.prefix}-done"
     fleet.function("drain", handler="app.span", timeout_s=10, on_success=f"redis+stream:///{done}")
     worker = fleet.worker(slots=2)
