@@ -285,9 +285,9 @@ def _coalesce_frames(conn: Any) -> None:
     send costs a wake-up of the receiver, so a publish cost three. Joining them is the same
     byte stream. Applied only when pika has the hook this relies on.
     """
-    impl = getattr(conn, "_impl", None)
+    impl: Any = getattr(conn, "_impl", None)
     output = getattr(impl, "_output_marshaled_frames", None)
-    if output is None:
+    if impl is None or output is None:
         return
 
     def coalesced(frames: Sequence[bytes]) -> None:
