@@ -81,6 +81,7 @@ class Invoker:
         )
         self._backbone: Backbone | None = None
         self._replies: dict[str, bytes] = {}
+        self._awaiting: str | None = None
         self._pickers: dict[tuple[str, str | None], tuple[float, Any]] = {}
         self._finished: dict[str, list[str]] = {}
         self.spec_ttl_s = 1.0
@@ -95,7 +96,9 @@ class Invoker:
         return self._backbone
 
     def _on_reply(self, delivery: Delivery) -> None:
-        if delivery.correlation_id:
+        # Only the awaited call's reply is kept: a late reply to a call that timed out is
+        # dropped instead of piling up.
+        if delivery.correlation_id and delivery.correlation_id == self._awaiting:
             self._replies[delivery.correlation_id] = delivery.body
 
     # -- public -------------------------------------------------------------------------------
@@ -222,6 +225,7 @@ class Invoker:
                 reason=grant.reason,
             )
         invocation = invocation.leased(grant.key, grant.expires)
+        self._awaiting = request_id
         backbone.request(
             self.topology.work_queue(self.pool),
             encode_chunk([invocation]),
