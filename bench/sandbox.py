@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--timeout-runs", type=int, default=20)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     trivial = tempfile.mkdtemp(prefix="warren-bench-")
     sleeper = tempfile.mkdtemp(prefix="warren-bench-")
     for path, text in ((trivial, TRIVIAL), (sleeper, SLEEPER)):
@@ -151,7 +152,9 @@ def main() -> None:
         "cold_3x_faster_than_python": python_p50 >= 3 * cold_p50,
         "timeout_kill_p99_le_200ms": rows["timeout: kill after deadline"]["p99_ms"] <= 200,
     }
+    load_after = os.getloadavg()[0]
     print(f"enforcement: {enforcement}")
+    print(f"1-minute load average: {load_before:.2f} before, {load_after:.2f} after (2 cores)")
     print(f"{'measurement':<34} {'runs':>6} {'p50 ms':>10} {'p99 ms':>10} {'mean ms':>10}")
     for name, row in rows.items():
         print(f"{name:<34} {row['runs']:>6} {row['p50_ms']:>10.3f} {row['p99_ms']:>10.3f}"
@@ -167,6 +170,7 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                             "kernel": platform.release(), "euid": os.geteuid()},
                 "enforcement": enforcement,
+                "loadavg_1m": {"before": load_before, "after": load_after},
                 "results": rows,
                 "cold_speedup_vs_python": round(python_p50 / cold_p50, 2),
                 "targets": targets,
