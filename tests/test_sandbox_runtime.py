@@ -320,3 +320,16 @@ def test_unreadable_code_dir_is_an_import_error_that_says_why():
 def test_an_event_that_is_not_json_is_refused_before_anything_runs(sandbox_factory):
     with pytest.raises(InvalidParameter, match="not JSON-serialisable"):
         sandbox_factory("basic.echo").invoke({"a set": {1}})
+
+
+def test_a_handler_gets_its_own_bundled_modules_not_the_callers():
+    files = {
+        "app.py": "import msgpack, orjson, sandbox\n\n"
+        "def h(e, c):\n    return [msgpack.WHO, orjson.WHO, sandbox.WHO]\n",
+        "msgpack.py": "WHO = 'bundled msgpack'\n",
+        "orjson.py": "WHO = 'bundled orjson'\n",
+        "sandbox.py": "WHO = 'bundled sandbox'\n",
+    }
+    with code_dir(files) as path, Sandbox(path, handler="app.h") as sb:
+        out = sb.invoke({})
+    assert out.result == ["bundled msgpack", "bundled orjson", "bundled sandbox"]
