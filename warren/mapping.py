@@ -274,7 +274,7 @@ class MappingStore:
         try:
             spec = self.get(mapping_id)
             purge_source(spec.source, mapping_id=mapping_id, redis=self.redis, prefix=self.prefix)
-        except WarrenError:  # gone already, or its stream's Redis is unreachable: keys go anyway
+        except (WarrenError, redis.RedisError):  # gone already, stream absent or unreachable
             pass
         with self._guard():
             keys: Iterable[bytes] = self.redis.scan_iter(match=self.key(mapping_id, "*"), count=500)
