@@ -13,6 +13,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
+import redis
+
 from broker_adapters.backbone import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
 from broker_adapters.topology import DEFAULT_POOL
@@ -62,7 +64,8 @@ class Router:
                 continue
             try:
                 self._serve(backbone, stop)
-            except Unavailable as exc:
+            except (Unavailable, redis.RedisError) as exc:
+                # Nothing of the current batch was acked: closing the connection requeues it.
                 log.warning("%s; reconnecting", exc)
                 self._batch.clear()
                 stop.wait(0.5)

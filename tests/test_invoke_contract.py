@@ -1,0 +1,100 @@
+"""The invocation and result wire contracts, and the invoker's payload rules."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from warren import codec
+from warren.errors import DecodeError, InvalidParameter
+from warren.function import AsyncConfig, FunctionSpec
+from warren.invocation import (
+    EVENT,
+    Invocation,
+    InvocationResult,
+    decode_chunk,
+    encode_chunk,
+    log_tail,
+)
+from warren.invoker import event_bytes
+
+
+def spec() -> FunctionSpec:
+    return FunctionSpec(
+        "f",
+        "app.h",
+        "python3.11",
+        256,
+        7,
+        {"K": "V"},
+        "d",
+        "a" * 64,
+        9,
+        "3",
+        AsyncConfig(1, 120, "amqp:///ok", None),
+        "2026-01-01T00:00:00.000+00:00",
+    )
+
+
+def test_a_chunk_round_trips_every_field() -> None:
+    original = [
+        Invocation(
+            "r1",
+            spec(),
+            b'{"x": 1}',
+            EVENT,
+            attempt=2,
+            accepted_at=12.5,
+            lease_key="k",
+            lease_expires=99.0,
+            log_tail=True,
+        ),
+        Invocation("r2", spec(), b"[]"),
+    ]
+    assert decode_chunk(encode_chunk(original)) == original
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"junk",
+        codec.encode("invocations", []),
+        codec.encode("other", [1]),
+        codec.encode("invocations", [{}]),
+    ],
+)
+def test_bad_chunks_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_chunk(data)
+
+
+def test_result_round_trips_and_decodes_the_payload() -> None:
+    result = InvocationResult(
+        200,
+        function_error="Unhandled",
+        executed_version="3",
+        log_result=log_tail("hello"),
+        request_id="r",
+        raw_payload=b'{"errorType": "E"}',
+    )
+    back = InvocationResult.decode(result.encode())
+    assert back.payload == {"errorType": "E"} and back.function_error == "Unhandled"
+    assert back.logs == "hello"
+    assert back.to_dict()["status_code"] == 200
+
+
+def test_log_tail_is_the_last_4_kb_in_base64() -> None:
+    text = "a" * 5000 + "END"
+    tail = base64.b64decode(log_tail(text))
+    assert len(tail) == 4096 and tail.endswith(b"END")
+
+
+def test_payloads_must_be_json() -> None:
+    assert event_bytes(None) == b"{}"
+    assert event_bytes({"a": 1}) == b'{"a":1}'
+    assert event_bytes('{"a": 1}') == b'{"a": 1}'
+    with pytest.raises(InvalidParameter, match="not valid JSON"):
+        event_bytes(b"{nope")
+    with pytest.raises(InvalidParameter):
+        event_bytes({"s": {1, 2}})
