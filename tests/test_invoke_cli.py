@@ -166,3 +166,20 @@ def test_logs_since_shows_recent_invocations_only(echo_fleet: Fleet) -> None:
     assert second.request_id in recent and first.request_id not in recent
     assert echo_fleet.cli("logs", "echo", "--since", "ten").returncode != 0
     assert echo_fleet.cli("logs", "nope").returncode != 0
+
+
+def test_unreachable_redis_is_one_clear_line(echo_fleet: Fleet) -> None:
+    out = echo_fleet.cli("--redis-url", "redis://127.0.0.1:1/0", "invoke", "echo")
+    assert out.returncode != 0
+    lines = out.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Redis" in lines[0], out.stderr
+
+
+def test_a_timed_out_run_is_a_function_error_and_the_next_run_is_fine(fleet: Fleet) -> None:
+    fleet.function("sleepy", handler="app.span", timeout_s=1)
+    fleet.worker(slots=1)
+    result = fleet.client.invoke("sleepy", {"sleep": 3})
+    assert result.function_error == "Unhandled"
+    assert result.payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in result.payload["errorMessage"]
+    assert fleet.client.invoke("sleepy", {"sleep": 0}).function_error is None
