@@ -422,16 +422,19 @@ def _probe_with_caps(keep: str) -> dict[str, Any]:
         python.mkdir()
         # A private mount namespace shows this interpreter at a traversable path; sys.prefix
         # follows the executable, so the sandbox needs no mount namespace of its own.
-        inner = shlex.join([str(python / "bin" / Path(sys.executable).name),
+        base = getattr(sys, "_base_executable", sys.executable)
+        inner = shlex.join([str(python / os.path.relpath(base, sys.base_prefix)),
                             str(work / "probe.py"), str(code), str(ROOT)])
         script = (
             f"mount --bind {shlex.quote(sys.base_prefix)} {shlex.quote(str(python))} && "
             f"exec capsh --drop={','.join(drop)} -- -c {shlex.quote('exec ' + inner)}"
         )
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if _venv_paths():  # the base interpreter, given the venv's packages
+            env["PYTHONPATH"] = os.pathsep.join(_venv_paths())
         done = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-            capture_output=True, text=True, timeout=90,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            capture_output=True, text=True, timeout=90, env=env,
         )
         assert done.returncode == 0, done.stderr
         report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -440,15 +443,23 @@ def _probe_with_caps(keep: str) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _venv_paths() -> list[str]:
+    if sys.prefix == sys.base_prefix:
+        return []
+    return [p for p in sys.path if p.startswith(sys.prefix) and os.path.isdir(p)]
+
+
 def _can_probe() -> str | None:
+    from sandbox.mountview import blocked_dir
+
     if os.geteuid() != 0:
         return "needs root"
     if not (shutil.which("capsh") and shutil.which("unshare")):
         return "needs capsh and unshare"
-    if sys.prefix != sys.base_prefix:
-        return "needs a non-venv interpreter (the probe re-homes sys.base_prefix)"
     if os.stat(sys.base_prefix).st_mode & stat.S_IXOTH == 0:
         return "the interpreter directory itself is private"
+    if any(blocked_dir(p) for p in _venv_paths()):
+        return "the venv is in a directory other uids cannot traverse"
     return None
 
 
