@@ -92,7 +92,7 @@ done
 $WARREN mapping list
 if $WARREN logs --help >/dev/null 2>&1; then
   echo "== what the handlers printed"
-  $WARREN logs orders --since 10m 2>/dev/null | grep -v -E '^(START|END|REPORT)' | head -25 || true
+  $WARREN logs orders --since 10m 2>/dev/null | grep -v -E '(START|END|REPORT) RequestId' | head -25 || true
   s3_up && { $WARREN logs inbox --since 10m 2>/dev/null | grep 's3://' || true; }
 fi
 echo "== the bad order, given up after its retry, is on the on-failure destination:"
