@@ -58,7 +58,7 @@ def invoke_command(
     env_pairs: tuple[str, ...],
     output: str,
 ) -> None:
-    """Invoke HANDLER from CODE_DIR once; exit status 1 when the invocation fails."""
+    """Run the --handler in CODE_DIR once in a sandbox; exit status 1 if the invocation fails."""
     from sandbox import Sandbox
 
     env = _parse_env(env_pairs)
