@@ -1,6 +1,56 @@
 #!/usr/bin/env bash
-# The quick start's end-to-end example: runs a real handler from examples/ the way a user would.
+# The quick start's end-to-end example: a real handler run the ways a user runs it — on its own in
+# the sandbox, then through a fleet (`warren up`) sync and async, then a bucket and a stream feeding
+# handlers through event source mappings (examples/pipeline.sh). Everything runs under its own
+# WARREN_PREFIX and is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== warren local invoke examples/hello (a Lambda handler, run in the sandbox)"
-warren local invoke examples/hello --handler app.handler --payload '{"name": "Warren"}'
+PY=${PYTHON:-python3}
+WARREN=${WARREN:-warren}
+export WARREN_PREFIX=${WARREN_PREFIX:-quickstart-$$}
+up_pid=""
+log="${TMPDIR:-/tmp}/warren-quickstart-$$.log"
+
+cleanup() {
+  if [ -n "$up_pid" ]; then kill -TERM "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; fi
+  $WARREN function delete hello >/dev/null 2>&1 || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+
+echo "== 1. warren local invoke: examples/hello in the sandbox, no fleet needed"
+$WARREN local invoke examples/hello --handler app.handler --payload '{"name": "Warren"}'
+
+echo
+echo "== 2. a fleet on this box: warren up (router + worker + poller)"
+$WARREN function create hello --code examples/hello --handler app.handler --memory 128 --timeout 3 >/dev/null
+$WARREN function get hello
+$WARREN up --slots 2 2>"$log" &
+up_pid=$!
+
+echo
+echo "== warren invoke hello (sync, through the worker)"
+ok=
+for _ in $(seq 1 50); do
+  if $WARREN invoke hello --payload '{"name": "fleet"}' 2>/dev/null; then ok=1; break; fi
+  sleep 0.2
+done
+[ -n "$ok" ] || { echo "the fleet did not answer; its log:" >&2; cat "$log" >&2; exit 1; }
+
+echo
+echo "== warren invoke hello --async (202: accepted durably, runs in the background)"
+$WARREN invoke hello --async --payload '{"name": "async"}' --output json
+sleep 1
+echo
+echo "== warren logs hello (START ... REPORT blocks, as Lambda writes them)"
+$WARREN logs hello --since 10m | tail -12
+echo
+echo "== warren status"
+$WARREN status
+
+kill -TERM "$up_pid" && wait "$up_pid" || true
+up_pid=""
+
+echo
+echo "== 3. event source mappings: a bucket and a stream feeding unchanged Lambda handlers"
+WARREN="$WARREN" PYTHON="$PY" bash examples/pipeline.sh
