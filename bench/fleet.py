@@ -110,7 +110,7 @@ class Fleet:
 
 
 def measure_warren(
-    amqp_url: str, redis_url: str, sync_runs: int, async_count: int
+    amqp_url: str, redis_url: str, sync_runs: int, async_count: int, only: str = "all"
 ) -> dict[str, Any]:
     fleet = Fleet(amqp_url, redis_url, slots=2)
     try:
@@ -133,6 +133,14 @@ def measure_warren(
             result = fleet.client.invoke("trivial", {"n": n})
             samples.append((time.perf_counter() - start) * 1000)
             assert result.status_code == 200 and result.payload == {"n": n}
+        sync = {
+            "sync_p50_ms": round(percentile(samples, 50), 3),
+            "sync_p99_ms": round(percentile(samples, 99), 3),
+            "sync_runs": sync_runs,
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+        if only == "sync":
+            return sync
         # Async: warm the path, then time 10,000 from the first submit to the last completion.
         fleet.client.invoke_many("trivial_async", [{"warm": n} for n in range(500)])
         fleet.wait_completed("trivial_async", 500)
@@ -143,14 +151,11 @@ def measure_warren(
         submitted = time.perf_counter()
         done = fleet.wait_completed("trivial_async", base + async_count)
         return {
-            "sync_p50_ms": round(percentile(samples, 50), 3),
-            "sync_p99_ms": round(percentile(samples, 99), 3),
-            "sync_runs": sync_runs,
+            **sync,
             "async_per_s": round(async_count / (done - start), 1),
             "async_count": async_count,
             "submit_per_s": round(async_count / (submitted - start), 1),
             "worker": "1 worker, 2 slots (each invocation in its own warm sandbox), 1 router",
-            "loadavg_1m": round(os.getloadavg()[0], 2),
         }
     finally:
         fleet.close()
@@ -169,12 +174,13 @@ def ratios(warren: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
     for name, row in others.items():
         if not isinstance(row, dict) or "sync_p50_ms" not in row:
             continue
-        out[name] = {
-            "sync_p50_speedup": round(row["sync_p50_ms"] / warren["sync_p50_ms"], 2),
-            "async_throughput_ratio": round(warren["async_per_s"] / row["async_per_s"], 2),
-        }
+        out[name] = {"sync_p50_speedup": round(row["sync_p50_ms"] / warren["sync_p50_ms"], 2)}
+        if "async_per_s" in warren:
+            out[name]["async_throughput_ratio"] = round(
+                warren["async_per_s"] / row["async_per_s"], 2
+            )
     targets = {}
-    if "celery" in out and "dramatiq" in out:
+    if "celery" in out and "dramatiq" in out and "async_per_s" in warren:
         targets = {
             "sync_p50_below_both": out["celery"]["sync_p50_speedup"] > 1
             and out["dramatiq"]["sync_p50_speedup"] > 1,
@@ -191,7 +197,7 @@ def table(results: dict[str, Any]) -> str:
         if isinstance(row, dict) and "sync_p50_ms" in row:
             rows.append(
                 f"{name:<10} {row['sync_p50_ms']:>12.2f} {row['sync_p99_ms']:>12.2f} "
-                f"{row['async_per_s']:>10.0f}"
+                f"{row.get('async_per_s', float('nan')):>10.0f}"
             )
     return "\n".join(rows)
 
@@ -207,16 +213,33 @@ def main() -> None:
     )
     parser.add_argument("--sync-runs", type=int, default=1000)
     parser.add_argument("--async-count", type=int, default=10_000)
-    parser.add_argument("--skip-competitors", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fleet.json")
+    parser.add_argument(
+        "--skip-competitors", "--no-competitors", dest="skip_competitors", action="store_true"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("all", "sync"),
+        default="all",
+        help="sync: Warren's sync round trips only (competitors, if run, get a token async "
+        "part of 500 tasks they need anyway); for iterating, not for the recorded figures",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/results/fleet.json; with --only sync: not written)",
+    )
     args = parser.parse_args()
 
     started = time.time()
-    warren = measure_warren(args.amqp_url, args.redis_url, args.sync_runs, args.async_count)
+    warren = measure_warren(
+        args.amqp_url, args.redis_url, args.sync_runs, args.async_count, args.only
+    )
+    async_count = 500 if args.only == "sync" else args.async_count
     others = (
         {}
         if args.skip_competitors
-        else measure_competitors(args.amqp_url, args.redis_url, args.sync_runs, args.async_count)
+        else measure_competitors(args.amqp_url, args.redis_url, args.sync_runs, async_count)
     )
     results: dict[str, Any] = {"warren": warren}
     if isinstance(others, dict):
@@ -230,8 +253,12 @@ def main() -> None:
     }
     print(table(results))
     print(json.dumps({"ratios": document["ratios"], "targets_met": document["targets_met"]}))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    out = args.out
+    if out is None and args.only == "all":
+        out = ROOT / "bench" / "results" / "fleet.json"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":
