@@ -189,6 +189,8 @@ class Cgroup:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                except PermissionError:
+                    return False  # root without CAP_KILL: the uid kill has to do it
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.0005)

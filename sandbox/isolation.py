@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from sandbox import capabilities
+from sandbox.capabilities import CAP_CHOWN, CAP_SETGID, CAP_SETUID
 from sandbox.cgroup import CgroupParent
 from sandbox.forkserver import Launcher
-from sandbox.uidpool import UidPool
+from sandbox.uidpool import DEFAULT_BASE, DEFAULT_SIZE, UID_MAX, UidPool
+from warren.errors import ConfigError
 
 log = logging.getLogger("sandbox")
 
@@ -53,6 +57,8 @@ class Isolation:
     max_file_mb: int = 512  # Lambda's default /tmp size, as a per-file ceiling
     log_cap_bytes: int = 1 << 20
     init_timeout_s: float = 10.0  # Lambda's on-demand init limit
+    uid_base: int = DEFAULT_BASE  # sandbox uids are [uid_base, uid_base + uid_count)
+    uid_count: int = DEFAULT_SIZE
     launcher: Launcher | None = None
     uid_pool: UidPool | None = None
     cgroup_parent: CgroupParent | None = field(default=None, repr=False)
@@ -60,6 +66,38 @@ class Isolation:
     _warned: ClassVar[set[str]] = set()
     _warned_lock: ClassVar[threading.Lock] = threading.Lock()
     _detected: ClassVar[tuple[CgroupParent | None] | None] = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.uid_base or self.uid_count < 1:
+            raise ConfigError(f"sandbox uid range must be positive: {self._range()}")
+        if self.uid_base + self.uid_count - 1 > UID_MAX:
+            raise ConfigError(f"sandbox uid range {self._range()} ends past uid {UID_MAX}")
+
+    def _range(self) -> str:
+        return f"{self.uid_base}..{self.uid_base + self.uid_count - 1}"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Isolation:
+        """Read at the CLI/worker edge: WARREN_SANDBOX_UID_BASE and WARREN_SANDBOX_UID_COUNT.
+
+        Workers on one node that do not share the uid lease directory (containers without the
+        shared volume) must get disjoint ranges, or their sandboxes may share a uid.
+        """
+        numbers = []
+        for name, default in (
+            ("WARREN_SANDBOX_UID_BASE", DEFAULT_BASE),
+            ("WARREN_SANDBOX_UID_COUNT", DEFAULT_SIZE),
+        ):
+            raw = environ.get(name, "").strip() or str(default)
+            try:
+                numbers.append(int(raw))
+            except ValueError:
+                raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        return cls(uid_base=numbers[0], uid_count=numbers[1])
+
+    def pool(self) -> UidPool:
+        """Where this isolation's sandbox uids are leased from."""
+        return self.uid_pool or UidPool.shared(self.uid_base, self.uid_count)
 
     def resolve(self, launcher: Launcher) -> tuple[Enforcement, CgroupParent | None, bool]:
         """(what is enforced, where to make cgroups or None, whether to use an own uid)."""
@@ -69,6 +107,14 @@ class Isolation:
             own_uid = False
         why_not_uid = "needs root"
         if own_uid:
+            lacking = capabilities.missing((CAP_SETUID, CAP_SETGID, CAP_CHOWN))
+            if lacking:
+                own_uid = False
+                why_not_uid = (
+                    f"the worker is root without {', '.join(lacking)}, needed to switch each "
+                    "sandbox to a uid of its own and hand it its tmp dir"
+                )
+        if own_uid:
             problem = launcher.unprivileged_problem()
             if problem is not None:
                 own_uid, why_not_uid = False, problem
@@ -77,30 +123,16 @@ class Isolation:
             parent = self._detect_cgroups()
         if self.use_cgroups is False:
             parent = None
-        unenforced = []
-        memory = f"cgroup-v{parent.version}" if parent else "rlimit-as"
-        if parent is None:
-            unenforced.append("memory is an address-space rlimit, not a cgroup (none writable)")
-        procs = [p for p, on in (("cgroup-pids", parent), ("rlimit-nproc", own_uid)) if on]
-        if not procs:
-            unenforced.append("process limit (needs a writable pids cgroup or root)")
-        kill = "+".join(k for k, on in (("cgroup", parent), ("uid", own_uid)) if on)
-        if not kill:
-            unenforced.append(
-                "descendants that leave the process group (setsid) survive a kill "
-                "(needs a writable cgroup or root)"
-            )
-        if not own_uid:
-            unenforced.append(f"handlers run as the caller's own user ({why_not_uid})")
-        enforcement = Enforcement(
-            memory=memory,
-            processes="+".join(procs) or "none",
-            kill=kill or "process-group",
-            user="own-uid" if own_uid else "caller",
-            unenforced=tuple(unenforced),
-        )
+        enforcement = _enforcement(parent.version if parent else None, own_uid, why_not_uid)
         self._warn_once(enforcement)
         return enforcement, parent, own_uid
+
+    def without_own_uid(self, enforcement: Enforcement, why: str) -> Enforcement:
+        """What is left when a uid of its own turns out impossible at run time (said once)."""
+        version = int(enforcement.memory[-1]) if enforcement.memory.startswith("cgroup") else None
+        degraded = _enforcement(version, False, why)
+        self._warn_once(degraded)
+        return degraded
 
     @classmethod
     def _detect_cgroups(cls) -> CgroupParent | None:
@@ -118,3 +150,28 @@ class Isolation:
                 return
             cls._warned.add(text)
         log.warning("sandbox limits: %s", text)
+
+
+def _enforcement(cgroup_version: int | None, own_uid: bool, why_not_uid: str) -> Enforcement:
+    unenforced = []
+    memory = f"cgroup-v{cgroup_version}" if cgroup_version else "rlimit-as"
+    if not cgroup_version:
+        unenforced.append("memory is an address-space rlimit, not a cgroup (none writable)")
+    procs = [p for p, on in (("cgroup-pids", cgroup_version), ("rlimit-nproc", own_uid)) if on]
+    if not procs:
+        unenforced.append("process limit (needs a writable pids cgroup or a uid of its own)")
+    kill = "+".join(k for k, on in (("cgroup", cgroup_version), ("uid", own_uid)) if on)
+    if not kill:
+        unenforced.append(
+            "descendants that leave the process group (setsid) survive a kill "
+            "(needs a writable cgroup or a uid of its own)"
+        )
+    if not own_uid:
+        unenforced.append(f"handlers run as the caller's own user ({why_not_uid})")
+    return Enforcement(
+        memory=memory,
+        processes="+".join(procs) or "none",
+        kill=kill or "process-group",
+        user="own-uid" if own_uid else "caller",
+        unenforced=tuple(unenforced),
+    )

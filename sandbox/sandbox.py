@@ -31,7 +31,7 @@ from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, billed, end_lines, start_line
-from sandbox.uidpool import UidLease, UidPool
+from sandbox.uidpool import UidLease
 from warren.errors import InvalidParameter, SandboxError
 
 MB = 1024 * 1024
@@ -191,11 +191,22 @@ class Sandbox:
     def _prepare(self) -> None:
         """The parts that outlive one child: uid lease and tmp dir (as Lambda keeps /tmp)."""
         if self._own_uid and self._uid is None:
-            self._uid = (self._iso.uid_pool or UidPool.shared()).acquire()
+            self._uid = self._iso.pool().acquire()
         if self._tmp_dir is None:
             self._tmp_dir = tempfile.mkdtemp(prefix="warren-sbx-")
             if self._uid is not None:
-                os.chown(self._tmp_dir, self._uid.uid, self._uid.uid)
+                self._give_tmp_dir(self._uid, self._tmp_dir)
+
+    def _give_tmp_dir(self, lease: UidLease, tmp_dir: str) -> None:
+        try:
+            os.chown(tmp_dir, lease.uid, lease.uid)
+        except PermissionError as exc:
+            # Privileges narrower than the capability check saw (an LSM, say): the sandbox uid
+            # could not use its tmp dir, so the handler runs as the caller instead, and says so.
+            lease.release()
+            self._uid, self._own_uid = None, False
+            why = f"cannot hand the tmp dir to the sandbox uid: {exc.strerror}"
+            self.enforcement = self._iso.without_own_uid(self.enforcement, why)
 
     def _spec(self) -> dict[str, Any]:
         assert self._tmp_dir is not None
@@ -242,17 +253,26 @@ class Sandbox:
         child, self._child = self._child, None
         if child is None:
             return
+        denied = False
         if not ready(child.fileno(), select.POLLIN, 0):
             try:
                 os.killpg(child.pid, signal.SIGKILL)
+            except PermissionError:
+                denied = True  # root without CAP_KILL may not signal the sandbox uid
             except OSError:
                 pass
         # Every process the child started is in its group (only root could move one out), so an
         # emptied group means nothing is left; the uid kill is for when there is no group.
         emptied = self._cgroup is not None and self._cgroup.kill_all()
+        uid_kill = self._uid is not None and not emptied
+        if uid_kill and denied:
+            # The uid's own helper can signal what the caller cannot; then the reap is prompt.
+            assert self._uid is not None
+            self._launcher.kill_uid(self._uid.uid)
+            uid_kill = False
         # Reaped first: the uid kill waits until the uid owns no process, zombies included.
         child.wait_status(5.0)
-        if self._uid is not None and not emptied:
+        if uid_kill and self._uid is not None:
             self._launcher.kill_uid(self._uid.uid)
         if self._cgroup is not None:
             self._cgroup.remove()

@@ -202,9 +202,9 @@ class Template:
         for pid in [*self._children, *self._spares]:
             _kill(pid)
         for pid, spec, group in leftovers:
-            if group is not None:
-                group.kill_all()
-            elif spec.get("uid") is not None and pid in self._children:
+            if group is not None and group.kill_all():
+                continue
+            if spec.get("uid") is not None and pid in self._children:
                 # Only while its child lives is the uid surely still this caller's: a dead
                 # caller's leases are free again at once.
                 helper = os.fork()
@@ -232,22 +232,42 @@ def _kill(pid: int) -> None:
 
 
 def _probe_unprivileged() -> str | None:
-    """Whether an unprivileged uid can read the standard library from here."""
+    """Whether a child can become an unprivileged uid and read the standard library from here."""
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(read_end)
+        step = "setgroups"
         try:
             os.setgroups([])
+            step = "setresgid"
             os.setresgid(65534, 65534, 65534)
+            step = "setresuid"
             os.setresuid(65534, 65534, 65534)
+            step = "read"
             os.listdir(os.path.dirname(os.__file__))
             open(os.__file__, "rb").close()
             os._exit(0)
-        except BaseException:
+        except BaseException as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+            os.write(write_end, f"{step}\n{reason}".encode())
             os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        step, _, reason = f.read().decode(errors="replace").partition("\n")
     _, status = os.waitpid(pid, 0)
     if status == 0:
         return None
-    return f"an unprivileged uid cannot read the interpreter's files under {sys.base_prefix}"
+    if step == "read":
+        return (
+            f"an unprivileged uid cannot read the interpreter's files under {sys.base_prefix} "
+            f"({reason})"
+        )
+    caps = {"setgroups": "CAP_SETGID", "setresgid": "CAP_SETGID", "setresuid": "CAP_SETUID"}
+    return (
+        f"the template cannot switch to an unprivileged uid: {step} failed ({reason}); "
+        f"it needs {caps.get(step, 'CAP_SETUID and CAP_SETGID')}"
+    )
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import ClassVar
 DEFAULT_BASE = 810_000
 DEFAULT_SIZE = 60_000
 DEFAULT_LOCK_DIR = "/run/warren/sandbox-uids"
+UID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to setresuid
 
 
 class UidLease:
@@ -33,7 +34,7 @@ class UidLease:
 class UidPool:
     """Hands out uids in [base, base + size) that no other process on the machine holds."""
 
-    _shared: ClassVar[UidPool | None] = None
+    _shared: ClassVar[dict[tuple[int, int], UidPool]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
@@ -44,12 +45,13 @@ class UidPool:
         self._next = 0
 
     @classmethod
-    def shared(cls) -> UidPool:
-        """The pool of this process with the default range (so leases rotate through it)."""
+    def shared(cls, base: int = DEFAULT_BASE, size: int = DEFAULT_SIZE) -> UidPool:
+        """This process's pool for the range (one per range, so leases rotate through it)."""
         with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
+            pool = cls._shared.get((base, size))
+            if pool is None:
+                pool = cls._shared[(base, size)] = cls(base, size)
+            return pool
 
     def acquire(self) -> UidLease:
         os.makedirs(self.lock_dir, mode=0o700, exist_ok=True)

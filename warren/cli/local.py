@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -59,11 +60,13 @@ def invoke_command(
     output: str,
 ) -> None:
     """Run the --handler in CODE_DIR once in a sandbox; exit status 1 if the invocation fails."""
-    from sandbox import Sandbox
+    from sandbox import Isolation, Sandbox
 
     env = _parse_env(env_pairs)
     event = _event_bytes(payload)
-    with Sandbox(code_dir, handler=handler, memory_mb=memory, timeout_s=timeout, env=env) as sb:
+    iso = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT
+    with Sandbox(code_dir, handler=handler, memory_mb=memory, timeout_s=timeout, env=env,
+                 isolation=iso) as sb:
         outcome = sb.invoke(payload=event)
     if output == "json":
         click.echo(orjson.dumps(outcome.as_dict(), option=orjson.OPT_INDENT_2).decode())

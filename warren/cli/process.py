@@ -80,7 +80,7 @@ def _logging() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
-def _sandbox(spec: Any, code_dir: Path) -> WarmSandbox:
+def _sandbox(spec: Any, code_dir: Path, isolation: Any = None) -> WarmSandbox:
     from sandbox import Sandbox
 
     sandbox: WarmSandbox = Sandbox(
@@ -92,6 +92,7 @@ def _sandbox(spec: Any, code_dir: Path) -> WarmSandbox:
         function_name=spec.name,
         function_version=spec.version,
         invoked_function_arn=spec.arn,
+        isolation=isolation,
     )
     return sandbox
 
@@ -102,12 +103,19 @@ def _connector(settings: Settings) -> Callable[[str], Backbone]:
 
 
 def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) -> Worker:
+    from sandbox import Isolation
+
+    isolation = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT, checked now
     client = redis.Redis.from_url(settings.redis.url)
     registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
     )
-    pool = SandboxPool(_sandbox, max_idle=config.max_idle or 2 * config.slots, idle_s=config.idle_s)
+    pool = SandboxPool(
+        lambda spec, code_dir: _sandbox(spec, code_dir, isolation),
+        max_idle=config.max_idle or 2 * config.slots,
+        idle_s=config.idle_s,
+    )
     executor = Executor(
         pool, CodeCache(CodeStore(client, settings.prefix), config.cache_dir), semaphore
     )
