@@ -2,8 +2,11 @@
 
 Each sandbox gets its own group, nested under the caller's own group in each hierarchy (never
 moved out of the tree the caller was placed in). cgroup v2 is used when the caller's group
-delegates the memory and pids controllers to its children; otherwise cgroup v1's memory and pids
-hierarchies when they are mounted and writable; otherwise there is no cgroup (rlimits only).
+delegates the memory and pids controllers to its children, or can: v2 lets a group hand
+controllers to children only while it holds no process itself, so every process of the caller's
+group (the caller, its template) first moves into a leaf `warren-main` beside the sandboxes'
+groups. Otherwise cgroup v1's memory and pids hierarchies when they are mounted and writable;
+otherwise there is no cgroup (rlimits only).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 
 _ROOT = "/sys/fs/cgroup"
+LEAF = "warren-main"  # where a v2 group's own processes go so that it may delegate
+_WANTED = {"memory", "pids"}
 
 
 def _write(path: str, value: str) -> None:
@@ -38,6 +43,30 @@ def _keyed(path: str, key: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def _words(path: str) -> set[str]:
+    try:
+        return set(_read(path).split())
+    except OSError:
+        return set()
+
+
+def _delegate(group: str, rounds: int = 5) -> None:
+    """Empty `group` into its leaf, then enable memory and pids for its children."""
+    if os.path.exists(os.path.join(group, "cgroup.type")):  # the root group has none, and
+        leaf = os.path.join(group, LEAF)  # is exempt from the no-internal-processes rule
+        os.makedirs(leaf, mode=0o755, exist_ok=True)
+        for _ in range(rounds):  # a process may fork while its group is being emptied
+            pids = _read(os.path.join(group, "cgroup.procs")).split()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    _write(os.path.join(leaf, "cgroup.procs"), pid)
+                except ProcessLookupError:
+                    pass  # it exited meanwhile
+    _write(os.path.join(group, "cgroup.subtree_control"), "+memory +pids")
 
 
 @dataclass(frozen=True)
@@ -73,7 +102,9 @@ class CgroupParent:
             for mount in (root, os.path.join(root, "unified")):
                 v2 = mount + paths["(v2)"].rstrip("/")
                 if os.path.exists(os.path.join(v2, "cgroup.subtree_control")):
-                    found.append(cls(2, v2, v2))
+                    parent = cls._v2_parent(v2)
+                    if parent is not None:
+                        found.append(parent)
                     break
         if "memory" in paths and "pids" in paths:
             memory = os.path.join(root, "memory") + paths["memory"].rstrip("/")
@@ -81,14 +112,28 @@ class CgroupParent:
             found.append(cls(1, memory, pids))
         return found
 
+    @classmethod
+    def _v2_parent(cls, group: str) -> CgroupParent | None:
+        """The v2 group to make sandbox groups in: the caller's, or the one above its leaf."""
+        if _WANTED <= _words(os.path.join(group, "cgroup.subtree_control")):
+            return cls(2, group, group)
+        above = os.path.dirname(group)
+        if os.path.basename(group) == LEAF and _WANTED <= _words(
+            os.path.join(above, "cgroup.subtree_control")
+        ):
+            return cls(2, above, above)  # moved into the leaf before (by this or another caller)
+        if not _WANTED <= _words(os.path.join(group, "cgroup.controllers")):
+            return None  # not ours to enable: the group above did not delegate them
+        if not os.access(group, os.W_OK):
+            return None
+        try:
+            _delegate(group)
+        except OSError:
+            return None  # e.g. EBUSY: a process appeared faster than it could be moved
+        return cls(2, group, group)
+
     def _usable(self) -> bool:
-        if self.version == 2:
-            try:
-                delegated = _read(os.path.join(self.memory_dir, "cgroup.subtree_control")).split()
-            except OSError:
-                return False
-            if not {"memory", "pids"} <= set(delegated):
-                return False
+        # (v2's delegation was checked, or made, by _v2_parent.)
         return all(os.access(d, os.W_OK) for d in {self.memory_dir, self.pids_dir})
 
     def as_dict(self) -> dict[str, object]:
@@ -124,7 +169,10 @@ class CgroupParent:
             for d in dirs:
                 os.mkdir(d, 0o755)
             if self.version == 2:
-                _write(os.path.join(group.memory_dir, "memory.swap.max"), "0")
+                try:
+                    _write(os.path.join(group.memory_dir, "memory.swap.max"), "0")
+                except OSError:
+                    pass  # no such file without swap accounting: then there is no swap to limit
             group.set_limits(memory_bytes, max_pids)
         except OSError:
             group.remove()

@@ -107,6 +107,80 @@ def test_no_cgroup_when_nothing_is_usable(tmp_path):
     assert CgroupParent.detect(str(tmp_path), "0::/user.slice/worker\n") is None
 
 
+def _undelegated_v2(root, procs: str = "123\n456\n"):
+    """A container's view of v2: controllers offered, none enabled, the worker's processes in."""
+    group = root / "unified" / "kubepods" / "pod1"
+    group.mkdir(parents=True)
+    (group / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma\n")
+    (group / "cgroup.subtree_control").write_text("")
+    (group / "cgroup.type").write_text("domain\n")
+    (group / "cgroup.procs").write_text(procs)
+    return group
+
+
+def test_v2_moves_the_groups_processes_into_a_leaf_then_enables_memory_and_pids(tmp_path):
+    group = _undelegated_v2(tmp_path)
+    parent = CgroupParent.detect(str(tmp_path), "0::/kubepods/pod1\n")
+    assert parent == CgroupParent(2, str(group), str(group))
+    # Sandbox groups are the leaf's siblings; the leaf holds what the group held.
+    assert (group / "warren-main" / "cgroup.procs").read_text() in ("123", "456")
+    assert (group / "cgroup.subtree_control").read_text() == "+memory +pids"
+    sandbox_group = parent.create(64 * 1024 * 1024, 100)
+    assert os.path.dirname(sandbox_group.memory_dir) == str(group)
+    assert (group / os.path.basename(sandbox_group.memory_dir) / "pids.max").read_text() == "100"
+    # The sweep of stale sandbox groups leaves the leaf alone.
+    parent.sweep_stale()
+    assert (group / "warren-main").is_dir()
+
+
+def test_v2_a_caller_already_in_the_leaf_makes_groups_beside_it(tmp_path):
+    group = _undelegated_v2(tmp_path, procs="")
+    (group / "cgroup.subtree_control").write_text("memory pids\n")
+    (group / "warren-main").mkdir()
+    (group / "warren-main" / "cgroup.subtree_control").write_text("")
+    parent = CgroupParent.detect(str(tmp_path), "0::/kubepods/pod1/warren-main\n")
+    assert parent == CgroupParent(2, str(group), str(group))
+
+
+def test_v2_without_the_controllers_offered_nothing_is_moved_and_v1_is_used(tmp_path):
+    group = _undelegated_v2(tmp_path)
+    (group / "cgroup.controllers").write_text("cpu io\n")
+    (tmp_path / "memory" / "a").mkdir(parents=True)
+    (tmp_path / "pids").mkdir()
+    text = "4:memory:/a\n8:pids:/\n0::/kubepods/pod1\n"
+    parent = CgroupParent.detect(str(tmp_path), text)
+    assert parent is not None and parent.version == 1
+    assert not (group / "warren-main").exists()
+    assert (group / "cgroup.subtree_control").read_text() == ""
+
+
+def test_v2_that_refuses_delegation_falls_back(tmp_path):
+    group = _undelegated_v2(tmp_path)
+    (group / "cgroup.subtree_control").unlink()
+    (group / "cgroup.subtree_control").mkdir()  # any write fails, as EBUSY would
+    assert CgroupParent.detect(str(tmp_path), "0::/kubepods/pod1\n") is None
+
+
+def test_v2_root_group_is_exempt_so_nothing_is_moved(tmp_path):
+    root = tmp_path / "unified"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("memory pids\n")
+    (root / "cgroup.subtree_control").write_text("")
+    (root / "cgroup.procs").write_text("1\n")  # no cgroup.type: the hierarchy's root
+    parent = CgroupParent.detect(str(tmp_path), "0::/\n")
+    assert parent == CgroupParent(2, str(root), str(root))
+    assert not (root / "warren-main").exists()
+
+
+def test_this_machines_real_hierarchy_is_not_rearranged():
+    before = set(os.listdir("/sys/fs/cgroup/unified")) if os.path.isdir(
+        "/sys/fs/cgroup/unified"
+    ) else set()
+    CgroupParent.detect()
+    after = set(os.listdir("/sys/fs/cgroup/unified")) if before else set()
+    assert "warren-main" not in after - before
+
+
 def test_v2_group_files_limits_peak_and_oom_count(tmp_path):
     _fake_v2(tmp_path, "memory pids")
     parent = CgroupParent.detect(str(tmp_path), "0::/user.slice/worker\n")
