@@ -17,7 +17,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from broker_adapters.sources.base import Source, SourceRecord
@@ -29,6 +28,8 @@ from router.batch_failure import (
     failure_record,
 )
 from router.batch_invoker import Invoker, InvokeReply
+from router.batch_lane_runner import LaneRunner
+from router.batch_lanes import Work as _Work
 from router.batch_verdict import judge
 from router.filter import FilterCriteria
 from warren.errors import Unavailable, WarrenError
@@ -42,13 +43,6 @@ BUSY_WAIT_S = 0.002
 class Destination(Protocol):
     def send(self, record: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
-
-
-@dataclass
-class _Work:
-    records: list[SourceRecord]
-    ready_at: float = 0.0
-    reply: InvokeReply | None = None
 
 
 class BatchRunner:
@@ -79,10 +73,10 @@ class BatchRunner:
         self._arn = function_arn or (
             f"arn:aws:lambda:us-east-1:000000000000:function:{spec.function}"
         )
-        self._poll_wait_s = poll_wait_s
+        self._poll_wait_s = self.poll_wait_s = poll_wait_s
         self._retry_base_s = retry_base_s
         self._retry_cap_s = retry_cap_s
-        self._drain_s = drain_s
+        self._drain_s = self.drain_s = drain_s
         self._filters = FilterCriteria(spec.filters)
         self._attempts_key = store.key(spec.uuid, "attempts")
         self._attempts: dict[str, int] = {}
@@ -135,15 +129,24 @@ class BatchRunner:
         inflight: dict[Future[InvokeReply], list[SourceRecord]] = {}
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"map-{self.spec.uuid[:8]}")
         self._executor = pool
+        lanes: LaneRunner | None = None
+        if source.ordered and self.spec.parallelization_factor > 1:
+            lanes = LaneRunner(self, source, collector, self.spec.parallelization_factor)
         broken: Unavailable | None = None
         try:
             while not stop.is_set():
-                self._step(source, collector, pending, inflight)
+                if lanes is not None:
+                    lanes.step()
+                else:
+                    self._step(source, collector, pending, inflight)
                 self._flush_stats(source)
         except Unavailable as exc:
             broken = exc
         finally:
-            self._drain(source, pending, inflight, collector, deliver=broken is None)
+            if lanes is not None:
+                lanes.drain(deliver=broken is None)
+            else:
+                self._drain(source, pending, inflight, collector, deliver=broken is None)
             pool.shutdown(wait=False)
             self._executor = None
         if broken is not None:
@@ -157,7 +160,7 @@ class BatchRunner:
             if inflight:
                 if not pending and self.spec.window_s <= 0:
                     # Read ahead while the batch runs; it waits behind any retry of it.
-                    self._take(source, collector.gather(0.0), pending.append)
+                    self.take(source, collector.gather(0.0), pending.append)
                 self._harvest(source, pending, inflight, timeout=self._poll_wait_s)
             elif pending:
                 if pending[0].ready_at <= now:
@@ -165,7 +168,7 @@ class BatchRunner:
                 else:
                     time.sleep(min(pending[0].ready_at - now, self._poll_wait_s))
             else:
-                self._take(source, collector.gather(self._poll_wait_s), pool_submit)
+                self.take(source, collector.gather(self._poll_wait_s), pool_submit)
             return
         ready = [w for w in pending if w.ready_at <= now][: self.concurrency - len(inflight)]
         for work in ready:
@@ -178,7 +181,7 @@ class BatchRunner:
                 wait_s = min(max(0.0, min(w.ready_at for w in pending) - now), self._poll_wait_s)
             else:
                 wait_s = self._poll_wait_s
-            self._take(source, collector.gather(wait_s), pool_submit)
+            self.take(source, collector.gather(wait_s), pool_submit)
             self._harvest(source, pending, inflight, timeout=0)
         else:
             self._harvest(source, pending, inflight, timeout=self._poll_wait_s)
@@ -187,14 +190,24 @@ class BatchRunner:
         self, source: Source, inflight: dict[Future[InvokeReply], list[SourceRecord]]
     ) -> Callable[[_Work], None]:
         def submit(work: _Work) -> None:
-            records = self._expire(source, work)
-            if not records:
-                return
-            event = source.event(records)
-            inflight[self._pool_submit(event)] = records
-            self._stats["invoked"] += len(records)
-            self._stats["batches"] += 1
+            started = self.submit_work(source, work)
+            if started is not None:
+                inflight[started[0]] = started[1]
         return submit
+
+    def submit_work(
+        self, source: Source, work: _Work
+    ) -> tuple[Future[InvokeReply], list[SourceRecord]] | None:
+        """Start one invocation of `work` (after giving up on its expired records), or None
+        when nothing is left of it."""
+        records = self._expire(source, work)
+        if not records:
+            return None
+        event = source.event(records)
+        future = self._pool_submit(event)
+        self._stats["invoked"] += len(records)
+        self._stats["batches"] += 1
+        return future, records
 
     def _pool_submit(self, event: dict[str, Any]) -> Future[InvokeReply]:
         if self._executor is None:
@@ -202,7 +215,7 @@ class BatchRunner:
         return self._executor.submit(self._invoker.invoke, self.spec.function, event)
 
     # -- outcomes ----------------------------------------------------------------------------
-    def _take(self, source: Source, got: Gathered, submit: Callable[[_Work], None]) -> None:
+    def take(self, source: Source, got: Gathered, submit: Callable[[_Work], None]) -> None:
         self._stats["read"] += got.read
         if got.filtered:
             source.commit(got.filtered)
@@ -224,9 +237,9 @@ class BatchRunner:
             except Exception as exc:  # an invoker bug must not lose records: retry them
                 log.exception("mapping %s: invoker raised", self.spec.uuid)
                 reply = InvokeReply(False, error=f"invoker raised {exc!r}")
-            self._settle(source, records, reply, pending)
+            self.settle(source, records, reply, pending)
 
-    def _settle(self, source: Source, records: list[SourceRecord], reply: InvokeReply,
+    def settle(self, source: Source, records: list[SourceRecord], reply: InvokeReply,
                 pending: deque[_Work]) -> None:
         verdict = judge(
             reply, records, ordered=source.ordered,

@@ -80,7 +80,8 @@ def test_create_with_every_option_round_trips_through_get(run, function):
         "--start-position", "at-timestamp:2024-01-31T12:00:00Z",
         "--filter", KIND, "--filter", NUMERIC,
         "--report-item-failures", "--bisect", "--max-retries", "3", "--max-age", "3600",
-        "--on-failure", "redis+stream:///failed", "--max-concurrency", "4", "-o", "json",
+        "--on-failure", "redis+stream:///failed", "--max-concurrency", "4",
+        "--parallelization-factor", "10", "-o", "json",
     ))
     got = ok(run("mapping", "get", created["uuid"], "-o", "json"))
     assert got["function"] == f"{function}:$LATEST"
@@ -90,6 +91,7 @@ def test_create_with_every_option_round_trips_through_get(run, function):
     assert got["report_item_failures"] and got["bisect"]
     assert got["on_failure"] == "redis+stream:///failed"
     assert got["max_concurrency"] == 4
+    assert got["parallelization_factor"] == 10
 
 
 @pytest.mark.parametrize(
@@ -107,6 +109,12 @@ def test_create_with_every_option_round_trips_through_get(run, function):
         (["--source", "redis+stream:///s", "--start-position", "yesterday"], "start position"),
         (["--source", "redis+stream:///s", "--filter", '{"data": "x"}'], "invalid filter pattern"),
         (["--source", "schedule:rate(5 minutes)", "--batch-size", "2"], "one event per tick"),
+        (["--source", "redis+stream:///s", "--parallelization-factor", "0"],
+         "--parallelization-factor must be 1..10"),
+        (["--source", "redis+stream:///s", "--parallelization-factor", "11"],
+         "--parallelization-factor must be 1..10"),
+        (["--source", "amqp://guest:guest@127.0.0.1:5672/%2F/q", "--parallelization-factor", "2"],
+         "applies to streams only"),
     ],
 )
 def test_create_rejects_bad_settings_in_one_line(run, function, args, message):
@@ -125,6 +133,12 @@ def test_update_changes_settings_and_bumps_the_revision(run, function):
     updated = ok(run("mapping", "update", created["uuid"], "--batch-size", "7", "--bisect",
                      "--filter", '{"data": {"a": [1]}}', "-o", "json"))
     assert (updated["batch_size"], updated["bisect"], updated["revision"]) == (7, True, 2)
+    assert created["parallelization_factor"] == 1
+    parallel = ok(run("mapping", "update", created["uuid"], "--parallelization-factor", "4",
+                      "-o", "json"))
+    assert (parallel["parallelization_factor"], parallel["revision"]) == (4, 3)
+    assert "--parallelization-factor" in error_line(
+        run("mapping", "update", created["uuid"], "--parallelization-factor", "12"))
     cleared = ok(run("mapping", "update", created["uuid"], "--filter", "", "-o", "json"))
     assert cleared["filters"] == []
     assert "nothing to update" in error_line(run("mapping", "update", created["uuid"]))

@@ -155,7 +155,7 @@ def test_a_crashed_runner_is_restarted(store):
 
 def _spawn(redis_url, amqp_url, prefix, seen_key, lease_s=8.0, sleep_s=0.1):
     env = {**os.environ, "RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": seen_key,
-           "RECORDER_SLEEP_S": str(sleep_s)}
+           "RECORDER_SLEEP_S": str(sleep_s), "RECORDER_ORDER_KEY": f"{seen_key}:order"}
     return subprocess.Popen(
         [sys.executable, str(MAIN), redis_url, amqp_url, prefix, str(lease_s)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -177,9 +177,10 @@ def _seen(client, key):
 
 
 def _kill_and_take_over(store, source, count, redis_url, amqp_url, batch_size=100,
-                        in_flight_batches=2):
+                        in_flight_batches=2, parallelization_factor=1):
     seen_key = f"{store.prefix}:seen"
-    spec = store.create(function="recorder", source=source, batch_size=batch_size)
+    spec = store.create(function="recorder", source=source, batch_size=batch_size,
+                        parallelization_factor=parallelization_factor)
     first = _spawn(redis_url, amqp_url, store.prefix, seen_key)
     second = None
     try:
@@ -225,6 +226,32 @@ def test_kill_9_of_a_stream_poller_loses_and_skips_nothing(store, redis_url, amq
     pipe.execute()
     took = _kill_and_take_over(store, f"redis+stream:///{stream}", 10_000, redis_url, amqp_url)
     assert took < 15
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_parallel_stream_poller_keeps_order_per_key(store, redis_url, amqp_url):
+    stream = f"{store.prefix}-src"
+    keys = [f"device-{i}" for i in range(12)]
+    pipe = store.redis.pipeline()
+    for n in range(10_000):
+        key = keys[n % len(keys)]
+        pipe.xadd(stream, {"data": orjson.dumps({"n": n}), "partitionKey": key})
+    pipe.execute()
+    # Only the four lanes' batches in flight can come twice (read-ahead never ran).
+    took = _kill_and_take_over(store, f"redis+stream:///{stream}", 10_000, redis_url, amqp_url,
+                               in_flight_batches=4, parallelization_factor=4)
+    assert took < 15
+    for key in keys:
+        seen = [int(n) for n in store.redis.lrange(f"{store.prefix}:seen:order:{key}", 0, -1)]
+        # A redelivery after the takeover may repeat a run of records, but no record of a key
+        # ran before every earlier record of that key had run at least once.
+        done: set[int] = set()
+        mine = [n for n in range(10_000) if keys[n % len(keys)] == key]
+        for n in seen:
+            position = mine.index(n)
+            assert set(mine[:position]) <= done, f"{key}: {n} ran before an earlier record"
+            done.add(n)
+        assert done == set(mine)
 
 
 @pytest.mark.slow

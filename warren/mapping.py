@@ -37,7 +37,7 @@ MAX_WINDOW_S = 300
 STAT_FIELDS = ("read", "filtered", "invoked", "succeeded", "failed", "destination", "batches")
 UPDATABLE = frozenset(
     {"function", "batch_size", "window_s", "filters", "report_item_failures", "bisect",
-     "max_retries", "max_age_s", "on_failure", "max_concurrency"}
+     "max_retries", "max_age_s", "on_failure", "max_concurrency", "parallelization_factor"}
 )
 
 
@@ -74,6 +74,7 @@ class MappingSpec:
     max_age_s: int = -1                # -1: no limit
     on_failure: str | None = None
     max_concurrency: int | None = None
+    parallelization_factor: int = 1    # streams: batches in flight at once, ordered per key
     state: str = "Creating"
     state_reason: str = "User action"
     last_modified: str = field(default_factory=_now_iso)
@@ -111,6 +112,12 @@ def validate(spec: MappingSpec) -> MappingSpec:
         raise InvalidParameter("--max-age must be -1 (no limit) or 60..604800 seconds")
     if spec.max_concurrency is not None and not 2 <= spec.max_concurrency <= 1000:
         raise InvalidParameter("--max-concurrency must be 2..1000 (Lambda's MaximumConcurrency)")
+    if not 1 <= spec.parallelization_factor <= 10:
+        raise InvalidParameter(
+            f"--parallelization-factor must be 1..10, got {spec.parallelization_factor}"
+        )
+    if spec.parallelization_factor != 1 and spec.kind != "stream":
+        raise InvalidParameter("--parallelization-factor applies to streams only")
     if spec.on_failure is not None and not spec.on_failure.startswith(
         ("amqp:///", "redis+stream:///")
     ):
@@ -146,7 +153,7 @@ class MappingStore:
                filters: Sequence[str] = (), report_item_failures: bool = False,
                bisect: bool = False, max_retries: int = -1, max_age_s: int = -1,
                on_failure: str | None = None, max_concurrency: int | None = None,
-               enabled: bool = True) -> MappingSpec:
+               parallelization_factor: int = 1, enabled: bool = True) -> MappingSpec:
         kind = source_kind(source)
         self._check_function(function)
         spec = validate(MappingSpec(
@@ -155,6 +162,7 @@ class MappingStore:
             window_s=window_s, start_position=start_position, filters=tuple(filters),
             report_item_failures=report_item_failures, bisect=bisect, max_retries=max_retries,
             max_age_s=max_age_s, on_failure=on_failure, max_concurrency=max_concurrency,
+            parallelization_factor=parallelization_factor,
             state="Creating" if enabled else "Disabled",
         ))
         with self._guard():

@@ -3,7 +3,8 @@
 Reads Kinesis-shaped (`Records[].kinesis.data`) and RabbitMQ-shaped (`rmqMessagesByQueue`)
 events whose data is `{"n": N}`, as a user's handler would, and S3 events (by decoded key).
 Configured by the environment: RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows
-each batch down.
+each batch down; RECORDER_ORDER_KEY, when set, also appends each stream record's n to the list
+`<RECORDER_ORDER_KEY>:<partitionKey>` in the order the handler saw them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def handler(event, context):
     pipe = _redis().pipeline(transaction=False)
     for n in seen:
         pipe.hincrby(os.environ["RECORDER_KEY"], str(n), 1)
+    order_key = os.environ.get("RECORDER_ORDER_KEY")
+    if order_key and "Records" in event:
+        for record, n in zip(event["Records"], seen, strict=True):
+            if "kinesis" in record:
+                pipe.rpush(f"{order_key}:{record['kinesis']['partitionKey']}", n)
     pipe.execute()
     time.sleep(float(os.environ.get("RECORDER_SLEEP_S", "0")))
     return {"batchItemFailures": []}

@@ -76,6 +76,9 @@ def _settings_options(create: bool) -> Callable[[F], F]:
                      + ("." if create else "; '' clears it.")),
         click.option("--max-concurrency", type=int, default=None,
                      help="Batches in flight at once, 2-1000 (queues and buckets)."),
+        click.option("--parallelization-factor", type=int, default=None,
+                     help="Streams: 1-10 batches in flight at once (default 1); records of "
+                     "one partition key stay in order."),
     ]
 
     def apply(fn: F) -> F:
@@ -186,11 +189,15 @@ DEFAULT_QUEUE_CONCURRENCY = 5  # Lambda starts an SQS mapping with 5 concurrent 
 
 
 def runner_concurrency(spec: MappingSpec, reserved: int | None) -> int:
-    """Batches a mapping may run at once: one for ordered sources, else its own cap,
-    never more than the function's reserved concurrency (throttles would follow)."""
-    if spec.kind in ("stream", "schedule"):
+    """Batches a mapping may run at once: a stream its parallelization factor, a schedule one,
+    else its own cap; never more than the function's reserved concurrency (throttles would
+    follow)."""
+    if spec.kind == "schedule":
         return 1
-    limit = spec.max_concurrency or DEFAULT_QUEUE_CONCURRENCY
+    if spec.kind == "stream":
+        limit = spec.parallelization_factor
+    else:
+        limit = spec.max_concurrency or DEFAULT_QUEUE_CONCURRENCY
     if reserved is not None:
         limit = min(limit, max(1, reserved))
     return limit
