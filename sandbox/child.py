@@ -87,9 +87,18 @@ def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> 
 
 
 def _prefault() -> None:
-    """Walk the runtime's hot paths once while waiting, so their copy-on-write faults are done."""
+    """Walk a cold start's hot paths once while waiting, so their copy-on-write faults are done.
+
+    After the fork every page the child writes (reference counts included) is copied on first
+    touch; a spare pays that here, off the cold start's critical path. Each step below mirrors
+    one the handed-over child takes: the request/response path, the environment swap, stdio and
+    logging set-up, and a source import (the handler's directory has no cached bytecode).
+    """
+    import importlib.machinery
+    import importlib.util
+
     from sandbox import protocol
-    from sandbox.runtime import LambdaContext
+    from sandbox.runtime import LambdaContext, Runtime
 
     body = json.dumps({"a": [1, 2.5, "x", None]}).encode()
     json.loads(body)
@@ -97,6 +106,16 @@ def _prefault() -> None:
     protocol.unpack_response(protocol.pack_response(True, 0.0, 0, "", body)[4:])
     protocol.unpack_request(protocol.pack_request("r", 0.0, body)[4:])
     resource.getrusage(resource.RUSAGE_SELF)
+    os.environ["WARREN_PREFAULT"] = "1"
+    del os.environ["WARREN_PREFAULT"]
+    [m for m in sys.modules if m.startswith("sandbox.")]  # noqa: B018  (touch the dict)
+    Runtime.prefault_stdio()
+    spec = importlib.util.spec_from_file_location("_warren_prefault", protocol.__file__)
+    if spec is not None and spec.loader is not None:
+        source = spec.loader.get_source("_warren_prefault")  # type: ignore[attr-defined]
+        compile(source or "", protocol.__file__, "exec")
+    loader = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
+    importlib.machinery.FileFinder(os.path.dirname(protocol.__file__), loader).find_spec("protocol")
 
 
 def _detach(cgroup_procs: list[str]) -> None:

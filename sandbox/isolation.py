@@ -66,6 +66,7 @@ class Isolation:
     _warned: ClassVar[set[str]] = set()
     _warned_lock: ClassVar[threading.Lock] = threading.Lock()
     _detected: ClassVar[tuple[CgroupParent | None] | None] = None
+    _caps: ClassVar[int | None] = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.uid_base or self.uid_count < 1:
@@ -107,7 +108,7 @@ class Isolation:
             own_uid = False
         why_not_uid = "needs root"
         if own_uid:
-            lacking = capabilities.missing((CAP_SETUID, CAP_SETGID, CAP_CHOWN))
+            lacking = capabilities.missing((CAP_SETUID, CAP_SETGID, CAP_CHOWN), self._cap_mask())
             if lacking:
                 own_uid = False
                 why_not_uid = (
@@ -133,6 +134,12 @@ class Isolation:
         degraded = _enforcement(version, False, why)
         self._warn_once(degraded)
         return degraded
+
+    @classmethod
+    def _cap_mask(cls) -> int:
+        if cls._caps is None:  # read once per process: a worker's capabilities do not change
+            cls._caps = capabilities.effective()
+        return cls._caps
 
     @classmethod
     def _detect_cgroups(cls) -> CgroupParent | None:

@@ -67,6 +67,19 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+def _log_handler(stream: Any, request_filter: logging.Filter) -> logging.Handler:
+    """The root logger's handler: Lambda's `[LEVEL]\t<time>Z\t<request id>\t<message>`."""
+    handler = logging.StreamHandler(stream)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime  # type: ignore[assignment]
+    handler.setFormatter(formatter)
+    handler.addFilter(request_filter)
+    return handler
+
+
 class RuntimeFault(Exception):
     def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
         super().__init__(message)
@@ -173,17 +186,15 @@ class Runtime:
     def _setup_stdio(self) -> None:
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(
-            logging.Formatter(
-                "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-                "%Y-%m-%dT%H:%M:%S",
-            )
-        )
-        handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
-        handler.addFilter(self._filter)
         root = logging.getLogger()
-        root.handlers[:] = [handler]
+        root.handlers[:] = [_log_handler(sys.stdout, self._filter)]
+
+    @staticmethod
+    def prefault_stdio() -> None:
+        """Build and use what `_setup_stdio` builds, on /dev/null (see child._prefault)."""
+        with open(os.devnull, "w", buffering=1) as sink:
+            record = logging.LogRecord("prefault", logging.INFO, __file__, 0, "m", None, None)
+            _log_handler(sink, _RequestIdFilter()).handle(record)
 
     def _init(self) -> bytes | None:
         try:
