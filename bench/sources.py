@@ -69,17 +69,21 @@ def handler(event, context):
         pipe.hincrby(key, "records", len(data))
         pipe.hset(key, "last", repr(time.time()))
     pipe.execute()
+    time.sleep(float(os.environ.get("BENCH_SLEEP_S", "0")))  # an I/O-bound handler
 '''
 
 
 class Counter:
     """The in-process trivial handler: counts records, notes its first and last call."""
 
-    def __init__(self) -> None:
+    def __init__(self, sleep_s: float = 0.0) -> None:
         self.records, self.first, self.last = 0, 0.0, 0.0
         self.lock = threading.Lock()
+        self.sleep_s = sleep_s
 
     def __call__(self, event: dict[str, Any], context: Any) -> None:
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
         now = time.time()
         if "Records" in event:
             n = len(event["Records"])
@@ -140,10 +144,11 @@ def wait(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def fill_stream(r: redis.Redis[bytes], stream: str, count: int) -> None:
+def fill_stream(r: redis.Redis[bytes], stream: str, count: int, keys: int = 64) -> None:
+    """`count` records spread over `keys` partition keys (the lanes of a parallel mapping)."""
     pipe = r.pipeline(transaction=False)
     for n in range(count):
-        pipe.xadd(stream, {"data": orjson.dumps({"n": n})})
+        pipe.xadd(stream, {"data": orjson.dumps({"n": n}), "partitionKey": f"key-{n % keys}"})
         if n % 5000 == 4999:
             pipe.execute()
     pipe.execute()
@@ -170,7 +175,8 @@ def fill_queue(channel: Any, name: str, count: int) -> None:
 
 def throughput(b: Bench, kind: str, count: int, invoker: Invoker | None,
                concurrency: int = 1, counted: Callable[[], tuple[int, float, float]] | None = None,
-               function: str = "bench") -> dict[str, Any]:
+               function: str = "bench", factor: int = 1, batch_size: int = 100,
+               max_concurrency: int | None = None) -> dict[str, Any]:
     """Pre-filled source; records/s = records the handler got / (its last call - its first).
 
     `counted()` returns (records, first call, last call) as the handler saw them.
@@ -184,8 +190,10 @@ def throughput(b: Bench, kind: str, count: int, invoker: Invoker | None,
         else:
             fill_stream(b.redis, name, count)
             uri = f"redis+stream:///{name}"
-        spec = b.store.create(function=function, source=uri, batch_size=100,
-                              max_concurrency=max(2, concurrency) if kind == "queue" else None)
+        if kind == "queue" and max_concurrency is None and invoker is not None:
+            max_concurrency = max(2, concurrency)
+        spec = b.store.create(function=function, source=uri, batch_size=batch_size,
+                              max_concurrency=max_concurrency, parallelization_factor=factor)
         runner = b.running(spec, invoker, concurrency=concurrency) if invoker else (
             contextlib.nullcontext())  # None: the fleet's poller runs it
         cpu = time.process_time()
@@ -199,6 +207,8 @@ def throughput(b: Bench, kind: str, count: int, invoker: Invoker | None,
             b.redis.delete(name)
     elapsed = max(last - first, 1e-6)
     return {"records": records, "seconds": round(elapsed, 3), "complete": done,
+            "batch_size": batch_size, "parallelization_factor": factor,
+            "max_concurrency": max_concurrency,
             "records_per_s": round(records / elapsed),
             "poller_cpu_us_per_record": cpu_us and round(cpu_us, 1)}
 
@@ -279,10 +289,11 @@ def s3_latency(b: Bench, poll_s: float, count: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fleet(prefix: str) -> Iterator[Client]:
+def fleet(prefix: str, slots: int = 2) -> Iterator[Client]:
     env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": REDIS,
            "WARREN_AMQP_URL": AMQP, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", "2"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", str(slots)],
+                            env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     client = Client.from_settings(Settings.from_environ({"WARREN_PREFIX": prefix},
@@ -299,9 +310,59 @@ def fleet(prefix: str) -> Iterator[Client]:
         client.close()
 
 
+# The fleet runs: default settings first, then the stream's parallelization factors.
+FLEET_STREAM = (("stream_batch100", 1, 100), ("stream_batch100_pf4", 4, 100),
+                ("stream_batch100_pf10", 10, 100))
+SLOW_HANDLER_S = 0.02  # the I/O-bound handler's wait per batch: what lanes overlap
+
+
+def fleet_runs(b: Bench, prefix: str, n_stream: int, n_queue: int, n_lat: int,
+               slots: int) -> dict[str, Any]:
+    times = f"{prefix}:times"
+    fl: dict[str, Any] = {"slots": slots}
+    with fleet(prefix, slots) as client, tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / "bench"
+        code.mkdir()
+        (code / "app.py").write_text(FLEET_HANDLER)
+        runs: list[tuple[str, str, int, int, dict[str, Any]]] = [
+            (name, "stream", n_stream, batch, {"factor": factor})
+            for name, factor, batch in FLEET_STREAM]
+        runs += [("queue_batch100", "queue", n_queue, 100, {}),
+                 ("queue_batch100_mc10", "queue", n_queue, 100, {"max_concurrency": 10})]
+        runs += [(f"stream_batch100_sleep20ms_pf{f}", "stream", n_stream // 10, 100,
+                  {"factor": f}) for f in (1, 4)]
+        for name, kind, n, batch, extra in runs:
+            key = f"{prefix}:count:{name}"
+            function = f"bench-{name}".replace("_", "-")
+            sleep = str(SLOW_HANDLER_S) if "sleep" in name else "0"
+            client.create_function(function, code=code, handler="app.handler",
+                                   env={"BENCH_REDIS": REDIS, "BENCH_COUNT": key,
+                                        "BENCH_SLEEP_S": sleep})
+
+            def seen(key: str = key) -> tuple[int, float, float]:
+                got = {k.decode(): float(v) for k, v in b.redis.hgetall(key).items()}
+                return int(got.get("records", 0)), got.get("first", 0.0), got.get("last", 0.0)
+
+            time.sleep(1.0)  # the poller's tick picks the mapping up; not part of the figure
+            fl[name] = throughput(b, kind, n, None, counted=seen, function=function,
+                                  batch_size=batch, **extra)
+            print(name, fl[name], flush=True)
+        if n_lat:
+            client.create_function("benchlat", code=code, handler="app.handler",
+                                   env={"BENCH_REDIS": REDIS, "BENCH_TIMES": times})
+            fl["stream_latency_batch1"] = latency(b, "stream", n_lat, None, times,
+                                                  function="benchlat")
+            fl["queue_latency_batch1"] = latency(b, "queue", n_lat, None, times,
+                                                 function="benchlat")
+    return fl
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument("--fleet-only", action="store_true",
+                        help="only the fleet runs (replacing only them in the results)")
+    parser.add_argument("--slots", type=int, default=2, help="worker slots of `warren up`")
     args = parser.parse_args()
     n_stream, n_queue, n_lat = (20_000, 10_000, 100) if args.quick else (100_000, 30_000, 300)
     prefix = f"bench-src-{uuid.uuid4().hex[:8]}"
@@ -313,6 +374,18 @@ def main() -> None:
     results: dict[str, Any] = {"machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "load_avg_start": os.getloadavg()}}
+    if args.fleet_only:
+        try:
+            results["fleet"] = fleet_runs(b, prefix, n_stream // 2, n_queue // 2, 0, args.slots)
+        finally:
+            b.cleanup()
+        results["machine"]["load_avg_end"] = os.getloadavg()
+        # Keep the other paths' figures: only the fleet's (and its machine note) change.
+        merged = orjson.loads(RESULTS.read_bytes()) if RESULTS.exists() else {}
+        merged["fleet"], merged["fleet_machine"] = results["fleet"], results["machine"]
+        RESULTS.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2))
+        report(results)
+        return
     try:
         times = f"{prefix}:times"
 
@@ -330,6 +403,16 @@ def main() -> None:
         counter = Counter()
         ip["stream_batch100"] = throughput(b, "stream", n_stream, PythonInvoker(counter),
                                            counted=counter.snapshot)
+        for factor in (4, 10):
+            counter = Counter()
+            ip[f"stream_batch100_pf{factor}"] = throughput(
+                b, "stream", n_stream, PythonInvoker(counter), concurrency=factor,
+                counted=counter.snapshot, factor=factor)
+        for factor in (1, 4, 10):
+            counter = Counter(SLOW_HANDLER_S)
+            ip[f"stream_batch100_sleep20ms_pf{factor}"] = throughput(
+                b, "stream", n_stream // 10, PythonInvoker(counter), concurrency=factor,
+                counted=counter.snapshot, factor=factor)
         counter = Counter()
         ip["queue_batch100"] = throughput(b, "queue", n_queue, PythonInvoker(counter),
                                           concurrency=4, counted=counter.snapshot)
@@ -338,29 +421,7 @@ def main() -> None:
         results["in-process"] = ip
         results["s3_new_object"] = [
             s3_latency(b, p, 10 if args.quick else 20) for p in (0.5, 1.0, 2.0)]
-        with fleet(prefix) as client, tempfile.TemporaryDirectory() as tmp:
-            code = Path(tmp) / "bench"
-            code.mkdir()
-            (code / "app.py").write_text(FLEET_HANDLER)
-            fl: dict[str, Any] = {}
-            for kind, n in (("stream", n_stream // 2), ("queue", n_queue // 2)):
-                key = f"{prefix}:count:{kind}"
-                client.create_function(f"bench{kind}", code=code, handler="app.handler",
-                                       env={"BENCH_REDIS": REDIS, "BENCH_COUNT": key})
-
-                def seen(key: str = key) -> tuple[int, float, float]:
-                    got = {k.decode(): float(v) for k, v in b.redis.hgetall(key).items()}
-                    return int(got.get("records", 0)), got.get("first", 0.0), got.get("last", 0.0)
-
-                fl[f"{kind}_batch100"] = throughput(b, kind, n, None, concurrency=4, counted=seen,
-                                                    function=f"bench{kind}")
-            client.create_function("benchlat", code=code, handler="app.handler",
-                                   env={"BENCH_REDIS": REDIS, "BENCH_TIMES": times})
-            fl["stream_latency_batch1"] = latency(b, "stream", n_lat, None, times,
-                                                  function="benchlat")
-            fl["queue_latency_batch1"] = latency(b, "queue", n_lat, None, times,
-                                                 function="benchlat")
-            results["fleet"] = fl
+        results["fleet"] = fleet_runs(b, prefix, n_stream // 2, n_queue // 2, n_lat, args.slots)
     finally:
         b.cleanup()
     results["machine"]["load_avg_end"] = os.getloadavg()
@@ -374,6 +435,8 @@ def report(results: dict[str, Any]) -> None:
     print(f"{'path':<11} {'measure':<24} {'result':>40}")
     for path in ("in-process", "fleet"):
         for name, r in results.get(path, {}).items():
+            if not isinstance(r, dict):
+                continue
             if "records_per_s" in r:
                 shown = f"{r['records_per_s']:>8} rec/s ({r['records']} in {r['seconds']} s)"
             else:
