@@ -1,10 +1,11 @@
-"""The worker daemon: consume invocation chunks, run them on slot threads, finish, then ack."""
+"""The worker daemon: slot threads consume invocation chunks, run, finish, then ack."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,12 @@ from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
+from workers.slot import Lane, Slot
 
 log = logging.getLogger("warren.worker")
+
+KEEP_EVERY_S = 1.0  # how often the keeper services the connections of running slots
+REAP_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,18 @@ class WorkerConfig:
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
-Job = tuple[Chunk, int, Backbone]
+Job = tuple[Chunk, int, Lane]  # an invocation of a chunk, and the lane that acks the chunk
 
 
 class Worker:
-    """Prefetch equals the slots; a thread per slot; SIGTERM (stop) drains and returns.
+    """A consumer per slot, prefetch 1 each; SIGTERM (stop) drains and returns.
 
-    pika connections are not thread-safe: the consuming connection belongs to the thread in
-    `run`, slot threads ack through `call_soon` (add_callback_threadsafe) and publish replies
-    and retries on a connection of their own.
+    Each slot thread consumes the work queue on a connection of its own, so a sync request
+    goes from the socket to the sandbox on one thread, and the reply, the finishing Redis round
+    trip and the ack leave on that same connection. The first invocation of a chunk runs on
+    the slot that took it; the others go to a shared queue that idle slots are woken for. The
+    chunk is finished by whichever slot completes its last invocation and acked on the lane
+    that took it (directly, or through that connection's `call_soon`).
     """
 
     def __init__(
@@ -57,15 +65,13 @@ class Worker:
         self._connect = connect
         self.executor = executor
         self.completion = completion
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._unacked = 0
+        self._idle: list[Slot] = []
+        self._stop = threading.Event()
+        self._slots = [Slot(n) for n in range(config.slots)]
         self.busy = 0
         self.completed = 0
-        self._threads = [
-            threading.Thread(target=self._slot, name=f"slot-{n}", daemon=True)
-            for n in range(config.slots)
-        ]
 
     def status(self) -> dict[str, Any]:
         return {
@@ -76,123 +82,174 @@ class Worker:
             "completed": self.completed,
         }
 
-    # -- the consuming thread -----------------------------------------------------------------
+    # -- the main thread: start the slots, keep their connections, reap -----------------------
     def run(self, stop: threading.Event) -> None:
-        for thread in self._threads:
+        self._stop = stop
+        threads = [
+            threading.Thread(target=self._slot_loop, args=(slot,), name=f"slot-{slot.number}")
+            for slot in self._slots
+        ]
+        for thread in threads:
+            thread.daemon = True
             thread.start()
+        last_reap = time.monotonic()
         try:
-            while not stop.is_set():
-                try:
-                    backbone = self._connect("warren-worker")
-                except Unavailable as exc:
-                    log.warning("%s; retrying in 1 s", exc)
-                    stop.wait(1.0)
-                    continue
-                try:
-                    self._serve(backbone, stop)
-                except Unavailable as exc:
-                    log.warning("%s; reconnecting", exc)
-                    stop.wait(0.5)
-                finally:
-                    backbone.close()
+            while any(thread.is_alive() for thread in threads):
+                for slot in self._slots:
+                    slot.keep()
+                if time.monotonic() - last_reap > REAP_EVERY_S:
+                    self.executor.pool.reap()
+                    last_reap = time.monotonic()
+                stop.wait(KEEP_EVERY_S)
+                if stop.is_set():  # draining: slots wake up to cancel their consumers
+                    for slot in self._slots:
+                        slot.wake()
+                    threads[0].join(timeout=0.2)
+            log.info("drained; stopping")
         finally:
-            for _ in self._threads:
-                self._jobs.put(None)
-            for thread in self._threads:
-                thread.join(timeout=10)
             self.executor.pool.close()
 
-    def _serve(self, backbone: Backbone, stop: threading.Event) -> None:
-        backbone.declare(self.config.pool)
-        queue_name = backbone.topology.work_queue(self.config.pool)
-        tag = backbone.consume(
-            queue_name, lambda d: self._on_delivery(backbone, queue_name, d), self.config.slots
-        )
-        last_reap = 0.0
-        while not stop.is_set():
-            backbone.process(0.5)
-            last_reap += 0.5
-            if last_reap > 30:
-                self.executor.pool.reap()
-                last_reap = 0.0
-        # Drain: take no more work, let what was taken finish and be acked.
-        backbone.cancel(tag)
-        while self._unacked > 0:
-            backbone.process(0.1)
-        log.info("drained; stopping")
+    # -- a slot thread --------------------------------------------------------------------------
+    def _slot_loop(self, slot: Slot) -> None:
+        slot.lock.acquire()  # released only while a sandbox runs (see Slot)
+        try:
+            while not (self._stop.is_set() and self._drained(slot)):
+                try:
+                    self._turn(slot)
+                except Unavailable as exc:
+                    log.warning("%s; reconnecting", exc)
+                    self._drop_lane(slot)
+                    slot.lock.release()
+                    self._stop.wait(0.5)
+                    slot.lock.acquire()
+            self._drop_lane(slot)
+        finally:
+            slot.lock.release()
 
-    def _on_delivery(self, backbone: Backbone, queue_name: str, delivery: Delivery) -> None:
+    def _drained(self, slot: Slot) -> bool:
+        lane = slot.lane
+        unsettled = lane is not None and lane.unacked > 0 and lane.backbone.is_open
+        return not slot.pending and self._jobs.empty() and not unsettled
+
+    def _turn(self, slot: Slot) -> None:
+        """One step: take a delivery, or run a shared job, or wait on the connection."""
+        if slot.lane is None or not slot.lane.backbone.is_open:
+            self._drop_lane(slot)
+            if self._stop.is_set():
+                slot.pending.clear()  # their connection is gone: the broker redelivers them
+                self._run_shared(slot) or self._stop.wait(0.05)
+                return
+            slot.lane = self._open_lane(slot)
+        lane = slot.lane
+        if self._stop.is_set() and not slot.cancelled and lane.tag is not None:
+            lane.backbone.cancel(lane.tag)  # take no more work; what was taken still runs
+            slot.cancelled = True
+        if slot.pending:
+            self._take(slot, lane, slot.pending.popleft())
+            return
+        if self._run_shared(slot):
+            return
+        with self._lock:
+            self._idle.append(slot)
+        try:
+            if self._jobs.empty():
+                lane.backbone.process(0.5)
+        finally:
+            with self._lock:
+                if slot in self._idle:
+                    self._idle.remove(slot)
+
+    def _open_lane(self, slot: Slot) -> Lane:
+        backbone = self._connect(f"warren-worker-slot-{slot.number}")
+        try:
+            backbone.declare(self.config.pool)
+            lane = Lane(backbone, backbone.topology.work_queue(self.config.pool))
+            lane.tag = backbone.consume(lane.queue, slot.pending.append, 1)
+        except BaseException:
+            backbone.close()
+            raise
+        slot.cancelled = False
+        return lane
+
+    def _drop_lane(self, slot: Slot) -> None:
+        if slot.lane is not None:
+            slot.lane.backbone.close()
+            slot.lane = None
+
+    def _run_shared(self, slot: Slot) -> bool:
+        try:
+            job = self._jobs.get_nowait()
+        except queue.Empty:
+            return False
+        self._run(slot, job)
+        return True
+
+    def _take(self, slot: Slot, lane: Lane, delivery: Delivery) -> None:
         try:
             invocations = decode_chunk(delivery.body)
         except DecodeError as exc:
             log.warning("dead-lettering a malformed message: %s", exc)
-            dead_letter(backbone, delivery, queue_name, str(exc))
-            backbone.ack(delivery.tag)
+            dead_letter(lane.backbone, delivery, lane.queue, str(exc))
+            lane.backbone.ack(delivery.tag)
             return
         chunk = Chunk(delivery, invocations)
         with self._lock:
-            self._unacked += 1
-        for index in range(len(invocations)):
-            self._jobs.put((chunk, index, backbone))
-
-    def _settle(self, backbone: Backbone, tag: int, ack: bool) -> None:
-        def settle() -> None:
+            lane.unacked += 1
+        for index in range(1, len(invocations)):
+            self._jobs.put((chunk, index, lane))
             with self._lock:
-                self._unacked -= 1
-            try:
-                backbone.ack(tag) if ack else backbone.nack(tag, requeue=True)
-            except Unavailable as exc:  # the connection died: the broker redelivers it
-                log.warning("cannot settle a delivery: %s", exc)
+                idle = self._idle.pop() if self._idle else None
+            if idle is not None:
+                idle.wake()
+        self._run(slot, (chunk, 0, lane))
 
+    def _run(self, slot: Slot, job: Job) -> None:
+        chunk, index, lane = job
+        with self._lock:
+            self.busy += 1
+        slot.lock.release()  # the keeper may service this connection while the sandbox runs
         try:
-            backbone.call_soon(settle)
-        except Unavailable:
+            run = self.executor.run(chunk.invocations[index])
+        finally:
+            slot.lock.acquire()
             with self._lock:
-                self._unacked -= 1
+                self.busy -= 1
+        if chunk.done(index, run):
+            self._finish(slot, chunk, lane)
 
-    # -- slot threads -------------------------------------------------------------------------
-    def _slot(self) -> None:
-        publisher: Backbone | None = None
-        while True:
-            try:
-                job = self._jobs.get(timeout=10)
-            except queue.Empty:
-                if publisher is not None:
-                    try:
-                        publisher.process(0)  # keep its heartbeats answered
-                    except Unavailable:
-                        publisher = None
-                continue
-            if job is None:
-                break
-            chunk, index, backbone = job
-            with self._lock:
-                self.busy += 1
-            try:
-                run = self.executor.run(chunk.invocations[index])
-            finally:
-                with self._lock:
-                    self.busy -= 1
-            if chunk.done(index, run):
-                publisher = self._finish(chunk, backbone, publisher)
-        if publisher is not None:
-            publisher.close()
-
-    def _finish(
-        self, chunk: Chunk, backbone: Backbone, publisher: Backbone | None
-    ) -> Backbone | None:
+    def _finish(self, slot: Slot, chunk: Chunk, lane: Lane) -> None:
+        own = slot.lane
         try:
-            if publisher is None or not publisher.is_open:
-                publisher = self._connect("warren-worker-slot")
-            self.completion.finish(chunk, publisher)
+            if own is None or not own.backbone.is_open:
+                raise Unavailable("this slot's broker connection is closed")
+            self.completion.finish(chunk, own.backbone)
         except (WarrenError, redis.RedisError) as exc:
             # Nothing was acked: hand the chunk back so it runs again (at-least-once).
             log.error("cannot finish a chunk, requeueing it: %s", exc)
-            self._settle(backbone, chunk.delivery.tag, ack=False)
-            if publisher is not None:
-                publisher.close()
-            return None
+            self._settle(slot, lane, chunk.delivery.tag, ack=False)
+            if own is None or not own.backbone.is_open:
+                raise Unavailable(f"this slot's broker connection is lost: {exc}") from None
+            return
         with self._lock:
             self.completed += len(chunk.invocations)
-        self._settle(backbone, chunk.delivery.tag, ack=True)
-        return publisher
+        self._settle(slot, lane, chunk.delivery.tag, ack=True)
+
+    def _settle(self, slot: Slot, lane: Lane, tag: int, ack: bool) -> None:
+        """Ack (or nack) on the lane that took the chunk; only its own thread may touch it."""
+
+        def settle() -> None:
+            with self._lock:
+                lane.unacked -= 1
+            try:
+                lane.backbone.ack(tag) if ack else lane.backbone.nack(tag, requeue=True)
+            except Unavailable as exc:  # the connection died: the broker redelivers it
+                log.warning("cannot settle a delivery: %s", exc)
+
+        if lane is slot.lane:
+            settle()
+            return
+        try:
+            lane.backbone.call_soon(settle)
+        except Unavailable:
+            with self._lock:
+                lane.unacked -= 1

@@ -1,0 +1,68 @@
+"""A slot: one thread's broker connection (a lane), the deliveries it took, and its lock."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from broker_adapters.backbone import Backbone, Delivery
+from warren.errors import Unavailable
+
+
+def _nothing() -> None:
+    return None
+
+
+class Lane:
+    """One connection of a slot and the chunks delivered on it that are not settled yet.
+
+    A connection that dies takes its unacked chunks with it (the broker redelivers them), so
+    the count belongs to the connection, not to the slot: a reconnecting slot starts a new lane.
+    """
+
+    def __init__(self, backbone: Backbone, queue: str) -> None:
+        self.backbone = backbone
+        self.queue = queue
+        self.unacked = 0
+        self.tag: str | None = None
+
+
+class Slot:
+    """What a slot thread owns: its lane, the deliveries its consumer handed over, its lock.
+
+    pika connections are not thread-safe. The slot thread holds `lock` whenever it touches its
+    connection and releases it only while a sandbox runs; the worker's keeper (main thread)
+    takes it in that window to answer heartbeats, so a handler running for minutes never
+    leaves the connection unserviced. Deliveries are only queued in `pending` by the consumer
+    callback (which may run on the keeper) and always run on the slot thread.
+    """
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.lock = threading.Lock()
+        self.lane: Lane | None = None
+        self.pending: deque[Delivery] = deque()
+        self.cancelled = False
+
+    def wake(self) -> None:
+        """Make the slot's `process` return now (safe from any thread)."""
+        lane = self.lane
+        if lane is None:
+            return
+        try:
+            lane.backbone.call_soon(_nothing)
+        except Unavailable:
+            pass
+
+    def keep(self) -> None:
+        """Answer heartbeats and run queued callbacks while the slot thread runs a sandbox."""
+        if not self.lock.acquire(blocking=False):
+            return  # the slot thread is using its connection itself
+        try:
+            lane = self.lane
+            if lane is not None and lane.backbone.is_open:
+                lane.backbone.process(0)
+        except Unavailable:
+            pass  # the slot thread finds out and reconnects
+        finally:
+            self.lock.release()
