@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import socket
 import tempfile
@@ -31,7 +30,8 @@ from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, billed, end_lines, start_line
-from sandbox.uidpool import UidLease
+from sandbox.tmpdir import remove_tree
+from sandbox.uidpool import UidLease, UidsExhausted
 from warren.errors import InvalidParameter, SandboxError
 
 MB = 1024 * 1024
@@ -155,7 +155,7 @@ class Sandbox:
                 self._uid.release()
                 self._uid = None
             if self._tmp_dir is not None:
-                shutil.rmtree(self._tmp_dir, ignore_errors=True)
+                remove_tree(self._tmp_dir)
                 self._tmp_dir = None
 
     def __enter__(self) -> Sandbox:
@@ -191,22 +191,27 @@ class Sandbox:
     def _prepare(self) -> None:
         """The parts that outlive one child: uid lease and tmp dir (as Lambda keeps /tmp)."""
         if self._own_uid and self._uid is None:
-            self._uid = self._iso.pool().acquire()
+            try:
+                self._uid = self._iso.pool().acquire()
+            except UidsExhausted as exc:
+                raise SandboxError(str(exc)) from None  # not run: the worker requeues it
+            except OSError as exc:  # the lease directory cannot be made or opened
+                self._without_own_uid(f"cannot lease a sandbox uid: {exc}")
         if self._tmp_dir is None:
             self._tmp_dir = tempfile.mkdtemp(prefix="warren-sbx-")
             if self._uid is not None:
-                self._give_tmp_dir(self._uid, self._tmp_dir)
+                try:
+                    os.chown(self._tmp_dir, self._uid.uid, self._uid.uid)
+                except PermissionError as exc:  # refused although the capability is held
+                    why = f"cannot hand the tmp dir to the sandbox uid: {exc.strerror}"
+                    self._without_own_uid(why)
 
-    def _give_tmp_dir(self, lease: UidLease, tmp_dir: str) -> None:
-        try:
-            os.chown(tmp_dir, lease.uid, lease.uid)
-        except PermissionError as exc:
-            # Privileges narrower than the capability check saw (an LSM, say): the sandbox uid
-            # could not use its tmp dir, so the handler runs as the caller instead, and says so.
-            lease.release()
-            self._uid, self._own_uid = None, False
-            why = f"cannot hand the tmp dir to the sandbox uid: {exc.strerror}"
-            self.enforcement = self._iso.without_own_uid(self.enforcement, why)
+    def _without_own_uid(self, why: str) -> None:
+        """Run as the caller from now on, and say so once (see Isolation.without_own_uid)."""
+        if self._uid is not None:
+            self._uid.release()
+        self._uid, self._own_uid = None, False
+        self.enforcement = self._iso.without_own_uid(self.enforcement, why)
 
     def _spec(self) -> dict[str, Any]:
         assert self._tmp_dir is not None

@@ -16,7 +16,6 @@ import gc
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -29,6 +28,7 @@ import sandbox.child as child
 import sandbox.runtime  # noqa: F401  (imported here so every child starts with it loaded)
 from sandbox.cgroup import Cgroup, CgroupParent
 from sandbox.mountview import expose_interpreter
+from sandbox.tmpdir import remove_tree
 
 STATUS = struct.Struct(">i")
 _PR_SET_CHILD_SUBREAPER = 36
@@ -218,7 +218,7 @@ class Template:
         for _, spec, group in leftovers:
             if group is not None:
                 group.remove()
-            shutil.rmtree(spec["env"]["TMPDIR"], ignore_errors=True)
+            remove_tree(spec["env"]["TMPDIR"])
 
 
 def _kill(pid: int) -> None:

@@ -20,6 +20,10 @@ DEFAULT_LOCK_DIR = "/run/warren/sandbox-uids"
 UID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to setresuid
 
 
+class UidsExhausted(OSError):
+    """Every uid of the range is leased: an infrastructure limit, not a missing privilege."""
+
+
 class UidLease:
     def __init__(self, uid: int, fd: int) -> None:
         self.uid = uid
@@ -75,7 +79,7 @@ class UidPool:
             with self._lock:
                 self._next = (offset + 1) % self.size
             return UidLease(uid, fd)
-        raise OSError(f"all {self.size} sandbox uids from {self.base} are in use")
+        raise UidsExhausted(f"all {self.size} sandbox uids from {self.base} are in use")
 
 
 def _is_named_user(uid: int) -> bool:

@@ -20,8 +20,9 @@ from sandbox_handlers.support import HANDLERS, IS_ROOT, cgroup_available, wait_g
 
 from sandbox import Isolation, Sandbox
 from sandbox.capabilities import CAP_CHOWN, CAP_KILL, CAP_SETUID, effective, missing
+from sandbox.uidpool import UidPool
 from warren.cli import cli
-from warren.errors import ConfigError
+from warren.errors import ConfigError, SandboxError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,6 +105,48 @@ def test_a_chown_refused_at_run_time_falls_back_to_the_caller_and_says_so(monkey
         assert sb.enforcement.user == "caller"
         assert "cannot hand the tmp dir to the sandbox uid" in sb.enforcement.describe()
     assert [r for r in caplog.records if "cannot hand the tmp dir" in r.getMessage()]
+
+
+_NESTED_TMP = """
+import os
+with Sandbox(HANDLERS, handler="basic.write_tmp") as sb:
+    out = sb.invoke({"name": "x.txt", "data": "y", "subdir": "deep/er"})
+    tmp = sb.tmp_dir
+print(json.dumps({"ok": out.ok, "error": out.error, "user": sb.enforcement.user,
+                  "owner": out.result and out.result["owner"], "tmp": tmp,
+                  "left": os.path.lexists(tmp)}))
+"""
+
+
+def test_without_cap_dac_override_close_still_removes_what_the_handler_left_in_tmp():
+    seen, _ = run_without("cap_dac_override", _NESTED_TMP)
+    assert isinstance(seen, dict)
+    assert seen["ok"], seen["error"]
+    assert seen["user"] == "own-uid" and seen["owner"] != 0
+    assert not seen["left"], f"{seen['tmp']} was left behind"
+
+
+def test_an_unusable_uid_lease_directory_falls_back_to_the_caller_and_says_so(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    pool = UidPool(base=_free_base(), size=4, lock_dir=str(blocker / "leases"))
+    with caplog.at_level("WARNING", logger="sandbox"):
+        with Sandbox(HANDLERS, "basic.describe", isolation=Isolation(uid_pool=pool)) as sb:
+            out = sb.invoke({})
+    assert out.ok and out.result["uid"] == os.getuid() and sb.uid is None
+    assert "cannot lease a sandbox uid" in sb.enforcement.describe()
+    assert [r for r in caplog.records if "cannot lease a sandbox uid" in r.getMessage()]
+
+
+def test_all_uids_leased_is_an_infrastructure_fault_not_a_fallback(tmp_path):
+    pool = UidPool(base=_free_base(), size=1, lock_dir=str(tmp_path))
+    held = pool.acquire()
+    try:
+        with Sandbox(HANDLERS, "basic.describe", isolation=Isolation(uid_pool=pool)) as sb:
+            with pytest.raises(SandboxError, match="in use"):
+                sb.invoke({})
+    finally:
+        held.release()
 
 
 # -- CAP_SETUID / CAP_SETGID ----------------------------------------------------------------------

@@ -64,7 +64,9 @@ def limits(event, context):
 
 
 def write_tmp(event, context):
-    path = os.path.join(os.environ["TMPDIR"], event.get("name", "file.txt"))
+    folder = os.path.join(os.environ["TMPDIR"], event.get("subdir", ""))
+    os.makedirs(folder, exist_ok=True)  # under umask 077: 0700 directories of the sandbox uid
+    path = os.path.join(folder, event.get("name", "file.txt"))
     if "data" in event:
         with open(path, "w") as f:
             f.write(event["data"])

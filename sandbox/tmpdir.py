@@ -1,0 +1,37 @@
+"""Removing a sandbox's private tmp dir, even when the caller may not look inside it.
+
+The tmp dir belongs to the sandbox's uid (mode 0700) and so does everything the handler made in
+it. Root normally removes it through CAP_DAC_OVERRIDE; a root worker without that capability is
+just "others" to those directories, so it first opens each one up (chmod needs only CAP_FOWNER)
+and then removes the tree. Standard library only (the template process uses it too).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+_OTHERS_RWX = 0o707  # root without CAP_DAC_OVERRIDE is judged by the "others" bits
+
+
+def remove_tree(path: str) -> bool:
+    """Remove `path` and everything below it; False if some of it had to be left."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return True
+    _open_up(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
+
+
+def _open_up(top: str) -> None:
+    """Grant "others" access to `top` and every directory below it, top-down."""
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            os.chmod(directory, _OTHERS_RWX)  # real directories only: see below
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        pending.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
