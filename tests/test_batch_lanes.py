@@ -13,7 +13,7 @@ from mapping_handlers.harness import Harness, wait_for
 
 from broker_adapters.sources.base import SourceRecord
 from router.batch_invoker import PythonInvoker
-from router.batch_lanes import Lanes
+from router.batch_lanes import Lanes, Work
 
 
 @pytest.fixture
@@ -213,3 +213,21 @@ def test_lanes_form_batches_within_the_window_and_the_payload_cap():
     assert [r.id for r in lanes.take(index, now=103.0)] == ["1-5"]
     with pytest.raises(ValueError):
         Lanes(11, batch_size=1, window_s=0)
+
+
+def test_reading_pauses_at_a_batch_per_lane_unless_a_lane_waits_on_a_retry():
+    keys = _keys_in_distinct_lanes(2)
+
+    def rec(i: int, key: str) -> SourceRecord:
+        return SourceRecord(f"1-{i}", b"", {"kinesis": {"partitionKey": key}}, 10, 0.0)
+
+    lanes = Lanes(2, batch_size=5, window_s=0, lane_cap=12)
+    lanes.route([rec(i, keys[0]) for i in range(9)], now=0.0)
+    assert lanes.can_read()
+    lanes.route([rec(9, keys[1])], now=0.0)
+    assert not lanes.can_read()               # 10 records: one batch per lane is waiting
+    blocked = lanes.lanes[_lane(keys[0], 2)]
+    blocked.pending.append(Work([]))          # keys[0]'s lane waits on a retry
+    assert lanes.can_read()                   # ... so its records do not stop the others
+    lanes.route([rec(i, keys[0]) for i in range(10, 13)], now=0.0)
+    assert not lanes.can_read()               # until it holds lane_cap records
