@@ -13,6 +13,7 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -60,7 +61,7 @@ def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:
             os._exit(1)
-        _prefault()
+        _prefault(sock)
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
         if not msg or len(fds) != 2:
             os._exit(0)
@@ -86,19 +87,25 @@ def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> 
     os._exit(code)
 
 
-def _prefault() -> None:
-    """Walk a cold start's hot paths once while waiting, so their copy-on-write faults are done.
+def _prefault(sock: socket.socket) -> None:
+    """Walk a cold start's hot paths while waiting, so their copy-on-write faults are done.
 
     After the fork every page the child writes (reference counts included) is copied on first
-    touch; a spare pays that here, off the cold start's critical path. Each step below mirrors
-    one the handed-over child takes: the request/response path, the environment swap, stdio and
-    logging set-up, and a source import (the handler's directory has no cached bytecode).
+    touch; a spare pays that here, off the cold start's critical path. Each step mirrors one the
+    handed-over child takes. A hand-off that arrives meanwhile stops the walk: on a busy machine
+    a spare still walking would otherwise delay the very cold start it is there to speed up.
     """
-    import importlib.machinery
-    import importlib.util
+    waiting = select.poll()
+    waiting.register(sock.fileno(), select.POLLIN)
+    for step in (_walk_frames, _walk_environment, _walk_stdio, _walk_import):
+        if waiting.poll(0):
+            return
+        step()
 
+
+def _walk_frames() -> None:
     from sandbox import protocol
-    from sandbox.runtime import LambdaContext, Runtime
+    from sandbox.runtime import LambdaContext
 
     body = json.dumps({"a": [1, 2.5, "x", None]}).encode()
     json.loads(body)
@@ -106,16 +113,28 @@ def _prefault() -> None:
     protocol.unpack_response(protocol.pack_response(True, 0.0, 0, "", body)[4:])
     protocol.unpack_request(protocol.pack_request("r", 0.0, body)[4:])
     resource.getrusage(resource.RUSAGE_SELF)
+
+
+def _walk_environment() -> None:
     os.environ["WARREN_PREFAULT"] = "1"
     del os.environ["WARREN_PREFAULT"]
-    [m for m in sys.modules if m.startswith("sandbox.")]  # noqa: B018  (touch the dict)
+    [m for m in sys.modules if m.startswith("sandbox.")]  # noqa: B018  (as _enter_code_dir)
+
+
+def _walk_stdio() -> None:
+    from sandbox.runtime import Runtime
+
     Runtime.prefault_stdio()
-    spec = importlib.util.spec_from_file_location("_warren_prefault", protocol.__file__)
-    if spec is not None and spec.loader is not None:
-        source = spec.loader.get_source("_warren_prefault")  # type: ignore[attr-defined]
-        compile(source or "", protocol.__file__, "exec")
+
+
+def _walk_import() -> None:
+    """A handler's import: find it in a directory, compile its source (no cached bytecode)."""
+    import importlib.machinery
+
     loader = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
-    importlib.machinery.FileFinder(os.path.dirname(protocol.__file__), loader).find_spec("protocol")
+    finder = importlib.machinery.FileFinder(os.path.dirname(os.path.abspath(__file__)), loader)
+    finder.find_spec("protocol")
+    compile("import os\n\ndef handler(event, context):\n    return event\n", "<h>", "exec")
 
 
 def _detach(cgroup_procs: list[str]) -> None:
