@@ -2,8 +2,9 @@
 
 `Isolation` holds the knobs beyond Lambda's memory and timeout (all with Lambda's values by
 default) and chooses the mechanisms: a cgroup where one can be made, else rlimits; a uid of the
-sandbox's own when the caller is root. `Enforcement` says what was chosen and lists what is not
-enforced; `Isolation.resolve` logs that list once per process, so an operator sees it.
+sandbox's own when the caller is root holding CAP_SETUID, CAP_SETGID and CAP_CHOWN. `Enforcement`
+says what was chosen and lists what is not enforced, naming the missing privilege;
+`Isolation.resolve` logs that list once per process, so an operator sees it.
 """
 
 from __future__ import annotations

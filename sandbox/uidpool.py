@@ -47,7 +47,6 @@ class UidPool:
         self.base, self.size, self.lock_dir = base, size, lock_dir
         self._lock = threading.Lock()
         self._next = 0
-        self._named: dict[int, bool] = {}  # uid -> has a passwd entry (an NSS lookup each)
 
     @classmethod
     def shared(cls, base: int = DEFAULT_BASE, size: int = DEFAULT_SIZE) -> UidPool:
@@ -65,10 +64,7 @@ class UidPool:
         for i in range(self.size):
             offset = (start + i) % self.size
             uid = self.base + offset
-            named = self._named.get(uid)
-            if named is None:
-                named = self._named[uid] = _is_named_user(uid)
-            if named:
+            if _is_named_user(uid):  # looked up each time: passwd may gain users meanwhile
                 continue
             fd = os.open(os.path.join(self.lock_dir, f"{uid}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
