@@ -1,4 +1,4 @@
-"""Warren's shared core: contracts, errors, settings, the wire codec, the registry, the client and the CLI."""
+"""Warren's shared core: contracts, errors, settings, codec, registry, client and CLI."""
 
 from __future__ import annotations
 
