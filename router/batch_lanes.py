@@ -19,14 +19,15 @@ from router.batch import EVENT_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES
 from router.batch_invoker import InvokeReply
 
 MAX_FACTOR = 10  # Lambda's ParallelizationFactor range is 1..10
+INDEX_CACHE = 65_536  # partition keys whose lane is remembered (then the memo starts over)
 
 
 def partition_key(record: SourceRecord) -> str:
     """The record's partition key (Kinesis shape), or '' when it has none."""
-    inner = record.record.get("kinesis")
-    if isinstance(inner, dict):
-        return str(inner.get("partitionKey", ""))
-    return ""
+    try:
+        return str(record.record["kinesis"]["partitionKey"])
+    except (KeyError, TypeError):
+        return ""
 
 
 @dataclass
@@ -68,15 +69,23 @@ class Lanes:
         self.batch_size = batch_size
         self.window_s = window_s
         self.max_bytes = max_bytes
+        self._index: dict[str, int] = {}  # partition key -> lane, for keys seen lately
         self.read_ahead = count * batch_size
         self.lane_cap = lane_cap or max(2 * batch_size, min(10 * batch_size, 5000))
 
     def lane_of(self, record: SourceRecord) -> int:
-        return zlib.crc32(partition_key(record).encode()) % len(self.lanes)
+        key = partition_key(record)
+        index = self._index.get(key)
+        if index is None:
+            if len(self._index) >= INDEX_CACHE:
+                self._index.clear()
+            index = self._index[key] = zlib.crc32(key.encode()) % len(self.lanes)
+        return index
 
     def route(self, records: Sequence[SourceRecord], now: float) -> None:
+        lanes, lane_of = self.lanes, self.lane_of
         for record in records:
-            lane = self.lanes[self.lane_of(record)]
+            lane = lanes[lane_of(record)]
             if not lane.buffer:
                 lane.since = now
             lane.buffer.append(record)
