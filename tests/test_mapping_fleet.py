@@ -86,6 +86,31 @@ def test_every_stream_record_reaches_a_real_handler_once(fleet, redis_url, tmp_p
     assert store.get(spec.uuid).state == "Enabled"
 
 
+def test_a_parallel_stream_keeps_order_per_key_through_the_fleet(fleet, redis_url, tmp_path):
+    client, store, prefix = fleet
+    seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
+    code = tmp_path / "lanes"
+    code.mkdir()
+    shutil.copy(HERE / "mapping_handlers" / "recorder.py", code / "recorder.py")
+    client.create_function("lanes", code=code, handler="recorder.handler", env={
+        "RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": seen_key,
+        "RECORDER_ORDER_KEY": f"{seen_key}:order", "RECORDER_SLEEP_S": "0.02"})
+    keys = [f"device-{i}" for i in range(8)]
+    pipe = client.redis.pipeline()
+    for n in range(2000):
+        pipe.xadd(stream, {"data": orjson.dumps({"n": n}), "partitionKey": keys[n % 8]})
+    pipe.execute()
+    spec = store.create(function="lanes", source=f"redis+stream:///{stream}", batch_size=50,
+                        parallelization_factor=4)
+    _wait(lambda: client.redis.hlen(seen_key) == 2000, what="2000 records")
+    seen = {int(k): int(v) for k, v in client.redis.hgetall(seen_key).items()}
+    assert sorted(seen) == list(range(2000)) and set(seen.values()) == {1}
+    for i, key in enumerate(keys):
+        order = [int(n) for n in client.redis.lrange(f"{seen_key}:order:{key}", 0, -1)]
+        assert order == list(range(i, 2000, 8)), f"{key} out of order"
+    _wait(lambda: store.stats(spec.uuid)["succeeded"] == 2000, what="the counters")
+
+
 def test_an_unchanged_lambda_handler_reports_a_bad_record_which_alone_is_given_up(fleet):
     client, store, prefix = fleet
     stream, dlq = f"{prefix}-orders", f"{prefix}-failed"
