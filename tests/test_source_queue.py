@@ -13,76 +13,10 @@ from urllib.parse import urlsplit
 import pika
 import pytest
 import redis
+from mapping_handlers.proxy import CuttableProxy
 
 from broker_adapters.sources import Source, open_source
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
-
-
-class CuttableProxy:
-    """A TCP proxy between the source and RabbitMQ that a test can cut and restore."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut = threading.Event()
-        self.stopped = threading.Event()
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.cut.is_set():
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            with self.lock:
-                self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def sever(self) -> None:
-        self.cut.set()
-        with self.lock:
-            for s in self.sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-            self.sockets.clear()
-
-    def restore(self) -> None:
-        self.cut.clear()
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.sever()
-        self.listener.close()
 
 
 @pytest.fixture
@@ -294,7 +228,7 @@ def test_connection_loss_is_broker_unavailable_and_unacked_messages_return(
         time.sleep(0.5)  # let the acks pass the proxy before cutting it
 
         # When: the network to the broker is cut for a while.
-        proxy.sever()
+        proxy.cut()
         with pytest.raises(BrokerUnavailable):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:

@@ -339,7 +339,7 @@ def test_purging_a_mapping_drops_its_consumer_group(redis_url, store, stream, un
 
 
 def test_a_redis_outage_is_store_unavailable_and_nothing_is_lost(redis_url, store, stream, unique):
-    from test_source_queue import CuttableProxy  # the same cuttable TCP proxy
+    from mapping_handlers.proxy import CuttableProxy
 
     host, _, port = redis_url.split("://", 1)[1].split("/", 1)[0].partition(":")
     proxy = CuttableProxy((host, int(port or 6379)))
@@ -352,7 +352,7 @@ def test_a_redis_outage_is_store_unavailable_and_nothing_is_lost(redis_url, stor
         held = source.read(20, 1.0)
         source.commit(held[:10])
 
-        proxy.sever()
+        proxy.cut()
         with pytest.raises(StoreUnavailable):
             source.read(10, 0.2)
         with pytest.raises(StoreUnavailable):
