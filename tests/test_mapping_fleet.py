@@ -40,17 +40,22 @@ def fleet(redis_url, amqp_url, unique, tmp_path):
     try:
         yield client, store, prefix
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        keys = list(client.redis.scan_iter(f"{prefix}*"))
-        if keys:
-            client.redis.delete(*keys)
-        client.close()
+        _stop_fleet(proc, log, client, prefix)
+
+
+def _stop_fleet(proc, log, client, prefix):
+    """SIGTERM the `warren up` tree (SIGKILL past 60 s), then remove the test's Redis keys."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+    keys = list(client.redis.scan_iter(f"{prefix}*"))
+    if keys:
+        client.redis.delete(*keys)
+    client.close()
 
 
 def _recorder(client, tmp_path, name, redis_url, key, **options):
@@ -222,15 +227,5 @@ def test_a_20_s_broker_outage_during_a_stream_run_acks_nothing_and_loses_nothing
         assert client.redis.xpending(stream, group)["pending"] == 0
         assert store.stats(spec.uuid)["failed"] == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop_fleet(proc, log, client, prefix)
         proxy.close()
-        keys = list(client.redis.scan_iter(f"{prefix}*"))
-        if keys:
-            client.redis.delete(*keys)
-        client.close()
