@@ -88,8 +88,12 @@ class FleetInvoker:
     """Invokes through the fleet (`warren.Client.invoke`, RequestResponse) as Lambda does.
 
     A Client's invoker serves one thread at a time, so each invoking thread gets its own
-    client from `client_factory`; `close()` closes them all.
+    client from `client_factory`; `close()` closes them all. The client serialises an event
+    with orjson, so a source's pre-encoded event (`orjson.Fragment` parts) goes out as it is
+    (`takes_encoded_events`).
     """
+
+    takes_encoded_events = True
 
     def __init__(self, client_factory: Callable[[], Any]) -> None:
         self._factory = client_factory

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from functools import partial
 from typing import TYPE_CHECKING
 
 from broker_adapters.sources.base import Source, SourceRecord
@@ -60,22 +61,29 @@ class LaneRunner:
         self.lanes.route(work.records, time.monotonic())
 
     def _start(self, now: float) -> None:
-        for index, lane in self.lanes.idle():
+        for index, _ in self.lanes.idle():
             if len(self.inflight) >= self.runner.concurrency:
                 return
-            if lane.pending:
-                if lane.pending[0].ready_at > now:
-                    continue
-                work = lane.pending.popleft()
-            else:
-                batch = self.lanes.take(index, now)
-                if not batch:
-                    continue
-                work = Work(batch)
-            started = self.runner.submit_work(self.source, work)
-            if started is not None:
-                self.inflight[started[0]] = (index, started[1])
-                lane.busy = True
+            self._start_lane(index, now)
+
+    def _start_lane(self, index: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        lane = self.lanes.lanes[index]
+        if lane.busy or len(self.inflight) >= self.runner.concurrency:
+            return
+        if lane.pending:
+            if lane.pending[0].ready_at > now:
+                return
+            work = lane.pending.popleft()
+        else:
+            batch = self.lanes.take(index, now)
+            if not batch:
+                return
+            work = Work(batch)
+        started = self.runner.submit_work(self.source, work)
+        if started is not None:
+            self.inflight[started[0]] = (index, started[1])
+            lane.busy = True
 
     def _read_wait(self, now: float) -> float:
         if self.inflight or self.lanes.buffered():
@@ -99,7 +107,8 @@ class LaneRunner:
                 reply = future.result()
             except Exception as exc:  # an invoker bug must not lose records: retry them
                 reply = InvokeReply(False, error=f"invoker raised {exc!r}")
-            self.runner.settle(self.source, records, reply, lane.pending)
+            self.runner.settle(self.source, records, reply, lane.pending,
+                               partial(self._start_lane, index))
 
     def drain(self, deliver: bool) -> None:
         """On stop: settle what is in flight, then hand everything else back to the source."""

@@ -24,6 +24,9 @@ INDEX_CACHE = 65_536  # partition keys whose lane is remembered (then the memo s
 
 def partition_key(record: SourceRecord) -> str:
     """The record's partition key (Kinesis shape), or '' when it has none."""
+    known = record.__dict__.get("partition")  # a stream source's record carries it as is
+    if known is not None:
+        return str(known)
     try:
         return str(record.record["kinesis"]["partitionKey"])
     except (KeyError, TypeError):

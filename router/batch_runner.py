@@ -203,11 +203,20 @@ class BatchRunner:
         records = self._expire(source, work)
         if not records:
             return None
-        event = source.event(records)
+        event = self._event(source, records)
         future = self._pool_submit(event)
         self._stats["invoked"] += len(records)
         self._stats["batches"] += 1
         return future, records
+
+    def _event(self, source: Source, records: Sequence[SourceRecord]) -> dict[str, Any]:
+        # An invoker that serialises events itself with orjson (the fleet's) takes the source's
+        # pre-encoded form when the source has one; a Python handler gets plain dicts.
+        if getattr(self._invoker, "takes_encoded_events", False):
+            encoded = getattr(source, "encoded_event", None)
+            if encoded is not None:
+                return encoded(records)  # type: ignore[no-any-return]
+        return source.event(records)
 
     def _pool_submit(self, event: dict[str, Any]) -> Future[InvokeReply]:
         if self._executor is None:
@@ -230,6 +239,14 @@ class BatchRunner:
         if not inflight:
             return
         done, _ = wait(list(inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+        start_next = None
+        if source.ordered:
+            submit = self._submitter(source, inflight)
+
+            def start_next() -> None:
+                if not inflight and pending and pending[0].ready_at <= time.monotonic():
+                    submit(pending.popleft())
+
         for future in done:
             records = inflight.pop(future)
             try:
@@ -237,15 +254,21 @@ class BatchRunner:
             except Exception as exc:  # an invoker bug must not lose records: retry them
                 log.exception("mapping %s: invoker raised", self.spec.uuid)
                 reply = InvokeReply(False, error=f"invoker raised {exc!r}")
-            self.settle(source, records, reply, pending)
+            self.settle(source, records, reply, pending, start_next)
 
     def settle(self, source: Source, records: list[SourceRecord], reply: InvokeReply,
-                pending: deque[_Work]) -> None:
+                pending: deque[_Work], start_next: Callable[[], None] | None = None) -> None:
+        """Apply a reply's verdict. `start_next` (ordered sources) starts the batch that was
+        waiting behind this one: called only when nothing of this batch runs again, and before
+        the commit, so the next invocation does not wait for the checkpoint's round trip (the
+        checkpoint still follows the batch it belongs to)."""
         verdict = judge(
             reply, records, ordered=source.ordered,
             report_item_failures=self.spec.report_item_failures, bisect=self.spec.bisect,
         )
         self._last_result = verdict.reason
+        if start_next is not None and verdict.reached and not verdict.next:
+            start_next()
         if verdict.succeeded:
             source.commit(verdict.succeeded)
             self._forget(verdict.succeeded)

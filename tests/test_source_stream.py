@@ -77,6 +77,29 @@ def test_records_have_kinesis_shape_and_data_travels_as_itself(redis_url, store,
         source.close()
 
 
+def test_encoded_event_is_the_same_json_as_the_event(redis_url, store, stream, unique):
+    # Given entries with odd partition keys (quotes, unicode, invalid UTF-8) and field maps
+    source = _open(redis_url, store, stream, unique)
+    try:
+        store.xadd(stream, {"data": b'{"n": 1}', "partitionKey": 'a "quoted" \\ key'})
+        store.xadd(stream, {"data": b"\xff\x00raw", "partitionKey": "ключ"})
+        store.xadd(stream, {"data": b"x", "partitionKey": b"\xfe\xff"})
+        store.xadd(stream, {"a": "1", "partitionKey": "k", "b": "two"})
+        records = source.read(10, 1.0)
+
+        # When the event is built both ways
+        plain = orjson.dumps(source.event(records))
+        encoded = orjson.dumps(source.encoded_event(records))  # type: ignore[attr-defined]
+
+        # Then the bytes a handler receives are identical, and sizes bound each record
+        assert encoded == plain
+        assert [r.record["kinesis"]["partitionKey"] for r in records] == [
+            'a "quoted" \\ key', "ключ", "\ufffd\ufffd", "k"]
+        assert all(r.size >= len(orjson.dumps(r.record)) for r in records)
+    finally:
+        source.close()
+
+
 def test_ten_thousand_records_survive_a_takeover_mid_run_in_order(
     redis_url, store, stream, unique
 ):

@@ -12,12 +12,13 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import redis
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record, store_errors
+from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_errors
 from broker_adapters.sources.position import StartPosition
 from warren.errors import InvalidParameter, StoreUnavailable
 
 _MAX_SEQ = 18446744073709551615  # the largest sequence part a stream entry id can have
 _XACK_CHUNK = 5000
+_KEY_CACHE = 65_536  # partition keys whose JSON text is remembered
 _CLAIM_PAGE = 1000
 _CLAIM_PAGES_PER_READ = 10
 _MAX_BLOCK_MS = 30_000  # stays well under the client's socket timeout
@@ -141,11 +142,12 @@ class StreamSource:
         # Own pending entries are replayed from here (exclusive); None: nothing to replay.
         # "0-0" at start: entries a previous incarnation of this consumer left un-acked.
         self._replay_after: str | None = "0-0"
-        self._arn = (
-            f"arn:aws:kinesis:{identity.region}:{identity.account}:stream/{location.stream}"
-        )
-        self._role = f"arn:aws:iam::{identity.account}:role/warren-{identity.mapping_id}"
-        self._overhead = len(orjson.dumps(self._shape("", "", 0.0, ""))) + 8
+        arn = f"arn:aws:kinesis:{identity.region}:{identity.account}:stream/{location.stream}"
+        role = f"arn:aws:iam::{identity.account}:role/warren-{identity.mapping_id}"
+        self._template = _template(role, identity.region, arn)
+        self._default_key = (self._stream, orjson.dumps(self._stream))
+        self._keys: dict[bytes, tuple[str, bytes]] = {}
+        self._stamp: tuple[bytes, float, bytes] = (b"", 0.0, b"")
         self._ensure_group()
 
     # -- the seam -------------------------------------------------------------------------
@@ -171,13 +173,23 @@ class StreamSource:
     def event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
         return {"Records": [r.record for r in records]}
 
+    def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
+        """`event(records)` with its record list already JSON (an `orjson.Fragment`): what an
+        invoker that serialises with orjson sends, without building a dict per record."""
+        parts = [getattr(r, "json", None) or orjson.dumps(r.record) for r in records]
+        return {"Records": orjson.Fragment(b"[" + b",".join(parts) + b"]")}
+
     def commit(self, records: Sequence[SourceRecord]) -> None:
         ids = [r.id for r in records]
         with store_errors(f"stream {self._stream!r}"):
-            pipe = self._client.pipeline(transaction=False)
-            for i in range(0, len(ids), _XACK_CHUNK):
-                pipe.xack(self._key, self._group, *ids[i : i + _XACK_CHUNK])
-            pipe.execute()
+            if len(ids) <= _XACK_CHUNK:
+                # One command, no pipeline object: the common case is one batch of ids.
+                self._client.execute_command("XACK", self._key, self._group, *ids)
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for i in range(0, len(ids), _XACK_CHUNK):
+                    pipe.xack(self._key, self._group, *ids[i : i + _XACK_CHUNK])
+                pipe.execute()
         self._inflight.difference_update(ids)
 
     def retry(self, records: Sequence[SourceRecord]) -> None:
@@ -277,7 +289,7 @@ class StreamSource:
                     deleted.append(entry_id)
                     continue
                 self._inflight.add(sid)
-                out.append(self._record(sid, fields))
+                out.append(self._record(entry_id, fields))
             if len(entries) < page and consumed == len(entries):
                 self._replay_after = None
         if deleted:
@@ -286,7 +298,8 @@ class StreamSource:
 
     def _read_new(self, limit: int, block: int | None) -> list[SourceRecord]:
         reply = self._xreadgroup(">", limit, block)
-        out = [self._record(_text(i), f) for i, f in (reply[0][1] if reply else [])]
+        record = self._record
+        out = [record(i, f) for i, f in (reply[0][1] if reply else [])]
         self._inflight.update(r.id for r in out)
         return out
 
@@ -304,7 +317,7 @@ class StreamSource:
                 self._group, self._consumer, {self._key: cursor}, count=count, block=block
             )
 
-    def _record(self, sid: str, fields: Mapping[bytes, bytes]) -> SourceRecord:
+    def _record(self, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> SourceRecord:
         key = fields.get(b"partitionKey")
         data = fields.get(b"data")
         if data is not None and len(fields) == (1 if key is None else 2):
@@ -313,31 +326,62 @@ class StreamSource:
             payload = orjson.dumps(
                 {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
             )
-        partition = key.decode(errors="replace") if key is not None else self._stream
-        arrival = int(sid[: sid.index("-")]) / 1000.0
-        encoded = binascii.b2a_base64(payload, newline=False).decode("ascii")
-        record = self._shape(sid, partition, arrival, encoded)
-        # An upper bound of its JSON length, without serialising every record twice.
-        size = self._overhead + len(encoded) + 2 * len(sid) + 6 * len(partition) + 24
-        return fast_record(sid, payload, record, size, arrival)
+        if key is None:
+            partition, partition_json = self._default_key
+        else:
+            known = self._keys.get(key)
+            if known is None:
+                if len(self._keys) >= _KEY_CACHE:
+                    self._keys.clear()
+                text = key.decode(errors="replace")
+                known = self._keys[key] = (text, orjson.dumps(text))
+            partition, partition_json = known
+        raw_id = entry_id if isinstance(entry_id, bytes) else entry_id.encode()
+        ms = raw_id[: raw_id.index(b"-")]
+        if ms != self._stamp[0]:  # entries written in the same millisecond share the text
+            arrival = int(ms) / 1000.0
+            self._stamp = (ms, arrival, orjson.dumps(arrival))
+        _, arrival, arrival_json = self._stamp
+        encoded = binascii.b2a_base64(payload, newline=False)
+        raw = self._template % (partition_json, raw_id, encoded, arrival_json, raw_id)
+        made = object.__new__(StreamRecord)
+        made.__dict__.update(
+            id=raw_id.decode(), data=payload, size=len(raw) + 1, arrival=arrival, json=raw,
+            partition=partition,
+        )
+        return made
 
-    def _shape(self, sid: str, partition: str, arrival: float, encoded: str) -> dict[str, Any]:
-        return {
-            "kinesis": {
-                "kinesisSchemaVersion": "1.0",
-                "partitionKey": partition,
-                "sequenceNumber": sid,
-                "data": encoded,
-                "approximateArrivalTimestamp": arrival,
-            },
-            "eventSource": "aws:kinesis",
-            "eventVersion": "1.0",
-            "eventID": f"shardId-000000000000:{sid}",
-            "eventName": "aws:kinesis:record",
-            "invokeIdentityArn": self._role,
-            "awsRegion": self._identity.region,
-            "eventSourceARN": self._arn,
-        }
+
+class StreamRecord(SourceRecord):
+    """A stream record that carries its Kinesis record as JSON (`json`) and its partition key.
+
+    The fleet path sends `json` as it is; the `record` dict is parsed from it only when
+    something asks for it (an in-process handler, a failure record, a test), so it is always
+    exactly what the JSON says.
+    """
+
+    json: bytes
+    partition: str
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "record":
+            raise AttributeError(name)
+        record = orjson.loads(self.__dict__["json"])
+        self.__dict__["record"] = record
+        return record
+
+
+def _template(role: str, region: str, arn: str) -> bytes:
+    """One Kinesis record as JSON with %s holes for partition key, id, data, arrival, id; the
+    per-mapping constants are escaped once here."""
+    return (
+        b'{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":%s,"sequenceNumber":"%s",'
+        b'"data":"%s","approximateArrivalTimestamp":%s},"eventSource":"aws:kinesis",'
+        b'"eventVersion":"1.0","eventID":"shardId-000000000000:%s",'
+        b'"eventName":"aws:kinesis:record","invokeIdentityArn":' + orjson.dumps(role)
+        + b',"awsRegion":' + orjson.dumps(region) + b',"eventSourceARN":' + orjson.dumps(arn)
+        + b"}"
+    )
 
 
 def _text(value: bytes | str) -> str:
