@@ -27,7 +27,7 @@ for i = 4, 3 + finished do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local count = redis.call('ZCARD', KEYS[1])
-local admitted = {tostring(expires)}
+local admitted = {tostring(expires), 0}
 local first = 4 + finished
 for i = first, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
@@ -39,6 +39,7 @@ for i = first, #ARGV do
     admitted[#admitted + 1] = i - first
   end
 end
+admitted[2] = count
 return admitted
 """
 
@@ -62,6 +63,13 @@ class Grant:
     expires: float
     limit: int
     reason: str
+    in_use: int = 0  # leases held under `key` once this acquire was done
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any], key: str, limit: int, reason: str) -> Grant:
+        # The script returns {expires, count, admitted index...}.
+        admitted = [int(i) for i in reply[2:]]
+        return cls(key, admitted, float(reply[0]), limit, reason, int(reply[1]))
 
 
 class Semaphore:
@@ -130,16 +138,16 @@ class Semaphore:
         reply = self._acquire(
             keys=[key], args=[self.ttl_s(timeout_s), limit, len(finished), *finished, *lease_ids]
         )
-        return Grant(key, [int(i) for i in reply[1:]], float(reply[0]), limit, reason)
+        return Grant.from_reply(reply, key, limit, reason)
 
     def acquire_many(self, requests: Sequence[tuple[str, Sequence[str], float]]) -> list[Grant]:
         """Several acquires in one Redis round trip (one Lua call per function)."""
         limits = [self.limit_for(function) for function, _ids, _t in requests]
         replies = self._acquire_pipelined(requests, limits)
-        grants = []
-        for (key, limit, reason), reply in zip(limits, replies, strict=True):
-            grants.append(Grant(key, [int(i) for i in reply[1:]], float(reply[0]), limit, reason))
-        return grants
+        return [
+            Grant.from_reply(reply, key, limit, reason)
+            for (key, limit, reason), reply in zip(limits, replies, strict=True)
+        ]
 
     def _acquire_pipelined(
         self,

@@ -51,8 +51,11 @@ def test_a_chunk_round_trips_every_field() -> None:
             log_tail=True,
         ),
         Invocation("r2", spec(), b"[]"),
+        Invocation("r3", spec(), b"{}", lease_key="k", held_lease="f|r0"),
     ]
     assert decode_chunk(encode_chunk(original)) == original
+    assert original[2].lease_id == "f|r0"  # a held lease keeps the id it was taken under
+    assert original[1].lease_id == "f|r2"
 
 
 @pytest.mark.parametrize(

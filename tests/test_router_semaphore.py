@@ -36,6 +36,7 @@ def test_reserved_function_admits_up_to_its_reservation(rdb: redis.Redis, unique
     grant = sem.acquire("f", [f"f|{n}" for n in range(5)], timeout_s=3)
     assert grant.admitted == [0, 1, 2]
     assert grant.limit == 3 and grant.reason == RESERVED_REASON
+    assert grant.in_use == 3
     assert sem.acquire("f", ["f|late"], 3).admitted == []
     sem.release(grant.key, ["f|0"])
     assert sem.acquire("f", ["f|late"], 3).admitted == [0]
@@ -46,6 +47,7 @@ def test_redelivered_lease_is_renewed_not_counted_twice(rdb: redis.Redis, unique
     first = sem.acquire("f", ["f|a"], 3)
     again = sem.acquire("f", ["f|a"], 3)
     assert first.admitted == again.admitted == [0]
+    assert first.in_use == again.in_use == 1
     assert again.expires >= first.expires
     assert rdb.zcard(first.key) == 1
 

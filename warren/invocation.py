@@ -44,10 +44,11 @@ class Invocation:
     lease_key: str | None = None
     lease_expires: float = 0.0
     log_tail: bool = False
+    held_lease: str | None = None  # a lease the sync caller keeps (and releases) itself
 
     @property
     def lease_id(self) -> str:
-        return f"{self.spec.name}|{self.request_id}"
+        return self.held_lease or f"{self.spec.name}|{self.request_id}"
 
     def age_s(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.accepted_at
@@ -69,6 +70,7 @@ class Invocation:
             "lease": self.lease_key,
             "lease_exp": self.lease_expires,
             "tail": self.log_tail,
+            "held": self.held_lease,
         }
 
     @classmethod
@@ -84,6 +86,7 @@ class Invocation:
                 lease_key=data.get("lease"),
                 lease_expires=float(data.get("lease_exp") or 0.0),
                 log_tail=bool(data.get("tail")),
+                held_lease=str(data["held"]) if data.get("held") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DecodeError(f"not a valid invocation: {type(exc).__name__}: {exc}") from None

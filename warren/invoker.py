@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -26,6 +27,7 @@ from warren.invocation import (
     encode_chunk,
     new_request_id,
 )
+from warren.leasepark import LeaseParking, ParkedLease
 from warren.registry import Registry
 from warren.settings import Settings
 
@@ -84,6 +86,7 @@ class Invoker:
         self._pickers: dict[tuple[str, str | None], tuple[float, Any]] = {}
         self._finished: dict[str, list[str]] = {}
         self.spec_ttl_s = 1.0
+        self._parking: LeaseParking | None = None
 
     @property
     def semaphore(self) -> Semaphore:
@@ -103,6 +106,14 @@ class Invoker:
                 self.registry.reservations,
             )
         return self._semaphore
+
+    @property
+    def parking(self) -> LeaseParking:
+        """Sync leases kept between calls (warren/leasepark.py), on a connection of its own."""
+        if self._parking is None:
+            client = redis.Redis(connection_pool=self._redis.connection_pool)
+            self._parking = LeaseParking(client, self.settings.sync_lease_idle_s)
+        return self._parking
 
     @property
     def backbone(self) -> Backbone:
@@ -182,6 +193,9 @@ class Invoker:
         return results
 
     def close(self) -> None:
+        if self._parking is not None:
+            self._parking.close()
+            self._parking = None
         if self._semaphore is not None:
             self._semaphore.redis.close()
             self._semaphore = None
@@ -236,16 +250,7 @@ class Invoker:
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s
         backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
-        finished = self._finished.pop(spec.name, [])
-        with store_errors(self._redis):
-            grant = self.semaphore.acquire(spec.name, [invocation.lease_id], wait_s, finished)
-        if not grant.admitted:
-            raise TooManyRequests(
-                f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
-                f"concurrency limit {grant.limit})",
-                reason=grant.reason,
-            )
-        invocation = invocation.leased(grant.key, grant.expires)
+        invocation, parked = self._admit(invocation, wait_s)
         self._awaiting = request_id
         backbone.request(
             self.topology.work_queue(self.pool),
@@ -257,12 +262,58 @@ class Invoker:
         while request_id not in self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                # A held lease is neither parked nor released: the call may still be running
+                # somewhere, so it stays counted until its TTL ends.
                 raise Unavailable(
                     f"no worker answered {spec.name} within {wait_s:.0f} s "
                     "(is a `warren worker` running for this fleet?)"
                 )
             backbone.process(min(remaining, 1.0))
-        # The worker releases the lease right after replying; we hold the reply, so the next
-        # acquire for this function releases it too, in the same Lua call (no race, no RTT).
-        self._finished.setdefault(spec.name, []).append(invocation.lease_id)
+        if parked is not None:
+            self.parking.park(spec.name, replace(parked, idle_since=time.monotonic()))
+        else:
+            # The worker releases the lease right after replying; we hold the reply, so the
+            # next acquire for this function releases it too, in the same Lua call (no race).
+            self._finished.setdefault(spec.name, []).append(invocation.lease_id)
         return InvocationResult.decode(self._replies.pop(request_id))
+
+    def _admit(
+        self, invocation: Invocation, wait_s: float
+    ) -> tuple[Invocation, ParkedLease | None]:
+        """The invocation under a lease: this caller's parked one, or a new one (429 if none).
+
+        Returns the lease to park again after the call when this caller keeps it (see
+        warren/leasepark.py), else None and the worker releases it.
+        """
+        name = invocation.spec.name
+        now = time.monotonic()
+        parked = self.parking.take(name) if self.parking.enabled else None
+        if parked is not None and parked.usable_for(wait_s, now):
+            return (
+                replace(
+                    invocation,
+                    lease_key=parked.key,
+                    lease_expires=parked.expires,
+                    held_lease=parked.lease_id,
+                ),
+                parked,
+            )
+        finished = self._finished.pop(name, [])
+        lease_id = invocation.lease_id
+        if parked is not None:  # too close to its expiry: renew it under the same id
+            lease_id = parked.lease_id
+        with store_errors(self._redis):
+            grant = self.semaphore.acquire(name, [lease_id], wait_s, finished)
+        if not grant.admitted:
+            raise TooManyRequests(
+                f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
+                f"concurrency limit {grant.limit})",
+                reason=grant.reason,
+            )
+        invocation = invocation.leased(grant.key, grant.expires)
+        if not self.parking.enabled or grant.in_use >= grant.limit:
+            return invocation, None  # no room to spare: the worker gives it back at once
+        ttl_s = self.semaphore.ttl_s(wait_s)
+        lease = ParkedLease(grant.key, lease_id, grant.expires, now + ttl_s, now)
+        return replace(invocation, held_lease=lease_id), lease
+

@@ -11,6 +11,7 @@ from warren.errors import ConfigError
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
+DEFAULT_SYNC_LEASE_IDLE_MS = 50  # how long a sync caller keeps an idle lease (warren/leasepark.py)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Settings:
     redis: RedisSettings
     account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY
     prefix: str = "warren"
+    sync_lease_idle_s: float = DEFAULT_SYNC_LEASE_IDLE_MS / 1000
 
     @classmethod
     def from_environ(
@@ -85,6 +87,15 @@ class Settings:
             ) from None
         if limit < 1:
             raise ConfigError("WARREN_ACCOUNT_CONCURRENCY must be at least 1")
+        raw_idle = environ.get("WARREN_SYNC_LEASE_IDLE_MS", str(DEFAULT_SYNC_LEASE_IDLE_MS))
+        try:
+            idle_ms = float(raw_idle)
+        except ValueError:
+            idle_ms = -1
+        if not 0 <= idle_ms <= 10_000:
+            raise ConfigError(
+                f"WARREN_SYNC_LEASE_IDLE_MS must be 0 (off) to 10000 milliseconds, got {raw_idle!r}"
+            )
         return cls(
             amqp=AmqpSettings.from_url(
                 amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
@@ -94,4 +105,5 @@ class Settings:
             ),
             account_concurrency=limit,
             prefix=environ.get("WARREN_PREFIX", "warren"),
+            sync_lease_idle_s=idle_ms / 1000,
         )

@@ -103,7 +103,7 @@ class Completion:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for run in runs:
             inv = run.invocation
-            if inv.lease_key:
+            if inv.lease_key and not inv.held_lease:  # a held lease is the caller's to release
                 leases[inv.lease_key].append(inv.lease_id)
             self.logs.append(inv.spec.name, inv.request_id, inv.spec.version, run.logs, pipe)
             counts[inv.spec.name][0] += 1
