@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import orjson
 import pika
 import pytest
 import redis
@@ -96,6 +97,31 @@ def test_records_have_lambdas_rmq_shape(amqp_url, store, channel, queue, unique)
         source.commit([record])
     finally:
         source.close()
+
+
+def test_bodies_of_every_size_arrive_whole_and_encoded_events_match(
+    amqp_url, store, channel, queue, unique
+):
+    # Given an empty body, a small one, and bodies spread over several AMQP frames
+    bodies = [b"", b"x", bytes(range(256)) * 1024, b"y" * 300_000]
+    _publish(channel, queue, bodies, headers={"k": "v"})
+    _publish(channel, queue, [b"plain"])  # no properties at all
+    source = _open(amqp_url, store, queue, unique)
+    try:
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 5 and time.monotonic() < deadline:
+            got += source.read(10, 1.0)
+
+        # Then each arrives whole, with its properties, and both event forms are the same JSON
+        assert [r.data for r in got] == [*bodies, b"plain"]
+        assert [r.record["basicProperties"]["headers"] for r in got] == [
+            {"k": {"bytes": list(b"v")}}] * 4 + [None]
+        assert orjson.dumps(source.encoded_event(got)) == orjson.dumps(source.event(got))
+        source.commit(got)
+    finally:
+        source.close()
+    assert _depth(channel, queue)[0] == 0
 
 
 def test_ten_thousand_messages_survive_a_restart_mid_run(

@@ -20,6 +20,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.spec import Basic, BasicProperties
 
 from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record
+from broker_adapters.sources.rmq_frames import DeliveryFrames
 from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
 
@@ -173,6 +174,16 @@ class QueueSource:
             "rmqMessagesByQueue": {self._queue_key: [r.record for r in records]},
         }
 
+    def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
+        """`event(records)` with each message already JSON (`orjson.Fragment`): its size was
+        measured by serialising it when it was read, so it is not serialised twice."""
+        parts = [getattr(r, "json", None) or orjson.dumps(r.record) for r in records]
+        event = self.event(())
+        event["rmqMessagesByQueue"] = {
+            self._queue_key: orjson.Fragment(b"[" + b",".join(parts) + b"]")
+        }
+        return event
+
     def commit(self, records: Sequence[SourceRecord]) -> None:
         """Ack these messages; BrokerUnavailable if some were lost with their connection."""
         lost = self._settle(records, lambda ch, tag, many: ch.basic_ack(tag, multiple=many))
@@ -293,10 +304,16 @@ class QueueSource:
                 with self._cond:
                     self._generation += 1
                 channel.add_on_cancel_callback(self._on_cancel)
-                channel.basic_consume(self._location.queue, self._on_message)
+                fast = getattr(connection, "_impl", None)
+                if fast is not None and hasattr(fast, "_frame_buffer"):
+                    # Deliveries skip pika's frame objects and event queue (rmq_frames.py);
+                    # they may arrive while basic_consume waits for its reply, so the source
+                    # counts as connected (their acks can go) before it is called.
+                    DeliveryFrames(fast, channel.channel_number, self._on_delivery).install()
                 with self._cond:
                     self._connection = connection
                     self._cond.notify_all()
+                channel.basic_consume(self._location.queue, self._on_message)
                 backoff = 0.2
                 while not self._closing.is_set():
                     connection.process_data_events(time_limit=0.5)
@@ -352,9 +369,13 @@ class QueueSource:
     def _on_message(
         self, _: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
-        tag = method.delivery_tag
+        self._on_delivery(method.delivery_tag, bool(method.redelivered), props, body)
+
+    def _on_delivery(
+        self, tag: int, redelivered: bool, props: BasicProperties, body: bytes
+    ) -> None:
         self._outstanding[tag] = None
-        delivery = _Delivery(self._generation, tag, bool(method.redelivered), props, body)
+        delivery = _Delivery(self._generation, tag, redelivered, props, body)
         with self._cond:
             self._buffer.append(delivery)
             if len(self._buffer) == 1:
@@ -370,6 +391,6 @@ class QueueSource:
             n += 1
             record_id = f"{base}#{n}"
         record = rmq_message(props, body, delivery.redelivered)
-        size = len(orjson.dumps(record))
+        raw = orjson.dumps(record)
         arrival = float(props.timestamp) if props.timestamp else time.time()
-        return fast_record(record_id, body, record, size, arrival)
+        return fast_record(record_id, body, record, len(raw), arrival, json=raw)
