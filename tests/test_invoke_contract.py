@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 
 import pytest
 
@@ -56,6 +57,35 @@ def test_a_chunk_round_trips_every_field() -> None:
     assert decode_chunk(encode_chunk(original)) == original
     assert original[2].lease_id == "f|r0"  # a held lease keeps the id it was taken under
     assert original[1].lease_id == "f|r2"
+
+
+def test_a_chunk_carries_each_spec_once_and_reads_the_inline_form_too() -> None:
+    one, other = spec(), replace(spec(), version="4")
+    invs = [Invocation(f"r{n}", one if n % 2 else other, b"{}") for n in range(100)]
+    data = encode_chunk(invs)
+    body = codec.decode(data, "invocations")
+    assert len(body["specs"]) == 2 and len(body["items"]) == 100
+    assert "spec" not in body["items"][0]
+    decoded = decode_chunk(data)
+    assert decoded == invs
+    assert decoded[1].spec is decoded[3].spec  # decoded once per chunk, shared
+    assert len(data) < len(codec.encode("invocations", [i.to_wire() for i in invs])) / 3
+    # the earlier body (a list with the spec inline in every item) still decodes
+    assert decode_chunk(codec.encode("invocations", [i.to_wire() for i in invs])) == invs
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        codec.encode("invocations", {"specs": "x", "items": []}),
+        codec.encode("invocations", {"specs": [{}], "items": [{"s": 0}]}),
+        codec.encode("invocations", {"specs": [], "items": [{"id": "r", "s": 3}]}),
+        codec.encode("invocations", {"specs": [], "items": []}),
+    ],
+)
+def test_bad_spec_tables_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_chunk(data)
 
 
 @pytest.mark.parametrize(

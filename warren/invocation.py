@@ -59,10 +59,11 @@ class Invocation:
     def next_attempt(self) -> Invocation:
         return replace(self, attempt=self.attempt + 1, lease_key=None, lease_expires=0.0)
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
+    def to_wire(self, spec_index: int | None = None) -> dict[str, Any]:
+        """The wire dict; with `spec_index`, the spec is named by its place in the chunk's
+        `specs` list instead of travelling inline."""
+        wire: dict[str, Any] = {
             "id": self.request_id,
-            "spec": self.spec.to_dict(),
             "payload": self.payload,
             "type": self.invocation_type,
             "attempt": self.attempt,
@@ -72,13 +73,19 @@ class Invocation:
             "tail": self.log_tail,
             "held": self.held_lease,
         }
+        if spec_index is None:
+            wire["spec"] = self.spec.to_dict()
+        else:
+            wire["s"] = spec_index
+        return wire
 
     @classmethod
-    def from_wire(cls, data: Any) -> Invocation:
+    def from_wire(cls, data: Any, specs: Sequence[FunctionSpec] = ()) -> Invocation:
         try:
+            spec = specs[data["s"]] if "s" in data else FunctionSpec.from_dict(data["spec"])
             return cls(
                 request_id=str(data["id"]),
-                spec=FunctionSpec.from_dict(data["spec"]),
+                spec=spec,
                 payload=bytes(data["payload"]),
                 invocation_type=str(data["type"]),
                 attempt=int(data["attempt"]),
@@ -88,20 +95,45 @@ class Invocation:
                 log_tail=bool(data.get("tail")),
                 held_lease=str(data["held"]) if data.get("held") else None,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise DecodeError(f"not a valid invocation: {type(exc).__name__}: {exc}") from None
 
 
 def encode_chunk(invocations: Sequence[Invocation]) -> bytes:
-    """Several invocations in one message: a hop moves work in chunks, acked as one."""
-    return codec.encode(CHUNK_KIND, [inv.to_wire() for inv in invocations])
+    """Several invocations in one message: a hop moves work in chunks, acked as one.
+
+    The body is `{"specs": [spec, ...], "items": [invocation, ...]}`, each item naming its spec
+    by index: a chunk of a hundred invocations of one function carries the spec once (it was
+    nine tenths of the message, and decoding it a hundred times most of a router's work).
+    """
+    index: dict[int, int] = {}
+    specs: list[dict[str, Any]] = []
+    items = []
+    for inv in invocations:
+        at = index.get(id(inv.spec))
+        if at is None:
+            at = index[id(inv.spec)] = len(specs)
+            specs.append(inv.spec.to_dict())
+        items.append(inv.to_wire(at))
+    return codec.encode(CHUNK_KIND, {"specs": specs, "items": items})
 
 
 def decode_chunk(data: bytes) -> list[Invocation]:
+    """A chunk's invocations; also reads the earlier body, a plain list with inline specs."""
     body = codec.decode(data, CHUNK_KIND)
+    if isinstance(body, dict):
+        raw_specs, body = body.get("specs"), body.get("items")
+        if not isinstance(raw_specs, list):
+            raise DecodeError("an invocation chunk's specs must be a list")
+        try:
+            specs = [FunctionSpec.from_dict(raw) for raw in raw_specs]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"not a valid function spec: {type(exc).__name__}: {exc}") from None
+    else:
+        specs = []
     if not isinstance(body, list) or not body:
         raise DecodeError("an invocation chunk must be a non-empty list")
-    return [Invocation.from_wire(item) for item in body]
+    return [Invocation.from_wire(item, specs) for item in body]
 
 
 @dataclass(frozen=True)
