@@ -222,7 +222,7 @@ class QueueSource:
     def _settle(
         self,
         records: Sequence[SourceRecord],
-        send: Callable[[BlockingChannel, int, bool], None],
+        send: Callable[[Any, int, bool], None],
     ) -> int:
         with self._cond:
             generation, connection = self._generation, self._connection
@@ -267,7 +267,7 @@ class QueueSource:
         self,
         channel: BlockingChannel,
         tags: list[int],
-        send: Callable[[BlockingChannel, int, bool], None],
+        send: Callable[[Any, int, bool], None],
     ) -> None:
         # One frame with multiple=True settles the longest run of oldest outstanding tags;
         # the rest go one frame each (no round trip: acks have no reply in AMQP 0-9-1).
@@ -277,13 +277,19 @@ class QueueSource:
             if tag not in wanted:
                 break
             upto = tag
+        frames: list[tuple[int, bool]] = []
         if upto is not None:
-            send(channel, upto, True)
+            frames.append((upto, True))
             while self._outstanding and next(iter(self._outstanding)) <= upto:
                 wanted.discard(self._outstanding.popitem(last=False)[0])
         for tag in sorted(wanted):
-            send(channel, tag, False)
+            frames.append((tag, False))
             self._outstanding.pop(tag, None)
+        # BlockingChannel flushes after every call (out-of-order batches left ~100 single acks,
+        # each its own flush): all but the last go through the channel underneath it.
+        quiet = getattr(channel, "_impl", channel)
+        for i, (tag, many) in enumerate(frames):
+            send(channel if i == len(frames) - 1 else quiet, tag, many)
 
     # -- the IO thread ---------------------------------------------------------------------
 
@@ -306,9 +312,8 @@ class QueueSource:
                 channel.add_on_cancel_callback(self._on_cancel)
                 fast = getattr(connection, "_impl", None)
                 if fast is not None and hasattr(fast, "_frame_buffer"):
-                    # Deliveries skip pika's frame objects and event queue (rmq_frames.py);
-                    # they may arrive while basic_consume waits for its reply, so the source
-                    # counts as connected (their acks can go) before it is called.
+                    # Deliveries skip pika's layers (rmq_frames.py) and may come while
+                    # basic_consume waits: the source is connected (acks can go) before it.
                     DeliveryFrames(fast, channel.channel_number, self._on_delivery).install()
                 with self._cond:
                     self._connection = connection
