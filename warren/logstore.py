@@ -50,6 +50,15 @@ class LogStore:
             approximate=True,
         )
 
+    def append_command(
+        self, function: str, request_id: str, version: str, text: str
+    ) -> tuple[str | int, ...]:
+        """The same XADD as a raw command, for `warren.rawpipe.execute_raw`."""
+        return (
+            "XADD", self.key(function), "MAXLEN", "~", self.maxlen, "*",
+            "rid", request_id, "ver", version, "log", text,
+        )  # fmt: skip
+
     def read(
         self, function: str, since_s: float | None = None, count: int = 1000
     ) -> list[LogEntry]:

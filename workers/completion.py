@@ -15,6 +15,7 @@ from router.retry import RetryPolicy
 from router.semaphore import Semaphore
 from warren.invocation import REQUEST_RESPONSE, Invocation, encode_chunk
 from warren.logstore import LogStore
+from warren.rawpipe import execute_raw
 from workers.executor import Run
 
 
@@ -98,23 +99,25 @@ class Completion:
 
     def _record(self, runs: list[Run]) -> None:
         """Lease release, log blocks and counters in one Redis round trip."""
-        pipe = self._redis.pipeline(transaction=False)
+        commands = []
         leases: dict[str, list[str]] = defaultdict(list)
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for run in runs:
             inv = run.invocation
             if inv.lease_key and not inv.held_lease:  # a held lease is the caller's to release
                 leases[inv.lease_key].append(inv.lease_id)
-            self.logs.append(inv.spec.name, inv.request_id, inv.spec.version, run.logs, pipe)
+            commands.append(
+                self.logs.append_command(inv.spec.name, inv.request_id, inv.spec.version, run.logs)
+            )
             counts[inv.spec.name][0] += 1
             counts[inv.spec.name][1] += 0 if run.ok else 1
         for key, ids in leases.items():
-            self.semaphore.release(key, ids, pipe)
+            commands.append(("ZREM", key, *ids))
         for function, (n, errors) in counts.items():
-            pipe.hincrby(stats_key(self._prefix, function), "invocations", n)
+            commands.append(("HINCRBY", stats_key(self._prefix, function), "invocations", n))
             if errors:
-                pipe.hincrby(stats_key(self._prefix, function), "errors", errors)
-        pipe.execute()
+                commands.append(("HINCRBY", stats_key(self._prefix, function), "errors", errors))
+        execute_raw(self._redis, commands)
 
     def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:
         record = invocation_record(
