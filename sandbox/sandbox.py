@@ -97,6 +97,11 @@ class Sandbox:
         return channel is not None and not channel.exited()
 
     @property
+    def usable(self) -> bool:
+        """Not closed and not discarded after a failure (no syscall: `alive` polls the child)."""
+        return self._channel is not None and not self._closed
+
+    @property
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 

@@ -12,11 +12,15 @@ from workers.pool import SandboxPool
 
 @dataclass
 class FakeSandbox:
-    """Stands in for sandbox.Sandbox (the pool only needs alive/invoke/close)."""
+    """Stands in for sandbox.Sandbox (the pool only needs usable/invoke/close)."""
 
     spec: FunctionSpec
     alive: bool = True
     closed: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return self.alive and not self.closed
 
     def invoke(
         self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None

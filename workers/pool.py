@@ -16,7 +16,9 @@ class WarmSandbox(Protocol):
     """What the pool needs of sandbox.Sandbox."""
 
     @property
-    def alive(self) -> bool: ...
+    def usable(self) -> bool:
+        """Not closed and not discarded after a failure; cheap (no syscall)."""
+        ...
 
     def invoke(
         self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
@@ -56,18 +58,22 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._serial = 0
         self.busy = 0
+        self._last_spec: FunctionSpec | None = None
+        self._last_key: Hashable = None
 
     def checkout(self, spec: FunctionSpec, code_dir: Path) -> tuple[Hashable, WarmSandbox]:
-        key = pool_key(spec)
+        # A chunk's invocations share one spec object: its key is computed once.
+        if spec is self._last_spec:
+            key = self._last_key
+        else:
+            key = pool_key(spec)
+            self._last_spec, self._last_key = spec, key
         with self._lock:
             self.busy += 1
             for entry in reversed(self._idle):
                 if entry[0] == key:
-                    sandbox, _ = self._idle.pop(entry)
-                    if sandbox.alive:
-                        return key, sandbox
-                    sandbox.close()
-                    break
+                    # A child that died while idle is restarted by Sandbox.invoke itself.
+                    return key, self._idle.pop(entry)[0]
         try:
             return key, self._factory(spec, code_dir)
         except BaseException:
@@ -79,7 +85,7 @@ class SandboxPool:
         evicted: list[WarmSandbox] = []
         with self._lock:
             self.busy -= 1
-            if sandbox.alive:
+            if sandbox.usable:
                 self._serial += 1
                 self._idle[(key, self._serial)] = (sandbox, time.monotonic())
                 while len(self._idle) > self.max_idle:
