@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -116,4 +118,25 @@ def test_concurrent_callers_each_park_their_own_lease(fleet: Fleet) -> None:
     finally:
         for caller in callers:
             caller.close()
+    assert leases(fleet) == []
+
+
+def test_a_program_that_never_closes_its_client_gives_the_lease_back_at_exit(
+    fleet: Fleet,
+) -> None:
+    script = (
+        "import sys\n"
+        "from warren.client import Client\n"
+        "from warren.settings import Settings\n"
+        "import os\n"
+        "client = Client.from_settings(Settings.from_environ(os.environ))\n"
+        "assert client.invoke('echo', {}).status_code == 200\n"
+        "print(len(client._invoker.parking._parked))\n"  # parked, and never closed
+    )
+    env = {**fleet.env, "WARREN_SYNC_LEASE_IDLE_MS": "10000"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == b"1"
     assert leases(fleet) == []

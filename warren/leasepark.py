@@ -16,6 +16,7 @@ dead worker does.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -76,12 +77,15 @@ class LeaseParking:
                         target=self._run, name="warren-lease-parking", daemon=True
                     )
                     self._thread.start()
+                    # A program that never closes its client still gives leases back on exit.
+                    atexit.register(self.close)
                 elif self._sleeping:
                     self._cond.notify()
         self._release(released)
 
     def close(self) -> None:
         """Release every parked lease now and stop the thread."""
+        atexit.unregister(self.close)
         with self._cond:
             self._closed = True
             leftover = list(self._parked.values())
