@@ -37,6 +37,8 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from process_cpu import cpu_us_per_record, fleet_cpu  # noqa: E402
+
 from broker_adapters.sources import open_source  # noqa: E402
 from router.batch_invoker import Invoker, PythonInvoker  # noqa: E402
 from router.batch_runner import BatchRunner  # noqa: E402
@@ -176,10 +178,13 @@ def fill_queue(channel: Any, name: str, count: int) -> None:
 def throughput(b: Bench, kind: str, count: int, invoker: Invoker | None,
                concurrency: int = 1, counted: Callable[[], tuple[int, float, float]] | None = None,
                function: str = "bench", factor: int = 1, batch_size: int = 100,
-               max_concurrency: int | None = None) -> dict[str, Any]:
+               max_concurrency: int | None = None, fleet_pid: int | None = None
+               ) -> dict[str, Any]:
     """Pre-filled source; records/s = records the handler got / (its last call - its first).
 
-    `counted()` returns (records, first call, last call) as the handler saw them.
+    `counted()` returns (records, first call, last call) as the handler saw them. With
+    `fleet_pid` (the `warren up` process) the CPU each process spent from the mapping's
+    creation until every record was committed is reported per record.
     """
     assert counted is not None
     name = f"{b.prefix}-{kind}-{uuid.uuid4().hex[:6]}"
@@ -192,15 +197,19 @@ def throughput(b: Bench, kind: str, count: int, invoker: Invoker | None,
             uri = f"redis+stream:///{name}"
         if kind == "queue" and max_concurrency is None and invoker is not None:
             max_concurrency = max(2, concurrency)
+        before = fleet_cpu(fleet_pid) if fleet_pid is not None else {}
         spec = b.store.create(function=function, source=uri, batch_size=batch_size,
                               max_concurrency=max_concurrency, parallelization_factor=factor)
         runner = b.running(spec, invoker, concurrency=concurrency) if invoker else (
             contextlib.nullcontext())  # None: the fleet's poller runs it
+        per_process: dict[str, float] | None = None
         cpu = time.process_time()
         with runner:
             done = wait(lambda: counted()[0] >= count, 600)
             cpu_us = 1e6 * (time.process_time() - cpu) / count if invoker else None
             wait(lambda: b.succeeded(spec) >= count, 30)
+        if fleet_pid is not None:
+            per_process = cpu_us_per_record(before, fleet_cpu(fleet_pid), count)
         records, first, last = counted()
         b.store.purge(spec.uuid)
         if kind == "stream":
@@ -210,7 +219,8 @@ def throughput(b: Bench, kind: str, count: int, invoker: Invoker | None,
             "batch_size": batch_size, "parallelization_factor": factor,
             "max_concurrency": max_concurrency,
             "records_per_s": round(records / elapsed),
-            "poller_cpu_us_per_record": cpu_us and round(cpu_us, 1)}
+            "poller_cpu_us_per_record": cpu_us and round(cpu_us, 1),
+            **({"cpu_us_per_record": per_process} if per_process is not None else {})}
 
 
 def latency(b: Bench, kind: str, count: int, invoker: Invoker | None, times_key: str,
@@ -289,7 +299,7 @@ def s3_latency(b: Bench, poll_s: float, count: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fleet(prefix: str, slots: int = 2) -> Iterator[Client]:
+def fleet(prefix: str, slots: int = 2) -> Iterator[tuple[Client, int]]:
     env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": REDIS,
            "WARREN_AMQP_URL": AMQP, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", str(slots)],
@@ -299,7 +309,7 @@ def fleet(prefix: str, slots: int = 2) -> Iterator[Client]:
     client = Client.from_settings(Settings.from_environ({"WARREN_PREFIX": prefix},
                                                         amqp_url=AMQP, redis_url=REDIS))
     try:
-        yield client
+        yield client, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -320,7 +330,7 @@ def fleet_runs(b: Bench, prefix: str, n_stream: int, n_queue: int, n_lat: int,
                slots: int) -> dict[str, Any]:
     times = f"{prefix}:times"
     fl: dict[str, Any] = {"slots": slots}
-    with fleet(prefix, slots) as client, tempfile.TemporaryDirectory() as tmp:
+    with fleet(prefix, slots) as (client, pid), tempfile.TemporaryDirectory() as tmp:
         code = Path(tmp) / "bench"
         code.mkdir()
         (code / "app.py").write_text(FLEET_HANDLER)
@@ -345,7 +355,7 @@ def fleet_runs(b: Bench, prefix: str, n_stream: int, n_queue: int, n_lat: int,
 
             time.sleep(1.0)  # the poller's tick picks the mapping up; not part of the figure
             fl[name] = throughput(b, kind, n, None, counted=seen, function=function,
-                                  batch_size=batch, **extra)
+                                  batch_size=batch, fleet_pid=pid, **extra)
             print(name, fl[name], flush=True)
         if n_lat:
             client.create_function("benchlat", code=code, handler="app.handler",
@@ -364,7 +374,7 @@ def main() -> None:
                         help="only the fleet runs (replacing only them in the results)")
     parser.add_argument("--slots", type=int, default=2, help="worker slots of `warren up`")
     args = parser.parse_args()
-    n_stream, n_queue, n_lat = (20_000, 10_000, 100) if args.quick else (100_000, 30_000, 300)
+    n_stream, n_queue, n_lat = (40_000, 20_000, 100) if args.quick else (100_000, 40_000, 300)
     prefix = f"bench-src-{uuid.uuid4().hex[:8]}"
     # boto3 (the S3 source) insists on credentials; an S3-compatible test store takes any.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -442,6 +452,9 @@ def report(results: dict[str, Any]) -> None:
             else:
                 shown = f"p50 {r.get('p50_ms')} ms  p99 {r.get('p99_ms')} ms ({r['samples']})"
             print(f"{path:<11} {name:<24} {shown:>40}")
+            if r.get("cpu_us_per_record"):
+                cpu = ", ".join(f"{k} {v}" for k, v in r["cpu_us_per_record"].items())
+                print(f"{'':<11} {'  CPU us/record':<24} {cpu}")
     for r in results.get("s3_new_object", []):
         shown = f"p50 {r.get('p50_ms')} ms  max {r.get('max_ms')} ms  <=2x: {r['within_2x_poll']}"
         print(f"{'in-process':<11} {'s3 poll ' + str(r['poll_interval_s']) + ' s':<24} {shown:>40}")
