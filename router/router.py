@@ -123,8 +123,12 @@ class Router:
                 else:
                     deferred.append(inv)
 
-        work = backbone.topology.work_queue(self.pool)
-        backbone.publish_many(work, self._chunks(admitted))
+        by_pool: dict[str, list[Invocation]] = defaultdict(list)
+        for inv in admitted:
+            by_pool[inv.spec.pool].append(inv)
+        for pool, invs in by_pool.items():
+            backbone.declare(pool)  # once per pool and connection
+            backbone.publish_many(backbone.topology.work_queue(pool), self._chunks(invs))
         if deferred:
             delay_queue = backbone.declare_delay(self._throttle_ms)
             backbone.publish_many(delay_queue, self._chunks(deferred))

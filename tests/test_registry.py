@@ -94,6 +94,7 @@ def test_defaults_are_lambdas(registry: Registry, code: Path):
     assert spec.async_config.max_retries == 2
     assert spec.async_config.max_event_age_s == 21600
     assert registry.get_concurrency("defaults") is None
+    assert spec.pool == "default"
 
 
 def test_spec_round_trips_through_a_plain_dict(registry: Registry, code: Path):
@@ -159,6 +160,9 @@ def test_unknown_functions_are_not_found(registry: Registry):
         ({"env": {"LAMBDA_TASK_ROOT": "/tmp"}}, "reserved"),
         ({"env": {"BIG": "x" * 4096}}, "4 KB"),
         ({"description": "d" * 257}, "description"),
+        ({"pool": "gpu pool"}, "pool"),
+        ({"pool": ""}, "pool"),
+        ({"pool": "p" * 65}, "pool"),
         ({"concurrency": -1}, "whole number"),
         ({"concurrency": 901}, "at most 900"),
     ],
@@ -192,7 +196,9 @@ def test_update_changes_only_what_is_given(registry: Registry, code: Path, tmp_p
         "upd", code=code, handler="app.handler", env={"KEEP": "1"}, on_failure="amqp:///f"
     )
     after = registry.update_function("upd", memory_mb=512)
-    assert after.memory_mb == 512
+    assert after.memory_mb == 512 and after.pool == "default"
+    assert registry.update_function("upd", pool="big").pool == "big"
+    after = registry.update_function("upd", pool="default")
     assert after.env == {"KEEP": "1"} and after.handler == "app.handler"
     assert after.code_sha256 == before.code_sha256
     assert after.async_config.on_failure == "amqp:///f"

@@ -27,6 +27,8 @@ HANDLER_MAX = 128
 ALIAS_MAX = 128
 
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_POOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEFAULT_POOL = "default"  # the same name as broker_adapters.topology.DEFAULT_POOL
 _ALIAS_NAME = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]+")
 _VERSION = re.compile(r"[1-9][0-9]*")
 _ENV_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]+")
@@ -122,6 +124,7 @@ class FunctionSpec:
     version: str
     async_config: AsyncConfig
     last_modified: str
+    pool: str = DEFAULT_POOL  # the workers that run it: `warren worker --pool NAME`
 
     @property
     def arn(self) -> str:
@@ -146,6 +149,7 @@ class FunctionSpec:
             "version": self.version,
             "async_config": self.async_config.to_dict(),
             "last_modified": self.last_modified,
+            "pool": self.pool,
         }
 
     @classmethod
@@ -163,6 +167,7 @@ class FunctionSpec:
             version=str(data.get("version", LATEST)),
             async_config=AsyncConfig.from_dict(data.get("async_config") or {}),
             last_modified=data.get("last_modified", ""),
+            pool=str(data.get("pool") or DEFAULT_POOL),
         )
 
     def fingerprint(self) -> bytes:
@@ -170,6 +175,8 @@ class FunctionSpec:
         body = self.to_dict()
         for key in ("version", "last_modified", "description"):
             body.pop(key)
+        if body["pool"] == DEFAULT_POOL:  # as specs stored before pools existed
+            body.pop("pool")
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     def as_version(self, version: str, description: str | None = None) -> FunctionSpec:
@@ -188,6 +195,7 @@ class FunctionSpec:
         check_range("timeout", self.timeout_s, TIMEOUT_MIN_S, TIMEOUT_MAX_S, " s")
         check_env(self.env)
         check_description(self.description)
+        check_pool(self.pool)
         self.async_config.validate()
         return self
 
@@ -232,6 +240,14 @@ def check_function_name(name: str) -> str:
             f"function name {name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
         )
     return name
+
+
+def check_pool(pool: str) -> str:
+    if not isinstance(pool, str) or not _POOL.fullmatch(pool):
+        raise InvalidParameter(
+            f"pool {pool!r} is invalid: use 1-64 letters, digits, '-' or '_'"
+        )
+    return pool
 
 
 def check_alias_name(name: str) -> str:

@@ -250,10 +250,11 @@ class Invoker:
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s
         backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
+        backbone.declare(spec.pool)  # once per pool and connection: the queue must exist
         invocation, parked = self._admit(invocation, wait_s)
         self._awaiting = request_id
         backbone.request(
-            self.topology.work_queue(self.pool),
+            self.topology.work_queue(spec.pool),
             encode_chunk([invocation]),
             correlation_id=request_id,
             expiration_ms=int(wait_s * 1000),
@@ -265,8 +266,10 @@ class Invoker:
                 # A held lease is neither parked nor released: the call may still be running
                 # somewhere, so it stays counted until its TTL ends.
                 raise Unavailable(
-                    f"no worker answered {spec.name} within {wait_s:.0f} s "
-                    "(is a `warren worker` running for this fleet?)"
+                    f"no worker answered {spec.name} within {wait_s:.0f} s (is a "
+                    + ("`warren worker`" if spec.pool == DEFAULT_POOL else
+                       f"`warren worker --pool {spec.pool}`")
+                    + " running for this fleet?)"
                 )
             backbone.process(min(remaining, 1.0))
         if parked is not None:

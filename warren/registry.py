@@ -27,6 +27,7 @@ from warren.aliasstore import AliasStore
 from warren.codestore import CodeStore, store_errors
 from warren.errors import Conflict, NotFound
 from warren.function import (
+    DEFAULT_POOL,
     LATEST,
     Alias,
     AsyncConfig,
@@ -89,6 +90,7 @@ class Registry:
         max_event_age_s: int = 21600,
         on_success: str | None = None,
         on_failure: str | None = None,
+        pool: str = DEFAULT_POOL,
     ) -> FunctionSpec:
         check_function_name(name)
         spec = FunctionSpec(
@@ -105,6 +107,7 @@ class Registry:
             async_config=AsyncConfig(max_retries, max_event_age_s, on_success or None,
                                      on_failure or None),
             last_modified=now_iso(),
+            pool=pool,
         ).validate()
         check_concurrency(concurrency)
         with store_errors(self._redis):  # refuse early, before storing any code
@@ -145,6 +148,7 @@ class Registry:
         max_event_age_s: int | None = None,
         on_success: str | None = None,
         on_failure: str | None = None,
+        pool: str | None = None,
     ) -> FunctionSpec:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
@@ -169,6 +173,7 @@ class Registry:
                     on_failure=conf.on_failure if on_failure is None else (on_failure or None),
                 ),
                 last_modified=now_iso(),
+                pool=_pick(pool, current.pool),
             ).validate()
 
         changed(self._spec(name, None), None)  # refuse bad input before storing any code

@@ -65,9 +65,12 @@ class Fleet:
         self.procs.append(proc)
         return proc
 
-    def worker(self, slots: int = 2, wait: bool = True) -> subprocess.Popen[bytes]:
+    def worker(
+        self, slots: int = 2, wait: bool = True, pool: str | None = None
+    ) -> subprocess.Popen[bytes]:
         before = self.workers()
-        proc = self.spawn("worker", "--slots", str(slots), "--cache-dir", str(self.cache_dir))
+        argv = ["worker", "--slots", str(slots), "--cache-dir", str(self.cache_dir)]
+        proc = self.spawn(*argv, *(["--pool", pool] if pool else []))
         if wait:
             self.wait_for(lambda: len(self.workers()) > len(before), what="a worker heartbeat")
         return proc

@@ -79,6 +79,8 @@ def _settings_options(create: bool) -> Callable[[F], F]:
         click.option("--on-failure", default=None, metavar="DEST",
                      help="amqp:///QUEUE or redis+stream:///STREAM"
                      + ("" if create else "; '' clears it.")),
+        click.option("--pool", default=default("default"), show_default=create, metavar="NAME",
+                     help="The worker pool that runs it (workers started with --pool NAME)."),
     ]
     if not create:
         options.append(click.option("--clear-env", is_flag=True,

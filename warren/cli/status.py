@@ -54,7 +54,9 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
         in_flight = semaphore.in_flight()
         reservations = registry.reservations()
         functions = []
+        pools = {DEFAULT_POOL} | {str(w["pool"]) for w in workers if w["pool"]}
         for spec in registry.list_functions():
+            pools.add(spec.pool)
             stats = {
                 _text(k): int(v)
                 for k, v in rdb.hgetall(stats_key(settings.prefix, spec.name)).items()
@@ -62,6 +64,7 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
             functions.append(
                 {
                     "name": spec.name,
+                    "pool": spec.pool,
                     "reserved_concurrency": reservations.get(spec.name),
                     "in_flight": in_flight.get(spec.name, 0),
                     "invocations": stats.get("invocations", 0),
@@ -75,7 +78,7 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
             {"name": name, "messages": backbone.depth(name)}
             for name in (
                 topology.async_queue,
-                topology.work_queue(DEFAULT_POOL),
+                *(topology.work_queue(pool) for pool in sorted(pools)),
                 topology.dead_queue,
             )
         ]
