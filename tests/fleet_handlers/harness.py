@@ -51,12 +51,13 @@ class Fleet:
         self._serial = 0
 
     # -- processes ----------------------------------------------------------------------------
-    def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+    def spawn(self, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `warren ARGV...`; `env` overrides some of the fleet's variables for it."""
         self._serial += 1
         log = open(self.logdir / f"{argv[0]}-{self._serial}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "warren", *argv],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.env.get("WARREN_TEST_CWD", str(REPO)),
@@ -66,11 +67,15 @@ class Fleet:
         return proc
 
     def worker(
-        self, slots: int = 2, wait: bool = True, pool: str | None = None
+        self,
+        slots: int = 2,
+        wait: bool = True,
+        pool: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         before = self.workers()
         argv = ["worker", "--slots", str(slots), "--cache-dir", str(self.cache_dir)]
-        proc = self.spawn(*argv, *(["--pool", pool] if pool else []))
+        proc = self.spawn(*argv, *(["--pool", pool] if pool else []), env=env)
         if wait:
             self.wait_for(lambda: len(self.workers()) > len(before), what="a worker heartbeat")
         return proc
