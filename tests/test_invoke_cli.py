@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -183,3 +185,28 @@ def test_a_timed_out_run_is_a_function_error_and_the_next_run_is_fine(fleet: Fle
     assert result.payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in result.payload["errorMessage"]
     assert fleet.client.invoke("sleepy", {"sleep": 0}).function_error is None
+
+
+def test_a_crashed_runtime_is_an_exit_error_and_the_next_run_gets_a_fresh_one(
+    fleet: Fleet,
+) -> None:
+    fleet.function("fragile", handler="app.maybe_die")
+    fleet.worker(slots=1)
+    first = fleet.client.invoke("fragile", {}).payload["pid"]
+    result = fleet.client.invoke("fragile", {"die": True})
+    assert result.function_error == "Unhandled"
+    assert result.payload["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in result.payload["errorMessage"]
+    again = fleet.client.invoke("fragile", {})
+    assert again.function_error is None and again.payload["pid"] != first
+
+
+def test_a_warm_sandbox_killed_while_idle_is_replaced_on_the_next_call(fleet: Fleet) -> None:
+    fleet.function("victim", handler="app.maybe_die")
+    fleet.worker(slots=1)
+    pid = fleet.client.invoke("victim", {}).payload["pid"]
+    os.kill(pid, signal.SIGKILL)  # e.g. the OOM killer, between two calls
+    time.sleep(0.2)
+    result = fleet.client.invoke("victim", {})
+    assert result.function_error is None, result.payload
+    assert result.payload["pid"] != pid

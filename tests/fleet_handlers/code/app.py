@@ -23,3 +23,10 @@ def span(event, context):
 
 def trivial(event, context):
     return event
+
+
+def maybe_die(event, context):
+    """Exit the runtime abruptly when asked, else report which process ran."""
+    if event.get("die"):
+        os._exit(3)
+    return {"pid": os.getpid()}
