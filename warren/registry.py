@@ -10,6 +10,7 @@ Key layout (P = the prefix, `warren` unless WARREN_PREFIX says otherwise):
                                next_version -> last number used, published -> fingerprint
     P:reservations       HASH  function name -> reserved concurrency
     P:code:<sha256>      STRING zip bytes (see CodeStore)
+    P:coderefs:<sha256>  SET   "<name>|<version>" of the specs that run a bundle (see CodeRefs)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import orjson
 import redis
 
 from warren.aliasstore import AliasStore
+from warren.coderefs import CodeRefs, spec_codes
 from warren.codestore import CodeStore, store_errors
 from warren.errors import Conflict, NotFound
 from warren.function import (
@@ -60,6 +62,7 @@ class Registry:
         self.account_concurrency = account_concurrency
         self.reserved = Reservations(redis, prefix, account_concurrency)
         self.aliases = AliasStore(redis, self.function_key)
+        self.refs = CodeRefs(redis, prefix, codes.key)
 
     # ---- keys -------------------------------------------------------------------------------
     def function_key(self, name: str) -> str:
@@ -115,6 +118,7 @@ class Registry:
                 raise Conflict(f"function {name} already exists: use `function update`")
             if concurrency is not None:
                 self.reserved.check(self._redis, name, concurrency)
+        self._refs_built()
         sha256, size = self.codes.put(code)
         spec = replace(spec, code_sha256=sha256, code_size=size)
 
@@ -125,6 +129,7 @@ class Registry:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
             pipe.hset(self.function_key(name), mapping={"latest": _dump(spec), "next_version": 0})
+            self.refs.hold(pipe, sha256, name, LATEST)
             pipe.sadd(self.functions_key, name)
             if concurrency is not None:
                 pipe.hset(self.reservations_key, name, concurrency)
@@ -177,15 +182,20 @@ class Registry:
             ).validate()
 
         changed(self._spec(name, None), None)  # refuse bad input before storing any code
+        self._refs_built()
         code_ref = self.codes.put(code) if code is not None else None
         result: list[FunctionSpec] = []
 
         def update(pipe: Any) -> None:
-            spec = changed(self._latest(pipe, name), code_ref)
+            current = self._latest(pipe, name)
+            spec = changed(current, code_ref)
             if concurrency is not None:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
             pipe.hset(self.function_key(name), "latest", _dump(spec))
+            if spec.code_sha256 != current.code_sha256:
+                self.refs.hold(pipe, spec.code_sha256, name, LATEST)
+                self.refs.drop(pipe, current.code_sha256, name, LATEST)
             if concurrency is not None:
                 pipe.hset(self.reservations_key, name, concurrency)
             result[:] = [spec]
@@ -240,13 +250,17 @@ class Registry:
         check_function_name(name)
 
         def delete(pipe: Any) -> None:
-            if not pipe.hexists(self.function_key(name), "latest"):
+            fields = pipe.hgetall(self.function_key(name))
+            if not any(k in (b"latest", "latest") for k in fields):
                 raise NotFound(f"function {name} does not exist")
             pipe.multi()
             pipe.delete(self.function_key(name))
             pipe.srem(self.functions_key, name)
             pipe.hdel(self.reservations_key, name)
+            for version, sha256 in spec_codes(fields):
+                self.refs.drop(pipe, sha256, name, version)
 
+        self._refs_built()
         self._transaction(delete, self.function_key(name))
 
     def publish_version(self, name: str, description: str = "") -> FunctionSpec:
@@ -272,8 +286,10 @@ class Registry:
                     "published": latest.fingerprint(),
                 },
             )
+            self.refs.hold(pipe, spec.code_sha256, name, spec.version)
             result[:] = [spec]
 
+        self._refs_built()
         self._transaction(publish, self.function_key(name))
         return result[0]
 
@@ -338,6 +354,10 @@ class Registry:
         return self.reserved.all()
 
     # ---- internals --------------------------------------------------------------------------
+    def _refs_built(self) -> None:
+        with store_errors(self._redis):
+            self.refs.ensure_built(self.functions_key, self.function_key)
+
     def _transaction(self, body: Callable[[Any], None], *keys: str) -> None:
         with store_errors(self._redis):
             self._redis.transaction(body, *keys)  # type: ignore[no-untyped-call]
