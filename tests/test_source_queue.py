@@ -222,6 +222,37 @@ def test_retry_requeues_only_the_failed_records(amqp_url, store, channel, queue,
     assert _depth(channel, queue)[0] == 0
 
 
+def test_out_of_order_commits_and_retries_settle_exactly_their_messages(
+    amqp_url, store, channel, queue, unique
+):
+    # Given 40 messages held at once (as batches running side by side hold them)
+    _publish(channel, queue, [str(i).encode() for i in range(40)])
+    source = _open(amqp_url, store, queue, unique)
+    try:
+        held = []
+        while len(held) < 40:
+            held += source.read(40, 2.0)
+        by_n = {int(r.data): r for r in held}
+
+        # When every third is committed, then a scattered set is retried (one write each time)
+        source.commit([by_n[n] for n in range(0, 40, 3)])
+        retried = [n for n in range(40) if n % 3 and n % 4 == 1]
+        source.retry([by_n[n] for n in retried])
+
+        # Then only the retried ones come back, and the rest commit cleanly
+        again = []
+        deadline = time.monotonic() + 10
+        while len(again) < len(retried) and time.monotonic() < deadline:
+            again += source.read(40, 0.5)
+        assert sorted(int(r.data) for r in again) == retried
+        rest = [by_n[n] for n in range(40) if n % 3 and n not in retried]
+        source.commit(rest + again)
+        assert source.read(40, 0.3) == []
+    finally:
+        source.close()
+    assert _depth(channel, queue)[0] == 0
+
+
 def test_prefetch_bounds_what_one_source_holds(amqp_url, store, channel, queue, unique):
     _publish(channel, queue, [b"x"] * 50)
     source = _open(amqp_url, store, queue, unique, prefetch=20)

@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -20,7 +20,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.spec import Basic, BasicProperties
 
 from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record
-from broker_adapters.sources.rmq_frames import DeliveryFrames
+from broker_adapters.sources.rmq_frames import DeliveryFrames, settle_frames
 from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
 
@@ -186,7 +186,7 @@ class QueueSource:
 
     def commit(self, records: Sequence[SourceRecord]) -> None:
         """Ack these messages; BrokerUnavailable if some were lost with their connection."""
-        lost = self._settle(records, lambda ch, tag, many: ch.basic_ack(tag, multiple=many))
+        lost = self._settle(records, ack=True)
         if lost:
             raise BrokerUnavailable(
                 f"queue {self._queue_key!r}: the connection these {lost} message(s) came on "
@@ -195,9 +195,7 @@ class QueueSource:
 
     def retry(self, records: Sequence[SourceRecord]) -> None:
         # Messages of a lost connection are back in the queue already: nothing to do for them.
-        self._settle(
-            records, lambda ch, tag, many: ch.basic_nack(tag, multiple=many, requeue=True)
-        )
+        self._settle(records, ack=False)
 
     def lag_s(self) -> float | None:
         with self._cond:
@@ -219,11 +217,7 @@ class QueueSource:
 
     # -- settling (acks and nacks) in the IO thread ---------------------------------------
 
-    def _settle(
-        self,
-        records: Sequence[SourceRecord],
-        send: Callable[[Any, int, bool], None],
-    ) -> int:
+    def _settle(self, records: Sequence[SourceRecord], *, ack: bool) -> int:
         with self._cond:
             generation, connection = self._generation, self._connection
         tags: list[int] = []
@@ -244,7 +238,7 @@ class QueueSource:
         def settle() -> None:
             try:
                 if self._generation == generation and self._channel is not None:
-                    self._send_settlements(self._channel, tags, send)
+                    self._send_settlements(self._channel, tags, ack)
                 else:
                     failure.append(BrokerUnavailable("connection lost"))
             except BaseException as exc:  # reported to the waiting caller, not swallowed
@@ -267,7 +261,7 @@ class QueueSource:
         self,
         channel: BlockingChannel,
         tags: list[int],
-        send: Callable[[Any, int, bool], None],
+        ack: bool,
     ) -> None:
         # One frame with multiple=True settles the longest run of oldest outstanding tags;
         # the rest go one frame each (no round trip: acks have no reply in AMQP 0-9-1).
@@ -285,11 +279,7 @@ class QueueSource:
         for tag in sorted(wanted):
             frames.append((tag, False))
             self._outstanding.pop(tag, None)
-        # BlockingChannel flushes after every call (out-of-order batches left ~100 single acks,
-        # each its own flush): all but the last go through the channel underneath it.
-        quiet = getattr(channel, "_impl", channel)
-        for i, (tag, many) in enumerate(frames):
-            send(channel if i == len(frames) - 1 else quiet, tag, many)
+        settle_frames(channel, frames, ack)
 
     # -- the IO thread ---------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pika.spec import BasicProperties
+from pika.frame import Method
+from pika.spec import Basic, BasicProperties
 
 OnDelivery = Callable[[int, bool, BasicProperties, bytes], None]
 
@@ -112,3 +113,38 @@ class DeliveryFrames:
         self._open, self._props, self._parts, self._size = False, None, [], -1
         assert props is not None
         self._on_delivery(self._tag, self._redelivered, props, body)
+
+
+def settle_frames(channel: Any, settlements: list[tuple[int, bool]], ack: bool) -> None:
+    """Ack (or nack with requeue) `(delivery tag, multiple)` pairs on a BlockingChannel.
+
+    BlockingChannel flushes and polls after every call, and pika sends every frame with its own
+    send(): batches that finish out of order leave ~100 single acks per commit. All but the last
+    are marshalled into one write under BlockingChannel; the last goes through it, and its flush
+    writes them all, so this returns once every frame is written, as one call per frame did.
+    """
+    if not settlements:
+        return
+    *head, (tag, many) = settlements
+    under = getattr(channel, "_impl", None)
+    output = getattr(getattr(under, "connection", None), "_output_marshaled_frames", None)
+    if head and output is not None:
+        number = channel.channel_number
+        output([b"".join(Method(number, _method(ack, t, m)).marshal() for t, m in head)])
+    else:
+        for t, m in head:
+            _blocking(channel, ack, t, m)
+    _blocking(channel, ack, tag, many)
+
+
+def _method(ack: bool, tag: int, many: bool) -> Any:
+    if ack:
+        return Basic.Ack(delivery_tag=tag, multiple=many)
+    return Basic.Nack(delivery_tag=tag, multiple=many, requeue=True)
+
+
+def _blocking(channel: Any, ack: bool, tag: int, many: bool) -> None:
+    if ack:
+        channel.basic_ack(tag, multiple=many)
+    else:
+        channel.basic_nack(tag, multiple=many, requeue=True)
