@@ -57,9 +57,16 @@ def test_killed_worker_invocations_complete_elsewhere(fleet: Fleet) -> None:
     }
     # When one worker is killed -9 while it runs invocations
     fleet.wait_for(lambda: fleet.redis.xlen(done) >= 2, timeout=30, what="first completions")
-    busy = {int(w["pid"]): int(w["busy"]) for w in fleet.worker_status()}
-    victim = a if busy.get(a.pid, 0) >= busy.get(b.pid, 0) else b
-    assert busy.get(victim.pid, 0) > 0, busy
+    victims: list[int] = []
+
+    def a_busy_worker() -> bool:
+        # Heartbeats come every 2 s: wait for one that shows a worker mid-run.
+        busy = {int(w["pid"]): int(w["busy"]) for w in fleet.worker_status()}
+        victims[:] = [pid for pid in (a.pid, b.pid) if busy.get(pid, 0) > 0]
+        return bool(victims)
+
+    fleet.wait_for(a_busy_worker, timeout=30, what="a worker reporting busy slots")
+    victim = a if a.pid in victims else b
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     # Then every one of the 20 still completes (on the other worker)
