@@ -171,13 +171,18 @@ class StreamSource:
         return out
 
     def event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
-        return {"Records": [r.record for r in records]}
+        # One parse of the whole list (a fresh copy: a handler may change it freely).
+        return {"Records": orjson.loads(self._records_json(records))}
 
     def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
         """`event(records)` with its record list already JSON (an `orjson.Fragment`): what an
         invoker that serialises with orjson sends, without building a dict per record."""
+        return {"Records": orjson.Fragment(self._records_json(records))}
+
+    @staticmethod
+    def _records_json(records: Sequence[SourceRecord]) -> bytes:
         parts = [getattr(r, "json", None) or orjson.dumps(r.record) for r in records]
-        return {"Records": orjson.Fragment(b"[" + b",".join(parts) + b"]")}
+        return b"[" + b",".join(parts) + b"]"
 
     def commit(self, records: Sequence[SourceRecord]) -> None:
         ids = [r.id for r in records]
