@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import binascii
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -13,6 +13,7 @@ import orjson
 import redis
 
 from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_errors
+from broker_adapters.sources.kinesis import StreamRecord, kinesis_template
 from broker_adapters.sources.position import StartPosition
 from warren.errors import InvalidParameter, StoreUnavailable
 
@@ -86,10 +87,13 @@ class StreamLocation:
                 socket_connect_timeout=5,
                 socket_timeout=_SOCKET_TIMEOUT_S,
             )
-        # redis-py drops XAUTOCLAIM's cursor when JUSTID is given: keep the raw reply.
-        client.set_response_callback(  # type: ignore[no-untyped-call]
-            "XAUTOCLAIM", lambda response, **_: response
-        )
+        # redis-py drops XAUTOCLAIM's cursor when JUSTID is given: keep the raw reply. Entries
+        # of XREADGROUP stay flat field lists: `_record` reads the usual two shapes without a
+        # dict per entry.
+        for command in ("XAUTOCLAIM", "XREADGROUP"):
+            client.set_response_callback(  # type: ignore[no-untyped-call]
+                command, lambda response, **_: response
+            )
         return client
 
 
@@ -144,7 +148,7 @@ class StreamSource:
         self._replay_after: str | None = "0-0"
         arn = f"arn:aws:kinesis:{identity.region}:{identity.account}:stream/{location.stream}"
         role = f"arn:aws:iam::{identity.account}:role/warren-{identity.mapping_id}"
-        self._template = _template(role, identity.region, arn)
+        self._template = kinesis_template(role, identity.region, arn)
         self._default_key = (self._stream, orjson.dumps(self._stream))
         self._keys: dict[bytes, tuple[str, bytes]] = {}
         self._stamp: tuple[bytes, float, bytes] = (b"", 0.0, b"")
@@ -279,8 +283,7 @@ class StreamSource:
         deleted: list[bytes] = []
         page = max(limit, 100)
         while self._replay_after is not None and len(out) < limit:
-            reply = self._xreadgroup(self._replay_after, page, None)
-            entries = reply[0][1] if reply else []
+            entries = _entries(self._xreadgroup(self._replay_after, page, None))
             consumed = 0
             for entry_id, fields in entries:
                 if len(out) >= limit:
@@ -302,9 +305,8 @@ class StreamSource:
         return out
 
     def _read_new(self, limit: int, block: int | None) -> list[SourceRecord]:
-        reply = self._xreadgroup(">", limit, block)
         record = self._record
-        out = [record(i, f) for i, f in (reply[0][1] if reply else [])]
+        out = [record(i, f) for i, f in _entries(self._xreadgroup(">", limit, block))]
         self._inflight.update(r.id for r in out)
         return out
 
@@ -322,14 +324,19 @@ class StreamSource:
                 self._group, self._consumer, {self._key: cursor}, count=count, block=block
             )
 
-    def _record(self, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> SourceRecord:
-        key = fields.get(b"partitionKey")
-        data = fields.get(b"data")
-        if data is not None and len(fields) == (1 if key is None else 2):
-            payload = data
-        else:
+    def _record(self, entry_id: bytes | str, fields: Sequence[bytes]) -> SourceRecord:
+        count = len(fields)
+        if count == 2 and fields[0] == b"data":
+            key, payload = None, fields[1]
+        elif count == 4 and fields[0] == b"data" and fields[2] == b"partitionKey":
+            key, payload = fields[3], fields[1]
+        elif count == 4 and fields[0] == b"partitionKey" and fields[2] == b"data":
+            key, payload = fields[1], fields[3]
+        else:  # any other entry: a JSON object of its fields (the last of a repeated name)
+            named = dict(zip(fields[::2], fields[1::2], strict=True))
+            key = named.get(b"partitionKey")
             payload = orjson.dumps(
-                {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+                {k.decode(errors="replace"): v.decode(errors="replace") for k, v in named.items()}
             )
         if key is None:
             partition, partition_json = self._default_key
@@ -357,36 +364,13 @@ class StreamSource:
         return made
 
 
-class StreamRecord(SourceRecord):
-    """A stream record that carries its Kinesis record as JSON (`json`) and its partition key.
-
-    The fleet path sends `json` as it is; the `record` dict is parsed from it only when
-    something asks for it (an in-process handler, a failure record, a test), so it is always
-    exactly what the JSON says.
-    """
-
-    json: bytes
-    partition: str
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "record":
-            raise AttributeError(name)
-        record = orjson.loads(self.__dict__["json"])
-        self.__dict__["record"] = record
-        return record
-
-
-def _template(role: str, region: str, arn: str) -> bytes:
-    """One Kinesis record as JSON with %s holes for partition key, id, data, arrival, id; the
-    per-mapping constants are escaped once here."""
-    return (
-        b'{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":%s,"sequenceNumber":"%s",'
-        b'"data":"%s","approximateArrivalTimestamp":%s},"eventSource":"aws:kinesis",'
-        b'"eventVersion":"1.0","eventID":"shardId-000000000000:%s",'
-        b'"eventName":"aws:kinesis:record","invokeIdentityArn":' + orjson.dumps(role)
-        + b',"awsRegion":' + orjson.dumps(region) + b',"eventSourceARN":' + orjson.dumps(arn)
-        + b"}"
-    )
+def _entries(reply: Any) -> Any:
+    """The [id, [field, value, ...]] entries of a raw XREADGROUP reply for one stream."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3: a map of stream name -> entries
+        return next(iter(reply.values()))
+    return reply[0][1]
 
 
 def _text(value: bytes | str) -> str:
