@@ -386,7 +386,7 @@ def main() -> None:
         "load_avg_start": os.getloadavg()}}
     if args.fleet_only:
         try:
-            results["fleet"] = fleet_runs(b, prefix, n_stream // 2, n_queue // 2, 0, args.slots)
+            results["fleet"] = fleet_runs(b, prefix, n_stream // 2, n_queue // 2, n_lat, args.slots)
         finally:
             b.cleanup()
         results["machine"]["load_avg_end"] = os.getloadavg()
