@@ -17,6 +17,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -141,6 +142,26 @@ def _aws_test_credentials() -> None:
 def unique() -> str:
     """A short unique token to put in every queue, key prefix and bucket a test creates."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[Any]:
+    """A Redis client of the test's own, closed after it."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Any) -> Iterator[Any]:
+    """A fleet under a unique prefix (tests/fleet_handlers/harness.py), torn down after."""
+    from fleet_handlers.harness import make_fleet
+
+    f = make_fleet(amqp_url, redis_url, unique, tmp_path)
+    yield f
+    f.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -14,13 +14,6 @@ from warren.registry import Registry
 
 
 @pytest.fixture
-def conn(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def prefix(conn: redis.Redis, unique: str) -> Iterator[str]:
     prefix = f"test-{unique}"
     yield prefix

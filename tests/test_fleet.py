@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fleet_handlers.harness import Fleet, make_fleet
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = make_fleet(amqp_url, redis_url, unique, tmp_path)
-    yield f
-    f.close()
 
 
 def max_overlap(spans: list[tuple[float, float]]) -> int:

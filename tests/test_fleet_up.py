@@ -8,18 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from fleet_handlers.harness import REPO, Fleet, make_fleet
-
-
-@pytest.fixture
-def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = make_fleet(amqp_url, redis_url, unique, tmp_path)
-    yield f
-    f.close()
+from fleet_handlers.harness import REPO, Fleet
 
 
 def children(pid: int) -> list[int]:

@@ -8,21 +8,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_handlers.harness import Fleet, make_fleet
+from fleet_handlers.harness import Fleet
 
 from warren.client import Client
 from warren.errors import TooManyRequests
-
-
-@pytest.fixture
-def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = make_fleet(amqp_url, redis_url, unique, tmp_path)
-    yield f
-    f.close()
 
 
 @pytest.fixture

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_handlers.harness import Fleet, make_fleet
+from fleet_handlers.harness import Fleet
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = make_fleet(amqp_url, redis_url, unique, tmp_path)
-    yield f
-    f.close()
 
 
 def completed_by_pool(fleet: Fleet) -> dict[str, int]:

@@ -8,37 +8,30 @@ import redis
 from warren.rawpipe import execute_raw
 
 
-@pytest.fixture
-def rdb(redis_url: str) -> redis.Redis:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def test_replies_come_back_in_order(rdb: redis.Redis, unique: str) -> None:
+def test_replies_come_back_in_order(conn: redis.Redis, unique: str) -> None:
     key = f"raw{unique}"
     try:
         replies = execute_raw(
-            rdb,
+            conn,
             [("HINCRBY", key, "n", 2), ("HINCRBY", key, "n", 3), ("HGET", key, "n"), ("DEL", key)],
         )
         assert replies == [2, 5, b"5", 1]
-        assert execute_raw(rdb, []) == []
+        assert execute_raw(conn, []) == []
     finally:
-        rdb.delete(key)
+        conn.delete(key)
 
 
 def test_an_error_reply_raises_after_the_rest_ran_and_the_connection_stays_usable(
-    rdb: redis.Redis, unique: str
+    conn: redis.Redis, unique: str
 ) -> None:
     key = f"raw{unique}"
     try:
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            execute_raw(rdb, [("SET", key, "x"), ("HINCRBY", key, "n", 1), ("SET", key, "y")])
-        assert rdb.get(key) == b"y"  # the command after the failing one ran too
-        assert execute_raw(rdb, [("GET", key)]) == [b"y"]  # no stray reply left behind
+            execute_raw(conn, [("SET", key, "x"), ("HINCRBY", key, "n", 1), ("SET", key, "y")])
+        assert conn.get(key) == b"y"  # the command after the failing one ran too
+        assert execute_raw(conn, [("GET", key)]) == [b"y"]  # no stray reply left behind
     finally:
-        rdb.delete(key)
+        conn.delete(key)
 
 
 def test_an_unreachable_server_raises_a_connection_error() -> None:

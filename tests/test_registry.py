@@ -19,13 +19,6 @@ from warren.reservation import unreserved_minimum
 
 
 @pytest.fixture
-def conn(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def make_registry(conn: redis.Redis, unique: str) -> Iterator[Callable[..., Registry]]:
     prefix = f"test-{unique}"
 

@@ -65,6 +65,14 @@ def _publish(channel, queue, bodies, **props) -> None:
         channel.basic_publish("", queue, body, pika.BasicProperties(**props))
 
 
+def _read_at_least(source, count: int, size: int | None = None) -> list:
+    """Read until `count` records are held (each read waits up to 2 s)."""
+    held: list = []
+    while len(held) < count:
+        held += source.read(size or count, 2.0)
+    return held
+
+
 def _depth(channel, queue) -> tuple[int, int]:
     ok = channel.queue_declare(queue, passive=True).method
     return ok.message_count, ok.consumer_count
@@ -199,9 +207,7 @@ def test_retry_requeues_only_the_failed_records(amqp_url, store, channel, queue,
     _publish(channel, queue, [str(i).encode() for i in range(10)])
     source = _open(amqp_url, store, queue, unique)
     try:
-        batch = []
-        while len(batch) < 10:
-            batch += source.read(10, 2.0)
+        batch = _read_at_least(source, 10)
         failed = [r for r in batch if int(r.data) in (3, 7)]
         source.commit([r for r in batch if r not in failed])
         source.retry(failed)
@@ -229,9 +235,7 @@ def test_out_of_order_commits_and_retries_settle_exactly_their_messages(
     _publish(channel, queue, [str(i).encode() for i in range(40)])
     source = _open(amqp_url, store, queue, unique)
     try:
-        held = []
-        while len(held) < 40:
-            held += source.read(40, 2.0)
+        held = _read_at_least(source, 40)
         by_n = {int(r.data): r for r in held}
 
         # When every third is committed, then a scattered set is retried (one write each time)
