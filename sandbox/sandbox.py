@@ -29,7 +29,7 @@ from sandbox.environment import lambda_environment
 from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
-from sandbox.outcome import Outcome, billed, end_lines, start_line
+from sandbox.outcome import Outcome, describe_status, make_outcome, new_request_id
 from sandbox.tmpdir import remove_tree
 from sandbox.uidpool import UidLease, UidsExhausted
 from warren.errors import InvalidParameter, SandboxError
@@ -133,7 +133,7 @@ class Sandbox:
                 payload = orjson.dumps(event)
             except TypeError as exc:
                 raise InvalidParameter(f"the event is not JSON-serialisable: {exc}") from None
-        rid = request_id or _request_id()
+        rid = request_id or new_request_id()
         with self._lock:
             if self._closed:
                 raise SandboxError("this sandbox is closed")
@@ -349,7 +349,7 @@ class Sandbox:
         if self._cgroup is not None and self._cgroup.oom_killed():
             etype, reason = "Runtime.OutOfMemory", "signal: killed"
         else:
-            etype, reason = "Runtime.ExitError", _describe_status(status)
+            etype, reason = "Runtime.ExitError", describe_status(status)
         message = f"Runtime exited with error: {reason}"
         return self._failed(rid, logs, "error", etype, message, started, init_ms)
 
@@ -390,51 +390,6 @@ class Sandbox:
             pass
         return 0
 
-    def _outcome(
-        self,
-        rid: str,
-        logs: LogBuffer,
-        status: str,
-        error: dict[str, Any] | None,
-        body: bytes,
-        duration_ms: float,
-        init_ms: float | None,
-        max_mb: int = 0,
-    ) -> Outcome:
-        etype = error.get("errorType") if error is not None else None
-        text = (
-            start_line(rid, self.function_version)
-            + logs.text()
-            + end_lines(rid, status, etype, duration_ms, self.memory_mb, max_mb, init_ms)
-        )
-        return Outcome(
-            ok=status == "success",
-            status=status,
-            result_json=body,
-            error_type=etype,
-            duration_ms=duration_ms,
-            billed_duration_ms=billed(duration_ms),
-            init_ms=init_ms,
-            max_memory_mb=max_mb,
-            memory_size_mb=self.memory_mb,
-            logs=text,
-            request_id=rid,
-            error=error,
-        )
-
-
-def _request_id() -> str:
-    """A random version-4 UUID, as Lambda's request ids; half of uuid.uuid4()'s cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-
-
-def _describe_status(status: int | None) -> str:
-    """Go's wording, which Lambda's messages use: `exit status 3`, `signal: killed`."""
-    if status is None:
-        return "signal: killed"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        name = (signal.strsignal(sig) or f"signal {sig}").lower()
-        return f"signal: {name}"
-    return f"exit status {os.WEXITSTATUS(status)}"
+    def _outcome(self, rid: str, logs: LogBuffer, *rest: Any) -> Outcome:
+        """make_outcome (status, error, body, duration, init, peak) for this sandbox's run."""
+        return make_outcome(rid, self.function_version, self.memory_mb, logs.text(), *rest)
