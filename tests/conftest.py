@@ -178,3 +178,38 @@ def _collect_garbage_sockets_at_the_end() -> Iterator[None]:
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
         gc.collect()
+
+
+# ---- the registry (tests/test_registry*.py) ---------------------------------------------------
+
+
+@pytest.fixture
+def make_registry(conn: Any, unique: str) -> Iterator[Any]:
+    """Registries under a unique prefix (optionally with another account limit)."""
+    from warren.codestore import CodeStore
+    from warren.registry import Registry
+
+    prefix = f"test-{unique}"
+
+    def make(account_concurrency: int = 1000) -> Registry:
+        codes = CodeStore(conn, prefix)
+        return Registry(conn, codes, prefix, account_concurrency=account_concurrency)
+
+    yield make
+    keys = list(conn.scan_iter(f"{prefix}:*"))
+    if keys:
+        conn.delete(*keys)
+
+
+@pytest.fixture
+def registry(make_registry: Any) -> Any:
+    return make_registry()
+
+
+@pytest.fixture
+def code(tmp_path: Any) -> Any:
+    """A code directory with one handler, `app.handler`, that returns its event."""
+    root = tmp_path / "code"
+    root.mkdir()
+    (root / "app.py").write_text("def handler(event, context):\n    return event\n")
+    return root
