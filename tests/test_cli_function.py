@@ -38,14 +38,6 @@ def run(redis_url: str, prefix: str) -> Run:
     return invoke
 
 
-@pytest.fixture
-def code(tmp_path: Path) -> Path:
-    root = tmp_path / "code"
-    root.mkdir()
-    (root / "app.py").write_text("def handler(event, context):\n    return event\n")
-    return root
-
-
 def ok(result: Result) -> Result:
     assert result.exit_code == 0, (result.output, result.stderr, result.exception)
     return result

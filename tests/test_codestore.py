@@ -36,11 +36,8 @@ def store(client: redis.Redis, unique: str) -> Iterator[CodeStore]:
 
 
 @pytest.fixture
-def code_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "code"
-    root.mkdir()
-    (root / "app.py").write_text("def handler(event, context):\n    return event\n")
-    return root
+def code_dir(code: Path) -> Path:
+    return code
 
 
 def test_put_returns_the_sha256_and_size_of_the_stored_zip(store: CodeStore, code_dir: Path):

@@ -25,14 +25,6 @@ def environ(redis_url: str, amqp_url: str, unique: str) -> Iterator[dict[str, st
     conn.close()
 
 
-@pytest.fixture
-def code(tmp_path: Path) -> Path:
-    root = tmp_path / "code"
-    root.mkdir()
-    (root / "app.py").write_text("def handler(event, context):\n    return event\n")
-    return root
-
-
 def test_client_reads_urls_and_prefix_from_the_given_environ(environ: dict[str, str]):
     with warren.Client(environ=environ) as client:
         assert client.settings.redis.url == environ["WARREN_REDIS_URL"]
