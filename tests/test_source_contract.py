@@ -36,7 +36,10 @@ def kit(request, redis_url, unique) -> Iterator[Kit]:
     store = redis.Redis.from_url(redis_url)
     prefix = f"t-{unique}"
     mapping = f"m-{unique}"
-    options = {"consumer": "c1", "poll_interval_s": 0.2, "anchor_s": 0}
+    # Schedule ticks fall on anchor + k minutes: anchored 30 s back, the next one is 30 s away,
+    # so a test never meets an unasked tick (a minute boundary used to flake the empty read).
+    anchor = float(int(time.time()) - 30)
+    options = {"consumer": "c1", "poll_interval_s": 0.2, "anchor_s": anchor}
     cleanup: list[Callable[[], None]] = []
 
     def opener(uri: str) -> Callable[[], Source]:
@@ -81,7 +84,7 @@ def kit(request, redis_url, unique) -> Iterator[Kit]:
 
         def ticks(n: int) -> None:
             opener("schedule:rate(1 minute)")().close()  # the schedule exists ...
-            first = (int(time.time()) // 60 - (n - 1)) * 60  # ... and n ticks are due
+            first = anchor + (int(time.time() - anchor) // 60 - (n - 1)) * 60  # n ticks due
             store.hset(state, "next", repr(float(first)))
 
         yield Kit(opener("schedule:rate(1 minute)"), ticks)
@@ -92,54 +95,46 @@ def kit(request, redis_url, unique) -> Iterator[Kit]:
     store.close()
 
 
-def test_a_source_is_a_source(kit):
-    source = kit.open()
-    try:
-        assert isinstance(source, Source)
-        assert source.kind in ("stream", "queue", "s3", "schedule")
-        assert source.ordered is (source.kind == "stream")
-    finally:
-        source.close()
+@pytest.fixture
+def source(kit):
+    """The kit's source, opened for one test and closed after it."""
+    opened = kit.open()
+    yield opened
+    opened.close()
 
 
-def test_read_returns_no_more_than_asked_and_every_record_once(kit):
-    source = kit.open()
-    try:
-        kit.produce(3)
-        first = source.read(2, 5.0)
-        assert 1 <= len(first) <= 2
-        records = first + _drain(source)
-        assert len(records) == 3
-        assert len({r.id for r in records}) == 3
-        assert all(r.size >= len(r.data) > 0 and r.arrival > 0 for r in records)
-    finally:
-        source.close()
+def test_a_source_is_a_source(source):
+    assert isinstance(source, Source)
+    assert source.kind in ("stream", "queue", "s3", "schedule")
+    assert source.ordered is (source.kind == "stream")
 
 
-def test_committed_records_are_not_offered_again(kit):
-    source = kit.open()
-    try:
-        kit.produce(2)
-        records = _drain(source)
-        assert len(records) == 2
-        source.commit(records)
-        assert source.read(10, 0.6) == []
-        assert source.lag_s() in (0.0, None)
-    finally:
-        source.close()
+def test_read_returns_no_more_than_asked_and_every_record_once(kit, source):
+    kit.produce(3)
+    first = source.read(2, 5.0)
+    assert 1 <= len(first) <= 2
+    records = first + _drain(source)
+    assert len(records) == 3
+    assert len({r.id for r in records}) == 3
+    assert all(r.size >= len(r.data) > 0 and r.arrival > 0 for r in records)
 
 
-def test_retried_records_are_offered_again(kit):
-    source = kit.open()
-    try:
-        kit.produce(2)
-        records = _drain(source)
-        source.retry(records)
-        again = _drain(source)
-        assert sorted(r.id for r in again) == sorted(r.id for r in records)
-        source.commit(again)
-    finally:
-        source.close()
+def test_committed_records_are_not_offered_again(kit, source):
+    kit.produce(2)
+    records = _drain(source)
+    assert len(records) == 2
+    source.commit(records)
+    assert source.read(10, 0.6) == []
+    assert source.lag_s() in (0.0, None)
+
+
+def test_retried_records_are_offered_again(kit, source):
+    kit.produce(2)
+    records = _drain(source)
+    source.retry(records)
+    again = _drain(source)
+    assert sorted(r.id for r in again) == sorted(r.id for r in records)
+    source.commit(again)
 
 
 def test_records_never_committed_come_back_after_a_restart(kit):
@@ -157,28 +152,20 @@ def test_records_never_committed_come_back_after_a_restart(kit):
         reopened.close()
 
 
-def test_the_event_carries_the_records_in_their_aws_shape(kit):
-    source = kit.open()
-    try:
-        kit.produce(1)
-        records = _drain(source)
-        event = source.event(records)
-        if source.kind == "schedule":
-            assert event == records[0].record
-        elif source.kind == "queue":
-            assert list(event["rmqMessagesByQueue"].values()) == [[r.record for r in records]]
-        else:
-            assert event == {"Records": [r.record for r in records]}
-        source.commit(records)
-    finally:
-        source.close()
+def test_the_event_carries_the_records_in_their_aws_shape(kit, source):
+    kit.produce(1)
+    records = _drain(source)
+    event = source.event(records)
+    if source.kind == "schedule":
+        assert event == records[0].record
+    elif source.kind == "queue":
+        assert list(event["rmqMessagesByQueue"].values()) == [[r.record for r in records]]
+    else:
+        assert event == {"Records": [r.record for r in records]}
+    source.commit(records)
 
 
-def test_an_empty_read_returns_nothing_after_waiting(kit):
-    source = kit.open()
-    try:
-        started = time.monotonic()
-        assert source.read(10, 0.3) == []
-        assert time.monotonic() - started >= 0.25
-    finally:
-        source.close()
+def test_an_empty_read_returns_nothing_after_waiting(source):
+    started = time.monotonic()
+    assert source.read(10, 0.3) == []
+    assert time.monotonic() - started >= 0.25

@@ -304,16 +304,6 @@ def test_lag_is_the_age_of_the_oldest_unfinished_record(redis_url, store, stream
         source.close()
 
 
-def test_read_blocks_until_the_first_record(redis_url, store, stream, unique):
-    source = _open(redis_url, store, stream, unique)
-    try:
-        started = time.monotonic()
-        assert source.read(10, 0.3) == []
-        assert time.monotonic() - started >= 0.25
-    finally:
-        source.close()
-
-
 @pytest.mark.parametrize(
     "uri",
     ["redis+stream://", "redis+stream://host:6379/", "redis+stream://h/x/y/z",
