@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# The queue source tests' broker fixtures (channel, queue, store), shared by two files.
+pytest_plugins = ["mapping_handlers.queue_kit"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
