@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
+from mapping_handlers.harness import wait_for
 
 from warren.client import Client
 from warren.mapping import MappingStore
@@ -27,12 +28,7 @@ pytestmark = pytest.mark.slow
 def fleet(redis_url, amqp_url, unique, tmp_path):
     """A `warren up` (router, worker, poller) under a unique prefix; stopped by PID after."""
     prefix = f"wf-{unique}"
-    env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": redis_url,
-           "WARREN_AMQP_URL": amqp_url, "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", "2"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                            start_new_session=True)
+    proc, log = _start_up(prefix, amqp_url, redis_url, tmp_path)
     settings = Settings.from_environ({"WARREN_PREFIX": prefix}, amqp_url=amqp_url,
                                      redis_url=redis_url)
     client = Client.from_settings(settings)
@@ -41,6 +37,17 @@ def fleet(redis_url, amqp_url, unique, tmp_path):
         yield client, store, prefix
     finally:
         _stop_fleet(proc, log, client, prefix)
+
+
+def _start_up(prefix, amqp_url, redis_url, tmp_path):
+    """`warren up` (router, worker, poller) for `prefix`, its output in tmp_path/up.log."""
+    env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": redis_url,
+           "WARREN_AMQP_URL": amqp_url, "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed by _stop_fleet
+    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", "2"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                            start_new_session=True)
+    return proc, log
 
 
 def _stop_fleet(proc, log, client, prefix):
@@ -58,21 +65,18 @@ def _stop_fleet(proc, log, client, prefix):
     client.close()
 
 
-def _recorder(client, tmp_path, name, redis_url, key, **options):
+def _recorder(client, tmp_path, name, redis_url, key, sleep_s=None, **options):
     code = tmp_path / name
     code.mkdir()
     shutil.copy(HERE / "mapping_handlers" / "recorder.py", code / "recorder.py")
-    client.create_function(name, code=code, handler="recorder.handler",
-                           env={"RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": key}, **options)
+    env = {"RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": key}
+    if sleep_s is not None:
+        env["RECORDER_SLEEP_S"] = str(sleep_s)
+    client.create_function(name, code=code, handler="recorder.handler", env=env, **options)
 
 
 def _wait(predicate, timeout=90.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, timeout, what)
 
 
 def test_every_stream_record_reaches_a_real_handler_once(fleet, redis_url, tmp_path):
@@ -188,23 +192,13 @@ def test_a_20_s_broker_outage_during_a_stream_run_acks_nothing_and_loses_nothing
     proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
     proxied = f"amqp://{parts.username}:{parts.password}@127.0.0.1:{proxy.port}{parts.path}"
     prefix = f"wo-{unique}"
-    env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": redis_url,
-           "WARREN_AMQP_URL": proxied, "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", "2"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                            start_new_session=True)
+    proc, log = _start_up(prefix, proxied, redis_url, tmp_path)
     client = Client.from_settings(Settings.from_environ({"WARREN_PREFIX": prefix},
                                                         amqp_url=amqp_url, redis_url=redis_url))
     store = MappingStore(client.redis, prefix)
     seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
     try:
-        env_fn = {"RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": seen_key,
-                  "RECORDER_SLEEP_S": "0.05"}
-        code = tmp_path / "rec"
-        code.mkdir()
-        shutil.copy(HERE / "mapping_handlers" / "recorder.py", code / "recorder.py")
-        client.create_function("rec", code=code, handler="recorder.handler", env=env_fn)
+        _recorder(client, tmp_path, "rec", redis_url, seen_key, sleep_s=0.05)
         for n in range(3000):
             client.redis.xadd(stream, {"data": orjson.dumps({"n": n})})
         spec = store.create(function="rec", source=f"redis+stream:///{stream}", batch_size=20)
