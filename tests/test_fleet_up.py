@@ -61,11 +61,6 @@ def test_logs_follow_prints_new_invocations(fleet: Fleet) -> None:
             time.sleep(0.1)
         assert f"START RequestId: {result.request_id}".encode() in seen
     finally:
-        follower.send_signal(signal.SIGINT)
-        try:
-            follower.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            follower.kill()
-            follower.wait()
+        fleet.stop(follower, signal.SIGINT, timeout=10)
         follower.stdout.close()  # type: ignore[union-attr]
         follower.stderr.close()  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ import orjson
 import pika
 import pytest
 import redis
+from fleet_handlers.harness import stop_process
 
 from broker_adapters.poller import Poller
 from warren.mapping import MappingStore
@@ -162,16 +163,6 @@ def _spawn(redis_url, amqp_url, prefix, seen_key, lease_s=8.0, sleep_s=0.1):
     )
 
 
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _seen(client, key):
     return {int(k): int(v) for k, v in client.hgetall(key).items()}
 
@@ -206,9 +197,9 @@ def _kill_and_take_over(store, source, count, redis_url, amqp_url, batch_size=10
         time.sleep(1.0)
         seen = _seen(store.redis, seen_key)
     finally:
-        _stop(first)
+        stop_process(first)
         if second is not None:
-            _stop(second)
+            stop_process(second)
     assert sorted(seen) == list(range(count)), "a record was skipped"
     duplicates = sum(v - 1 for v in seen.values())
     # Only what the killed poller had in flight (invoked, not yet acked) may come twice.

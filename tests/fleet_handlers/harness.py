@@ -22,6 +22,19 @@ CODE = Path(__file__).parent / "code"
 REPO = Path(__file__).resolve().parents[2]
 
 
+def stop_process(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 30
+) -> int:
+    """Signal `proc` (if it still runs), wait `timeout` s, then kill it; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 class Fleet:
     """Start `warren router` / `warren worker` processes for one isolated prefix."""
 
@@ -120,13 +133,7 @@ class Fleet:
     def stop(
         self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30
     ) -> int:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+        return stop_process(proc, sig, timeout)
 
     def cli(
         self, *argv: str, input: bytes | None = None, timeout: float = 60
