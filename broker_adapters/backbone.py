@@ -90,12 +90,17 @@ class Backbone:
             self._pipeline = _ConfirmPipeline(self._conn)
         self._delays: set[int] = set()
         self._declared: set[str] = set()
+        self._pools: set[str] = set()
 
     # -- topology -------------------------------------------------------------------------
     def declare(self, pool: str = DEFAULT_POOL) -> None:
-        """Declare the fleet's durable queues (idempotent)."""
+        """Declare the fleet's durable queues (idempotent; a set lookup once done, as callers
+        on the hot path declare their function's pool before every publish)."""
+        if pool in self._pools:
+            return
         for queue in self.topology.all_queues(pool):
             self.declare_queue(queue)
+        self._pools.add(pool)
 
     def declare_queue(self, queue: str) -> None:
         if queue in self._declared:
@@ -140,6 +145,7 @@ class Backbone:
             channel.queue_delete(queue)
             channel.close()
         self._declared.discard(queue)
+        self._pools.clear()  # a pool's queues are declared again on next use
 
     def get(self, queue: str) -> Delivery | None:
         """Take one message off `queue` (acked at once), or None when it is empty."""

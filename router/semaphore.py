@@ -173,6 +173,11 @@ class Semaphore:
     def renew(self, key: str, lease_id: str, timeout_s: float) -> float:
         return float(self._renew(keys=[key], args=[self.ttl_s(timeout_s), lease_id]))
 
+    @staticmethod
+    def release_command(key: str, lease_ids: Sequence[str]) -> tuple[str, ...]:
+        """The release as a raw command, for `warren.rawpipe.execute_raw`."""
+        return ("ZREM", key, *lease_ids)
+
     def release(self, key: str, lease_ids: Sequence[str], pipe: Any = None) -> None:
         """Give leases back; pass a pipeline to fold it into another round trip."""
         if lease_ids:

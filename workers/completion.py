@@ -112,7 +112,7 @@ class Completion:
             counts[inv.spec.name][0] += 1
             counts[inv.spec.name][1] += 0 if run.ok else 1
         for key, ids in leases.items():
-            commands.append(("ZREM", key, *ids))
+            commands.append(self.semaphore.release_command(key, ids))
         for function, (n, errors) in counts.items():
             commands.append(("HINCRBY", stats_key(self._prefix, function), "invocations", n))
             if errors:
