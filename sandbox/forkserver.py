@@ -8,6 +8,7 @@ starts a fresh `python` per child instead: slower, kept to measure the differenc
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -106,6 +107,8 @@ class ForkServer:
         with cls._shared_lock:
             if cls._shared is None or cls._shared_pid != os.getpid():
                 cls._shared, cls._shared_pid = cls(), os.getpid()
+                # Stopped when this process exits, not left for the finaliser to find running.
+                atexit.register(_close_at_exit, cls._shared, cls._shared_pid)
             return cls._shared
 
     def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ForkedChild:
@@ -194,6 +197,11 @@ class ForkServer:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+
+def _close_at_exit(server: ForkServer, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:  # not in a forked copy of the owner
+        server.close()
 
 
 class ExecChild:

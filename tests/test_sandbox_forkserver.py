@@ -120,6 +120,24 @@ if sys.argv[1] == "killed":
         assert not os.path.exists(seen["cgroup"])
 
 
+def test_a_caller_that_exits_without_closing_stops_its_fork_server_cleanly():
+    # The shared fork server is stopped at exit, not found still running by a finaliser.
+    script = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+from sandbox import Sandbox
+sb = Sandbox({HANDLERS!r}, handler="basic.echo")
+assert sb.invoke({{"a": 1}}).ok
+sb.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True, text=True, timeout=60, env={"PATH": os.defpath},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ResourceWarning" not in done.stderr, done.stderr
+
+
 def test_a_thousand_warm_invocations_leak_no_memory_or_descriptors():
     with Sandbox(HANDLERS, handler="basic.echo") as sb:
         for _ in range(200):
