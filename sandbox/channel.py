@@ -63,7 +63,7 @@ class ChildChannel:
             exited = False
             for fd, _ in self._epoll.poll(remaining):
                 if fd == ctrl_fd:
-                    data = self._ctrl.recv(1 << 20)
+                    data = self._ctrl.recv(max(protocol.READ_SIZE, self._reader.missing()))
                     if data:
                         self._reader.feed(data)
                     else:

@@ -62,13 +62,20 @@ def unpack_response(frame: bytes) -> tuple[bool, float, int, str, bytes]:
 
 
 class FrameReader:
-    """Accumulates bytes from a non-blocking stream and yields whole frames."""
+    """Accumulates bytes from a stream and yields whole frames."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> None:
         self._buf += data
+
+    def missing(self) -> int:
+        """Bytes still needed to complete the next frame (at least 1 when none is whole)."""
+        if len(self._buf) < LENGTH.size:
+            return LENGTH.size - len(self._buf)
+        size: int = LENGTH.unpack_from(self._buf)[0]
+        return max(1, LENGTH.size + size - len(self._buf))
 
     def frame(self) -> bytes | None:
         if len(self._buf) < LENGTH.size:
@@ -82,27 +89,20 @@ class FrameReader:
         return frame
 
 
-def recv_frame(sock: socket.socket) -> bytes | None:
-    """Blocking read of one frame; None on end of stream (used by the child)."""
-    head = _recv_exact(sock, LENGTH.size)
-    if head is None:
-        return None
-    (size,) = LENGTH.unpack(head)
-    return _recv_exact(sock, size)
+READ_SIZE = 1 << 16  # one recv() takes a whole small frame; a big one is read as it is needed
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-    if size == 0:
-        return b""
-    first = sock.recv(size)
-    if len(first) == size:
-        return first
-    if not first:
-        return None
-    buf = bytearray(first)
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
+def recv_frame(sock: socket.socket, reader: FrameReader) -> bytes | None:
+    """Blocking read of one frame; None on end of stream (used by the child).
+
+    A request usually arrives whole, so this is one recv() per invocation, not one for the
+    length and one for the rest.
+    """
+    while True:
+        frame = reader.frame()
+        if frame is not None:
+            return frame
+        data = sock.recv(max(READ_SIZE, reader.missing()))
+        if not data:
             return None
-        buf += chunk
-    return bytes(buf)
+        reader.feed(data)

@@ -177,8 +177,9 @@ class Runtime:
         self._sock.sendall(protocol.pack_ready(init_ms, error))
         if error is not None:
             return
+        reader = protocol.FrameReader()
         while True:
-            frame = protocol.recv_frame(self._sock)
+            frame = protocol.recv_frame(self._sock, reader)
             if frame is None:
                 return
             self._sock.sendall(self._invoke(*protocol.unpack_request(frame)))

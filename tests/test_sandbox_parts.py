@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 
 import pytest
 
@@ -29,6 +31,29 @@ def test_frames_round_trip_and_arrive_whole_from_any_split():
         False, 1.25, 4096, "ValueError", b'{"errorType": "x"}'
     )
 
+
+
+def test_blocking_frame_reads_keep_what_follows_a_frame_and_read_big_ones_whole():
+    small = protocol.pack_request("req-1", 1.0, b"{}")
+    big = protocol.pack_request("req-2", 2.0, b'"' + b"x" * (3 * protocol.READ_SIZE) + b'"')
+    parent, child = socket.socketpair()
+    reader = protocol.FrameReader()
+    assert reader.missing() == protocol.LENGTH.size
+    try:
+        parent.sendall(small + small[:5])  # a whole frame and the start of the next
+        assert protocol.recv_frame(child, reader) == small[protocol.LENGTH.size :]
+        assert reader.missing() == len(small) - 5
+        sender = threading.Thread(target=parent.sendall, args=(small[5:] + big,))
+        sender.start()
+        assert protocol.recv_frame(child, reader) == small[protocol.LENGTH.size :]
+        assert protocol.unpack_request(protocol.recv_frame(child, reader) or b"")[0] == "req-2"
+        sender.join()
+        parent.sendall(small[:7])
+        parent.close()  # end of stream mid-frame: no frame, not a hang
+        assert protocol.recv_frame(child, reader) is None
+    finally:
+        parent.close()
+        child.close()
 
 def test_ready_frame_carries_the_protocol_version_and_the_init_error():
     ok = protocol.pack_ready(3.5, None)[protocol.LENGTH.size :]
