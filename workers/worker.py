@@ -27,6 +27,7 @@ log = logging.getLogger("warren.worker")
 
 KEEP_EVERY_S = 1.0  # how often the keeper services the connections of running slots
 REAP_EVERY_S = 30.0
+PRUNE_EVERY_S = 600.0  # code cache pruning (workers/codecache.py); also once at start
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class WorkerConfig:
     slots: int = 2
     pool: str = DEFAULT_POOL
     cache_dir: Path = Path("/var/tmp/warren/code")
+    cache_ttl_s: float = 24 * 3600.0  # a code bundle unused this long leaves the cache
     max_idle: int = 0  # 0: twice the slots
     idle_s: float = 300.0
     heartbeat_s: float = 2.0
@@ -92,7 +94,8 @@ class Worker:
         for thread in threads:
             thread.daemon = True
             thread.start()
-        last_reap = time.monotonic()
+        last_reap = last_prune = time.monotonic()
+        self._prune()
         try:
             while any(thread.is_alive() for thread in threads):
                 for slot in self._slots:
@@ -100,6 +103,9 @@ class Worker:
                 if time.monotonic() - last_reap > REAP_EVERY_S:
                     self.executor.pool.reap()
                     last_reap = time.monotonic()
+                if time.monotonic() - last_prune > PRUNE_EVERY_S:
+                    self._prune()
+                    last_prune = time.monotonic()
                 stop.wait(KEEP_EVERY_S)
                 if stop.is_set():  # draining: slots wake up to cancel their consumers
                     for slot in self._slots:
@@ -108,6 +114,12 @@ class Worker:
             log.info("drained; stopping")
         finally:
             self.executor.pool.close()
+
+    def _prune(self) -> None:
+        try:
+            self.executor.codes.prune()
+        except OSError as exc:
+            log.warning("cannot prune the code cache: %s", exc)
 
     # -- a slot thread --------------------------------------------------------------------------
     def _slot_loop(self, slot: Slot) -> None:

@@ -28,7 +28,7 @@ from warren.errors import ConfigError
 from warren.logstore import LogStore
 from warren.registry import Registry
 from warren.settings import Settings
-from workers.codecache import CodeCache
+from workers.codecache import DEFAULT_TTL_S, MIN_TTL_S, CodeCache
 from workers.completion import Completion
 from workers.executor import Executor
 from workers.heartbeat import Heartbeat
@@ -117,7 +117,9 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
         idle_s=config.idle_s,
     )
     executor = Executor(
-        pool, CodeCache(CodeStore(client, settings.prefix), config.cache_dir), semaphore
+        pool,
+        CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s),
+        semaphore,
     )
     completion = Completion(
         client,
@@ -136,14 +138,30 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
     "--pool", "pool_name", default=DEFAULT_POOL, show_default=True, help="Work queue pool."
 )
 @click.option(
-    "--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CACHE,
+    show_default=True,
+    help="Where code bundles are unpacked (may be shared by the workers of one machine).",
+)
+@click.option(
+    "--cache-ttl",
+    "cache_ttl_h",
+    type=click.FloatRange(min=MIN_TTL_S / 3600),
+    default=DEFAULT_TTL_S / 3600,
+    show_default=True,
+    help="Hours a code bundle may go unused before it is removed from the cache dir.",
 )
 @click.pass_obj
-def worker_command(obj: Any, slots: int, pool_name: str, cache_dir: Path) -> None:
+def worker_command(
+    obj: Any, slots: int, pool_name: str, cache_dir: Path, cache_ttl_h: float
+) -> None:
     """Run invocations in warm sandboxes; SIGTERM drains and exits 0."""
     _logging()
     settings: Settings = obj.settings
-    config = WorkerConfig(slots=slots, pool=pool_name, cache_dir=cache_dir)
+    config = WorkerConfig(
+        slots=slots, pool=pool_name, cache_dir=cache_dir, cache_ttl_s=cache_ttl_h * 3600
+    )
     worker = build_worker(settings, config, retry_policy(os.environ))
     client = redis.Redis.from_url(settings.redis.url)
     heartbeat = Heartbeat(client, settings.prefix, config.worker_id, worker.status)
