@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,3 +65,34 @@ def test_logs_follow_prints_new_invocations(fleet: Fleet) -> None:
         fleet.stop(follower, signal.SIGINT, timeout=10)
         follower.stdout.close()  # type: ignore[union-attr]
         follower.stderr.close()  # type: ignore[union-attr]
+
+
+def test_a_second_signal_stops_up_at_once_and_the_running_work_is_not_lost(fleet: Fleet) -> None:
+    # Given `warren up` running an 8 s async invocation
+    done = f"{fleet.prefix}-done"
+    fleet.function("slow", handler="app.span", timeout_s=30, on_success=f"redis+stream:///{done}")
+    up = fleet.spawn("up", "--slots", "1")
+    fleet.wait_for(lambda: len(fleet.workers()) == 1, what="the worker of warren up")
+    kids = children(up.pid)
+    fleet.client.invoke("slow", {"sleep": 8}, invocation_type="Event")
+    fleet.wait_for(
+        lambda: any(w.get("busy") == "1" for w in fleet.worker_status()), what="the run to start"
+    )
+    # When it gets SIGTERM (it drains: still running a second later), then SIGTERM again
+    up.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert up.poll() is None
+    started = time.monotonic()
+    up.send_signal(signal.SIGTERM)
+    # Then it kills its children and exits 1 at once, saying what happened to the work
+    assert up.wait(timeout=10) == 1
+    fleet.procs.remove(up)  # its exit status is this test's to check, not the harness's
+    assert time.monotonic() - started < 5
+    assert all(not Path(f"/proc/{pid}").exists() for pid in kids)
+    log = b"".join(p.read_bytes() for p in fleet.logdir.glob("up-*.log"))
+    assert re.search(rb"killed [a-z, ]*worker before it finished", log), log
+    assert b"goes back to its queue" in log
+    # And the invocation it had taken runs again on the next worker, to completion
+    assert fleet.redis.xlen(done) == 0
+    fleet.worker(slots=1)
+    fleet.wait_for(lambda: fleet.redis.xlen(done) == 1, timeout=40, what="the redelivered run")

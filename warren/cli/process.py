@@ -221,7 +221,12 @@ def _up_argvs(ctx: click.Context, slots: int) -> list[list[str]]:
 @click.option("--slots", type=click.IntRange(1, 256), default=2, show_default=True)
 @click.pass_context
 def up_command(ctx: click.Context, slots: int) -> None:
-    """Router, worker (and poller) in one foreground process tree; Ctrl-C stops them all."""
+    """Router, worker (and poller) in one foreground process tree.
+
+    Ctrl-C (or SIGTERM) drains them: they take no more work and finish what they run, as long
+    as the longest timeout; a second Ctrl-C stops them at once (work taken and not finished
+    goes back to its queue). Exits 0 after a drain, 1 after a forced stop.
+    """
     settings: Settings = ctx.obj.settings
     env = {
         **os.environ,
@@ -246,14 +251,47 @@ def up_command(ctx: click.Context, slots: int) -> None:
                 )
                 time.sleep(1.0)
                 start(index)
+    if not _drain(procs, argvs):
+        raise SystemExit(1)
+
+
+UP_DRAIN_LIMIT_S = 900.0 + 60.0  # the longest timeout, and time to finish, ack and exit
+UP_NOTE_EVERY_S = 10.0
+
+
+def _drain(procs: dict[int, subprocess.Popen[bytes]], argvs: list[list[str]]) -> bool:
+    """SIGTERM the children and wait while they finish what they run; a second Ctrl-C (or
+    SIGTERM) kills them at once. True when all of them exited on their own."""
+    again = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: again.set())
+    signal.signal(signal.SIGINT, lambda _s, _f: again.set())
     for proc in procs.values():
         proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + UP_DRAIN_LIMIT_S
+    note_at = time.monotonic() + UP_NOTE_EVERY_S
+    while True:
+        running = [argvs[i][0] for i, proc in procs.items() if proc.poll() is None]
+        if not running:
+            return True
+        if again.wait(0.2) or time.monotonic() > deadline:
+            break
+        if time.monotonic() > note_at:
+            click.echo(
+                f"warren up: waiting for {', '.join(running)} to finish the work it runs "
+                "(Ctrl-C again to stop now)",
+                err=True,
+            )
+            note_at += UP_NOTE_EVERY_S
     for proc in procs.values():
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.wait()
+    click.echo(
+        f"warren up: killed {', '.join(running)} before it finished; work it had taken and "
+        "not acked goes back to its queue",
+        err=True,
+    )
+    return False
 
 
 COMMANDS = [worker_command, router_command, up_command]
