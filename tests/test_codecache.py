@@ -34,6 +34,12 @@ def bundle(store: CodeStore, tmp_path: Path, body: str) -> str:
     return store.put(src)[0]
 
 
+def sharing(store: CodeStore, tmp_path: Path) -> tuple[CodeCache, CodeCache]:
+    """Two workers' caches on one directory, as the workers of one machine share it."""
+    root = tmp_path / "cache"
+    return CodeCache(store, root, ttl_s=TTL), CodeCache(store, root, ttl_s=TTL)
+
+
 def age(path: Path, seconds: float) -> None:
     then = time.time() - seconds
     os.utime(path, (then, then))
@@ -53,8 +59,7 @@ def test_a_bundle_unused_for_the_ttl_is_removed_and_one_used_since_stays(store, 
 
 
 def test_a_pruned_bundle_is_fetched_again_when_it_is_next_needed(store, tmp_path):
-    root = tmp_path / "cache"
-    user, pruner = CodeCache(store, root, ttl_s=TTL), CodeCache(store, root, ttl_s=TTL)
+    user, pruner = sharing(store, tmp_path)
     sha = bundle(store, tmp_path, "again")
     path = user.path(sha)
     age(path, TTL + 1)
@@ -69,8 +74,7 @@ def test_a_pruned_bundle_is_fetched_again_when_it_is_next_needed(store, tmp_path
 
 
 def test_using_a_bundle_refreshes_it_for_every_worker_sharing_the_dir(store, tmp_path):
-    root = tmp_path / "cache"
-    first, second = CodeCache(store, root, ttl_s=TTL), CodeCache(store, root, ttl_s=TTL)
+    first, second = sharing(store, tmp_path)
     sha = bundle(store, tmp_path, "shared")
     path = first.path(sha)
     age(path, TTL + 60)
