@@ -2,6 +2,7 @@
 
 Runs a router and one worker with 2 slots as real processes under a unique prefix, measures
   - sync: >= 1,000 round trips of a trivial function (client -> worker -> direct reply),
+    then as many with WARREN_SYNC_REPLY=redis (the result on a Redis list), reported beside,
   - async: 10,000 `Event` invocations submitted with invoke_many; the time from the first
     submit to the last completion, completions counted by the worker's per-function counter
     (written in the same Redis round trip that releases the lease; handlers cannot touch it),
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,17 @@ class Fleet:
         shutil.rmtree(self.code, ignore_errors=True)
 
 
+def sync_samples(client: Client, runs: int) -> list[float]:
+    """Milliseconds of `runs` sequential sync round trips, each checked."""
+    samples = []
+    for n in range(runs):
+        start = time.perf_counter()
+        result = client.invoke("trivial", {"n": n})
+        samples.append((time.perf_counter() - start) * 1000)
+        assert result.status_code == 200 and result.payload == {"n": n}
+    return samples
+
+
 def measure_warren(
     amqp_url: str, redis_url: str, sync_runs: int, async_count: int, only: str = "all"
 ) -> dict[str, Any]:
@@ -127,18 +140,24 @@ def measure_warren(
                 time.sleep(0.2)
         for _ in range(100):
             fleet.client.invoke("trivial", {"warm": True})
-        samples = []
-        for n in range(sync_runs):
-            start = time.perf_counter()
-            result = fleet.client.invoke("trivial", {"n": n})
-            samples.append((time.perf_counter() - start) * 1000)
-            assert result.status_code == 200 and result.payload == {"n": n}
+        samples = sync_samples(fleet.client, sync_runs)
         sync = {
             "sync_p50_ms": round(percentile(samples, 50), 3),
             "sync_p99_ms": round(percentile(samples, 99), 3),
             "sync_runs": sync_runs,
             "loadavg_1m": round(os.getloadavg()[0], 2),
         }
+        # The same calls with WARREN_SYNC_REPLY=redis (results on a Redis list, not direct
+        # reply-to): not the default, measured beside it for the lead's decision.
+        via_redis = Client.from_settings(replace(fleet.settings, sync_reply="redis"))
+        try:
+            for _ in range(100):
+                via_redis.invoke("trivial", {"warm": True})
+            samples = sync_samples(via_redis, sync_runs)
+        finally:
+            via_redis.close()
+        sync["sync_redis_reply_p50_ms"] = round(percentile(samples, 50), 3)
+        sync["sync_redis_reply_p99_ms"] = round(percentile(samples, 99), 3)
         if only == "sync":
             return sync
         # Async: warm the path, then time 10,000 from the first submit to the last completion.
@@ -175,6 +194,10 @@ def ratios(warren: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(row, dict) or "sync_p50_ms" not in row:
             continue
         out[name] = {"sync_p50_speedup": round(row["sync_p50_ms"] / warren["sync_p50_ms"], 2)}
+        if "sync_redis_reply_p50_ms" in warren:
+            out[name]["sync_p50_speedup_redis_reply"] = round(
+                row["sync_p50_ms"] / warren["sync_redis_reply_p50_ms"], 2
+            )
         if "async_per_s" in warren:
             out[name]["async_throughput_ratio"] = round(
                 warren["async_per_s"] / row["async_per_s"], 2
@@ -199,6 +222,12 @@ def table(results: dict[str, Any]) -> str:
                 f"{name:<10} {row['sync_p50_ms']:>12.2f} {row['sync_p99_ms']:>12.2f} "
                 f"{row.get('async_per_s', float('nan')):>10.0f}"
             )
+    warren = results.get("warren")
+    if isinstance(warren, dict) and "sync_redis_reply_p50_ms" in warren:
+        rows.append(
+            f"{'  redis rep':<10} {warren['sync_redis_reply_p50_ms']:>12.2f} "
+            f"{warren['sync_redis_reply_p99_ms']:>12.2f}"
+        )
     return "\n".join(rows)
 
 

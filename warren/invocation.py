@@ -17,10 +17,31 @@ REQUEST_RESPONSE = "RequestResponse"
 EVENT = "Event"
 DRY_RUN = "DryRun"
 INVOCATION_TYPES = (REQUEST_RESPONSE, EVENT, DRY_RUN)
+REDIS_REPLY = "redis+list:///"  # a sync request's reply_to when its result comes through Redis
 
 CHUNK_KIND = "invocations"
 RESULT_KIND = "result"
 LOG_TAIL_BYTES = 4096
+
+
+def redis_reply_key(prefix: str, request_id: str) -> str:
+    """The Redis list a sync caller pops its result from (WARREN_SYNC_REPLY=redis)."""
+    return f"{prefix}:reply:{request_id}"
+
+
+def reply_list(reply_to: str | None, prefix: str) -> str | None:
+    """The list named by a `redis+list:///` reply_to, if it is one of this fleet's reply keys.
+
+    Anything else under that scheme is refused (None): a worker writes only its own fleet's
+    reply keys, never a key a message names at will.
+    """
+    if not reply_to or not reply_to.startswith(REDIS_REPLY):
+        return None
+    key = reply_to[len(REDIS_REPLY) :]
+    own = redis_reply_key(prefix, "")
+    if not key.startswith(own) or not 0 < len(key) - len(own) <= 64:
+        return None
+    return key
 
 
 def new_request_id() -> str:

@@ -12,6 +12,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
 DEFAULT_SYNC_LEASE_IDLE_MS = 50  # how long a sync caller keeps an idle lease (warren/leasepark.py)
+SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md, Wire contracts)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Settings:
     account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY
     prefix: str = "warren"
     sync_lease_idle_s: float = DEFAULT_SYNC_LEASE_IDLE_MS / 1000
+    sync_reply: str = "amqp"
 
     @classmethod
     def from_environ(
@@ -96,6 +98,12 @@ class Settings:
             raise ConfigError(
                 f"WARREN_SYNC_LEASE_IDLE_MS must be 0 (off) to 10000 milliseconds, got {raw_idle!r}"
             )
+        sync_reply = environ.get("WARREN_SYNC_REPLY", "amqp").strip().lower() or "amqp"
+        if sync_reply not in SYNC_REPLIES:
+            raise ConfigError(
+                f"WARREN_SYNC_REPLY must be one of {', '.join(SYNC_REPLIES)}, "
+                f"got {environ['WARREN_SYNC_REPLY']!r}"
+            )
         return cls(
             amqp=AmqpSettings.from_url(
                 amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
@@ -106,4 +114,5 @@ class Settings:
             account_concurrency=limit,
             prefix=environ.get("WARREN_PREFIX", "warren"),
             sync_lease_idle_s=idle_ms / 1000,
+            sync_reply=sync_reply,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,10 +14,18 @@ from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
 from router.retry import RetryPolicy
 from router.semaphore import Semaphore
-from warren.invocation import REQUEST_RESPONSE, Invocation, encode_chunk
+from warren.invocation import (
+    REDIS_REPLY,
+    REQUEST_RESPONSE,
+    Invocation,
+    encode_chunk,
+    reply_list,
+)
 from warren.logstore import LogStore
 from warren.rawpipe import execute_raw
 from workers.executor import Run
+
+log = logging.getLogger("warren.worker")
 
 
 @dataclass
@@ -39,6 +48,9 @@ class Chunk:
             self.runs[index] = run
             self._left -= 1
             return self._left == 0
+
+
+REPLY_KEEP_S = 90  # a reply list outlives the caller's wait (timeout + 30 s) by a minute
 
 
 def stats_key(prefix: str, function: str) -> str:
@@ -68,16 +80,27 @@ class Completion:
         """Everything downstream is durable when this returns; the caller then acks."""
         runs = [run for run in chunk.runs if run is not None]
         # A sync caller waits: reply first, then release the lease (the caller releases it
-        # too with its next acquire, so its next call cannot race this release).
+        # too with its next acquire, so its next call cannot race this release). A reply
+        # through Redis leads the finishing round trip itself.
+        replies: list[tuple[str, bytes, int]] = []
+        reply_to = chunk.delivery.reply_to
         for run in runs:
-            if run.invocation.invocation_type == REQUEST_RESPONSE and chunk.delivery.reply_to:
-                publisher.publish(
-                    chunk.delivery.reply_to,
-                    run.result.encode(),
-                    correlation_id=chunk.delivery.correlation_id or run.invocation.request_id,
-                    confirm=False,
-                )
-        self._record(runs)
+            if run.invocation.invocation_type != REQUEST_RESPONSE or not reply_to:
+                continue
+            if reply_to.startswith(REDIS_REPLY):
+                key = reply_list(reply_to, self._prefix)
+                if key is None:
+                    log.warning("not replying to %r: not a reply list of this fleet", reply_to)
+                    continue
+                replies.append((key, run.result.encode(), run.invocation.spec.timeout_s))
+                continue
+            publisher.publish(
+                reply_to,
+                run.result.encode(),
+                correlation_id=chunk.delivery.correlation_id or run.invocation.request_id,
+                confirm=False,
+            )
+        self._record(runs, replies)
         retries: dict[float, list[Invocation]] = defaultdict(list)
         for run in runs:
             inv = run.invocation
@@ -97,9 +120,12 @@ class Completion:
             queue = publisher.declare_delay(int(delay_s * 1000))
             publisher.publish(queue, encode_chunk(invs), confirm=True)
 
-    def _record(self, runs: list[Run]) -> None:
-        """Lease release, log blocks and counters in one Redis round trip."""
-        commands = []
+    def _record(self, runs: list[Run], replies: list[tuple[str, bytes, int]]) -> None:
+        """Redis replies, lease release, log blocks and counters in one Redis round trip."""
+        commands: list[tuple[str | bytes | int, ...]] = []
+        for key, body, timeout_s in replies:
+            # Kept a minute past the caller's longest wait, then gone (late or orphaned).
+            commands += [("RPUSH", key, body), ("EXPIRE", key, timeout_s + REPLY_KEEP_S)]
         leases: dict[str, list[str]] = defaultdict(list)
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for run in runs:
