@@ -63,8 +63,9 @@ class Invoker:
 
     Sync (`RequestResponse`): the caller acquires the concurrency lease itself (429 at once over
     the limit), publishes straight to the work queue with reply-to = direct reply-to, and waits
-    for the worker's reply (or, with WARREN_SYNC_REPLY=redis, pops it from a Redis list). Async (`Event`): published durably to the router's queue; the 202 is
-    returned only after RabbitMQ confirmed the message.
+    for the worker's reply (or, with WARREN_SYNC_REPLY=redis, pops it from a Redis list).
+    Async (`Event`): published durably to the router's queue; the 202 is returned only after
+    RabbitMQ confirmed the message.
     """
 
     def __init__(
