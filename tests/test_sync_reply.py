@@ -12,18 +12,9 @@ from dataclasses import replace
 import pytest
 from fleet_handlers.harness import Fleet
 
+from warren import invocation as wire
 from warren.client import Client
 from warren.errors import ConfigError
-from warren.invocation import (
-    REDIS_REPLY,
-    REQUEST_RESPONSE,
-    Invocation,
-    InvocationResult,
-    encode_chunk,
-    new_request_id,
-    redis_reply_key,
-    reply_list,
-)
 from warren.settings import Settings
 from workers.completion import REPLY_KEEP_S
 
@@ -65,18 +56,20 @@ def test_a_reply_nobody_takes_expires_and_a_foreign_list_is_never_written(fleet)
     spec = fleet.function("echo", handler="app.echo", timeout_s=5)
     fleet.worker(slots=1)
     queue = fleet.topology.work_queue("default")
-    orphan, foreign = new_request_id(), new_request_id()
-    own_key = redis_reply_key(fleet.prefix, orphan)
+    orphan, foreign = wire.new_request_id(), wire.new_request_id()
+    own_key = wire.redis_reply_key(fleet.prefix, orphan)
     other_key = f"other-{fleet.prefix}:reply:{foreign}"
     backbone = fleet._backbone()
+    backbone.declare("default")  # the worker's slot may not have declared it yet
     for request_id, key in ((orphan, own_key), (foreign, other_key)):
-        body = encode_chunk([Invocation(request_id, spec, b'{"x": 1}', REQUEST_RESPONSE)])
-        backbone.publish(queue, body, reply_to=REDIS_REPLY + key, correlation_id=request_id,
+        run = wire.Invocation(request_id, spec, b'{"x": 1}', wire.REQUEST_RESPONSE)
+        body = wire.encode_chunk([run])
+        backbone.publish(queue, body, reply_to=wire.REDIS_REPLY + key, correlation_id=request_id,
                          confirm=False)
     # The caller gave up: its result waits on the list, kept only a minute past its wait
     fleet.wait_for(lambda: fleet.redis.exists(own_key), what="the orphaned reply")
     assert 0 < fleet.redis.ttl(own_key) <= spec.timeout_s + REPLY_KEEP_S
-    result = InvocationResult.decode(fleet.redis.lpop(own_key))
+    result = wire.InvocationResult.decode(fleet.redis.lpop(own_key))
     assert result.request_id == orphan and result.payload["event"] == {"x": 1}
     # A reply_to naming a list outside this fleet's reply keys runs the function, and the
     # worker writes nothing there (it logs why) and goes on
@@ -88,13 +81,13 @@ def test_a_reply_nobody_takes_expires_and_a_foreign_list_is_never_written(fleet)
 
 
 def test_the_reply_list_must_be_one_of_this_fleets() -> None:
-    key = redis_reply_key("p", "abc")
-    assert reply_list(REDIS_REPLY + key, "p") == key
-    assert reply_list(REDIS_REPLY + key, "other") is None
-    assert reply_list(REDIS_REPLY + "p:reply:", "p") is None
-    assert reply_list(REDIS_REPLY + "p:reply:" + "x" * 65, "p") is None
-    assert reply_list("amq.rabbitmq.reply-to", "p") is None
-    assert reply_list(None, "p") is None
+    key = wire.redis_reply_key("p", "abc")
+    assert wire.reply_list(wire.REDIS_REPLY + key, "p") == key
+    assert wire.reply_list(wire.REDIS_REPLY + key, "other") is None
+    assert wire.reply_list(wire.REDIS_REPLY + "p:reply:", "p") is None
+    assert wire.reply_list(wire.REDIS_REPLY + "p:reply:" + "x" * 65, "p") is None
+    assert wire.reply_list("amq.rabbitmq.reply-to", "p") is None
+    assert wire.reply_list(None, "p") is None
 
 
 @pytest.mark.parametrize("value, expected", [("redis", "redis"), (" REDIS ", "redis"),
