@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +130,28 @@ def test_a_starting_worker_prunes_its_cache_and_still_runs_what_it_needs(fleet) 
     assert fleet.client.invoke("cached", {"n": 1}).payload["event"] == {"n": 1}
     assert (own / "app.py").is_file()
     assert time.time() - own.stat().st_mtime < 60
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second user")
+def test_a_worker_of_another_user_uses_a_bundle_it_cannot_refresh(store, unique, tmp_path):
+    # Given a bundle and the lock file unpacked by root in a world-traversable cache dir
+    root = Path("/var/tmp/warren-test") / f"codecache-{unique}"
+    try:
+        sha = bundle(store, tmp_path, "shared")
+        path = CodeCache(store, root, ttl_s=TTL).path(sha)
+        # When a worker running as nobody needs it (it can neither write the lock file nor
+        # touch the bundle's mtime)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            status = 3
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                status = 0 if CodeCache(store, root, ttl_s=TTL).path(sha) == path else 2
+            finally:
+                os._exit(status)
+        # Then it gets the bundle as it is
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -48,7 +48,7 @@ class CodeCache:
             try:
                 with self._locked(fcntl.LOCK_SH):
                     path = self._store.materialize(sha256, self.root)  # an existing one is kept
-                    os.utime(path)  # used now: not pruned for another ttl_s
+                    _refresh(path)
             except OSError as exc:
                 raise CodeBundleError(f"code cache {self.root}: {exc}") from None
             self._known[sha256] = (path, time.monotonic())
@@ -87,6 +87,14 @@ class CodeCache:
         return _FileLock(self.root / LOCK_NAME, mode)
 
 
+def _refresh(path: Path) -> None:
+    """Mark a bundle used now: it is not pruned for another ttl_s."""
+    try:
+        os.utime(path)
+    except PermissionError:
+        pass  # unpacked by a worker running as another user: used as it is, refreshed by those
+
+
 class _FileLock:
     """flock on a file: shared by the processes that refresh, exclusive for the pruner."""
 
@@ -95,7 +103,10 @@ class _FileLock:
 
     def __enter__(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError:  # made by a worker running as another user: reading will do
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         fcntl.flock(self._fd, self._mode)
 
     def __exit__(self, *_exc: object) -> None:
