@@ -25,10 +25,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def fleet(redis_url, amqp_url, unique, tmp_path):
-    """A `warren up` (router, worker, poller) under a unique prefix; stopped by PID after."""
+def fleet(request, redis_url, amqp_url, unique, tmp_path):
+    """A `warren up` (router, worker, poller) under a unique prefix; stopped by PID after.
+
+    Its poller takes batch results the way `request.param` names (default: Redis lists).
+    """
     prefix = f"wf-{unique}"
-    proc, log = _start_up(prefix, amqp_url, redis_url, tmp_path)
+    reply = getattr(request, "param", "redis")
+    proc, log = _start_up(prefix, amqp_url, redis_url, tmp_path, mapping_reply=reply)
     settings = Settings.from_environ({"WARREN_PREFIX": prefix}, amqp_url=amqp_url,
                                      redis_url=redis_url)
     client = Client.from_settings(settings)
@@ -39,10 +43,11 @@ def fleet(redis_url, amqp_url, unique, tmp_path):
         _stop_fleet(proc, log, client, prefix)
 
 
-def _start_up(prefix, amqp_url, redis_url, tmp_path):
+def _start_up(prefix, amqp_url, redis_url, tmp_path, mapping_reply="redis"):
     """`warren up` (router, worker, poller) for `prefix`, its output in tmp_path/up.log."""
     env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": redis_url,
-           "WARREN_AMQP_URL": amqp_url, "PYTHONPATH": str(ROOT)}
+           "WARREN_AMQP_URL": amqp_url, "PYTHONPATH": str(ROOT),
+           "WARREN_MAPPING_SYNC_REPLY": mapping_reply}
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed by _stop_fleet
     proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", "2"], env=env,
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -79,6 +84,7 @@ def _wait(predicate, timeout=90.0, what=""):
     wait_for(predicate, timeout, what)
 
 
+@pytest.mark.parametrize("fleet", ["redis", "amqp"], indirect=True)
 def test_every_stream_record_reaches_a_real_handler_once(fleet, redis_url, tmp_path):
     client, store, prefix = fleet
     seen_key, stream = f"{prefix}:seen", f"{prefix}-src"

@@ -106,3 +106,10 @@ def test_a_bad_sync_reply_setting_is_one_clear_error(fleet: Fleet) -> None:
     assert out.returncode != 0
     assert b"WARREN_SYNC_REPLY must be one of amqp, redis, got 'kafka'" in out.stderr
     assert b"Traceback" not in out.stderr
+
+
+def test_the_pollers_batch_invokes_take_redis_replies_unless_told_otherwise() -> None:
+    assert Settings.from_environ({}).mapping_sync_reply == "redis"
+    assert Settings.from_environ({"WARREN_MAPPING_SYNC_REPLY": "AMQP"}).mapping_sync_reply == "amqp"
+    with pytest.raises(ConfigError, match="WARREN_MAPPING_SYNC_REPLY must be one of amqp, redis"):
+        Settings.from_environ({"WARREN_MAPPING_SYNC_REPLY": "both"})

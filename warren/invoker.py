@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -307,9 +306,17 @@ class Invoker:
             expiration_ms=int(wait_s * 1000),
             confirm=False,
         )
-        with store_errors(self._redis):
-            got = self.semaphore.redis.blpop([key], timeout=max(1, math.ceil(wait_s)))
-        return None if got is None else bytes(got[1])
+        deadline = time.monotonic() + wait_s
+        while True:
+            # A second at a time, servicing the broker connection in between: its heartbeats
+            # go on, and a broker that went away fails the call now, as direct reply-to would.
+            with store_errors(self._redis):
+                got = self.semaphore.redis.blpop([key], timeout=1)
+            if got is not None:
+                return bytes(got[1])
+            if time.monotonic() >= deadline:
+                return None
+            backbone.process(0)
 
     def _admit(
         self, invocation: Invocation, wait_s: float

@@ -72,6 +72,7 @@ class Settings:
     prefix: str = "warren"
     sync_lease_idle_s: float = DEFAULT_SYNC_LEASE_IDLE_MS / 1000
     sync_reply: str = "amqp"
+    mapping_sync_reply: str = "redis"  # the poller's own batch invokes (docs/mappings.md)
 
     @classmethod
     def from_environ(
@@ -98,12 +99,8 @@ class Settings:
             raise ConfigError(
                 f"WARREN_SYNC_LEASE_IDLE_MS must be 0 (off) to 10000 milliseconds, got {raw_idle!r}"
             )
-        sync_reply = environ.get("WARREN_SYNC_REPLY", "amqp").strip().lower() or "amqp"
-        if sync_reply not in SYNC_REPLIES:
-            raise ConfigError(
-                f"WARREN_SYNC_REPLY must be one of {', '.join(SYNC_REPLIES)}, "
-                f"got {environ['WARREN_SYNC_REPLY']!r}"
-            )
+        sync_reply = _sync_reply(environ, "WARREN_SYNC_REPLY", "amqp")
+        mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
         return cls(
             amqp=AmqpSettings.from_url(
                 amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
@@ -115,4 +112,14 @@ class Settings:
             prefix=environ.get("WARREN_PREFIX", "warren"),
             sync_lease_idle_s=idle_ms / 1000,
             sync_reply=sync_reply,
+            mapping_sync_reply=mapping_sync_reply,
         )
+
+
+def _sync_reply(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, default).strip().lower() or default
+    if value not in SYNC_REPLIES:
+        raise ConfigError(
+            f"{name} must be one of {', '.join(SYNC_REPLIES)}, got {environ[name]!r}"
+        )
+    return value

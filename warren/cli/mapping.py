@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
@@ -223,8 +224,12 @@ def build_poller(
     store = MappingStore(client, settings.prefix)
     registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
 
+    # The batch invokes take their results from Redis unless WARREN_MAPPING_SYNC_REPLY=amqp:
+    # one broker message less per batch (docs/mappings.md).
+    invoking = replace(settings, sync_reply=settings.mapping_sync_reply)
+
     def fleet() -> Any:
-        return FleetInvoker(lambda: Client.from_settings(settings))
+        return FleetInvoker(lambda: Client.from_settings(invoking))
 
     invoker = invoker_factory or fleet
 
