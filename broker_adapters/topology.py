@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_POOL = "default"
+from warren.function import DEFAULT_POOL
+
+__all__ = ["DEFAULT_POOL", "Topology"]
 
 
 @dataclass(frozen=True)

@@ -124,12 +124,6 @@ def make_outcome(
     )
 
 
-def new_request_id() -> str:
-    """A random version-4 UUID, as Lambda's request ids; half of uuid.uuid4()'s cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-
-
 def describe_status(status: int | None) -> str:
     """Go's wording, which Lambda's messages use: `exit status 3`, `signal: killed`."""
     if status is None:

@@ -29,10 +29,11 @@ from sandbox.environment import lambda_environment
 from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
-from sandbox.outcome import Outcome, describe_status, make_outcome, new_request_id
+from sandbox.outcome import Outcome, describe_status, make_outcome
 from sandbox.tmpdir import remove_tree
 from sandbox.uidpool import UidLease, UidsExhausted
 from warren.errors import InvalidParameter, SandboxError
+from warren.invocation import new_request_id
 
 MB = 1024 * 1024
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 import redis
 
+from warren.function import LATEST
+
 GRACE_S = 3600
 
 DROP = """
@@ -82,7 +84,7 @@ def spec_codes(fields: dict[Any, Any]) -> Iterable[tuple[str, str]]:
     for raw_field, raw in fields.items():
         field = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
         if field == "latest":
-            version = "$LATEST"
+            version = LATEST
         elif field.startswith("v:"):
             version = field[2:]
         else:

@@ -28,7 +28,7 @@ ALIAS_MAX = 128
 
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _POOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
-DEFAULT_POOL = "default"  # the same name as broker_adapters.topology.DEFAULT_POOL
+DEFAULT_POOL = "default"  # the pool of a function that names none (topology.work_queue)
 _ALIAS_NAME = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]+")
 _VERSION = re.compile(r"[1-9][0-9]*")
 _ENV_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]+")

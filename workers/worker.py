@@ -19,6 +19,7 @@ from broker_adapters.deadletter import dead_letter
 from broker_adapters.topology import DEFAULT_POOL
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
+from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
 from workers.slot import Lane, Slot
@@ -35,7 +36,7 @@ class WorkerConfig:
     slots: int = 2
     pool: str = DEFAULT_POOL
     cache_dir: Path = Path("/var/tmp/warren/code")
-    cache_ttl_s: float = 24 * 3600.0  # a code bundle unused this long leaves the cache
+    cache_ttl_s: float = DEFAULT_TTL_S  # a code bundle unused this long leaves the cache
     max_idle: int = 0  # 0: twice the slots
     idle_s: float = 300.0
     heartbeat_s: float = 2.0

@@ -10,7 +10,7 @@ import click
 
 from warren.cli.output import echo, output_option
 from warren.client import Client
-from warren.function import FunctionSpec
+from warren.function import DEFAULT_POOL, FunctionSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,7 +79,7 @@ def _settings_options(create: bool) -> Callable[[F], F]:
         click.option("--on-failure", default=None, metavar="DEST",
                      help="amqp:///QUEUE or redis+stream:///STREAM"
                      + ("" if create else "; '' clears it.")),
-        click.option("--pool", default=default("default"), show_default=create, metavar="NAME",
+        click.option("--pool", default=default(DEFAULT_POOL), show_default=create, metavar="NAME",
                      help="The worker pool that runs it (workers started with --pool NAME)."),
     ]
     if not create:
