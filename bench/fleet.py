@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from broker_adapters.backbone import Backbone  # noqa: E402
-from broker_adapters.topology import Topology  # noqa: E402
+from broker_adapters.amqp import Backbone  # noqa: E402
 from warren.client import Client  # noqa: E402
+from warren.keys import Topology  # noqa: E402
 from warren.settings import Settings  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return event\n"

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from process_cpu import cpu_us_per_record, fleet_cpu  # noqa: E402
 
 from broker_adapters.sources import open_source  # noqa: E402
-from router.batch_invoker import Invoker  # noqa: E402
-from router.batch_runner import BatchRunner  # noqa: E402
+from router.batching.invoker import Invoker  # noqa: E402
+from router.batching.runner import BatchRunner  # noqa: E402
 from warren.mapping import MappingSpec, MappingStore  # noqa: E402
 from warren.settings import Settings  # noqa: E402
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 
 
 def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str) -> None:

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import Topology
+from broker_adapters.amqp import Backbone
 from warren.codec import dumps_json
 from warren.errors import InvalidParameter, StoreUnavailable
+from warren.keys import Topology
 from warren.settings import Settings
 
 

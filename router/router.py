@@ -15,15 +15,15 @@ from collections.abc import Callable
 
 import redis
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
-from broker_adapters.topology import DEFAULT_POOL
+from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import EVENT_AGE_EXCEEDED, RETRIES_EXHAUSTED, invocation_record
 from router.retry import RetryPolicy
-from router.semaphore import Semaphore
 from warren.errors import DecodeError, Unavailable
 from warren.invocation import Invocation, decode_chunk, encode_chunk
+from warren.keys import DEFAULT_POOL
 
 log = logging.getLogger("warren.router")
 

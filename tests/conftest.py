@@ -189,8 +189,8 @@ def _collect_garbage_sockets_at_the_end() -> Iterator[None]:
 @pytest.fixture
 def make_registry(conn: Any, unique: str) -> Iterator[Any]:
     """Registries under a unique prefix (optionally with another account limit)."""
-    from warren.codestore import CodeStore
-    from warren.registry import Registry
+    from warren.store.codes import CodeStore
+    from warren.store.registry import Registry
 
     prefix = f"test-{unique}"
 

@@ -12,8 +12,8 @@ import pytest
 from mapping_handlers.harness import Harness, wait_for
 
 from broker_adapters.sources.base import SourceRecord
-from router.batch_invoker import PythonInvoker
-from router.batch_lanes import Lanes, Work
+from router.batching.invoker import PythonInvoker
+from router.batching.lanes import Lanes, Work
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pika
 import pytest
 from mapping_handlers.harness import Harness, wait_for
 
-from router.batch_invoker import PythonInvoker
+from router.batching.invoker import PythonInvoker
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from mapping_handlers.harness import Harness, wait_for
 
-from router.batch_invoker import InvokeReply, PythonInvoker
+from router.batching.invoker import InvokeReply, PythonInvoker
 
 
 @pytest.fixture

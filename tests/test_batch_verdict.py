@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from broker_adapters.sources.base import SourceRecord
-from router.batch_failure import failure_record
-from router.batch_invoker import InvokeReply
-from router.batch_verdict import failed_identifiers, judge
+from router.batching.failure import failure_record
+from router.batching.invoker import InvokeReply
+from router.batching.verdict import failed_identifiers, judge
 
 RECORDS = [SourceRecord(id=f"r{i}", data=b"{}", record={"i": i}, size=10, arrival=1e9 + i)
            for i in range(6)]

@@ -13,7 +13,7 @@ import redis
 from click.testing import CliRunner
 
 from warren.cli import cli
-from warren.codestore import CodeStore
+from warren.store.codes import CodeStore
 from workers.codecache import LOCK_NAME, MIN_TTL_S, SCRATCH_TTL_S, CodeCache
 
 TTL = 3600.0

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from warren.coderefs import GRACE_S
-from warren.codestore import CodeStore
-from warren.registry import Registry
+from warren.store.coderefs import GRACE_S
+from warren.store.codes import CodeStore
+from warren.store.registry import Registry
 
 
 @pytest.fixture

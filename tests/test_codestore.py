@@ -15,8 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from warren.codestore import CodeStore
 from warren.errors import CodeBundleError, NotFound, StoreUnavailable
+from warren.store.codes import CodeStore
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from broker_adapters.topology import DEFAULT_POOL, Topology
 from sandbox.uidpool import DEFAULT_LOCK_DIR
 from warren.cli import cli
 from warren.function import TIMEOUT_MAX_S
+from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL, Settings
 
 ROOT = Path(__file__).resolve().parent.parent

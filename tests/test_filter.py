@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from router.filter import FilterCriteria, parse_pattern
 from warren.errors import InvalidParameter
+from warren.filter import FilterCriteria, parse_pattern
 
 
 def passes(pattern: dict, data: object, kind: str = "stream") -> bool:

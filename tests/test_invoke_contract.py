@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from router.dispatch import event_bytes
 from warren import codec
 from warren.errors import DecodeError, InvalidParameter
 from warren.function import AsyncConfig, FunctionSpec
@@ -18,7 +19,6 @@ from warren.invocation import (
     encode_chunk,
     log_tail,
 )
-from warren.invoker import event_bytes
 
 
 def spec() -> FunctionSpec:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from warren.codestore import CodeStore
 from warren.errors import Conflict, InvalidParameter, NotFound, StoreUnavailable
 from warren.function import LATEST, FunctionSpec
-from warren.registry import Registry
-from warren.reservation import unreserved_minimum
+from warren.store.codes import CodeStore
+from warren.store.registry import Registry
+from warren.store.reservations import unreserved_minimum
 
 
 def other_code(tmp_path: Path, body: str) -> Path:

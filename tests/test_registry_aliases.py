@@ -10,7 +10,7 @@ import pytest
 
 from warren.errors import Conflict, InvalidParameter, NotFound
 from warren.function import LATEST
-from warren.registry import Registry
+from warren.store.registry import Registry
 
 # ---- aliases --------------------------------------------------------------------------------
 

@@ -82,13 +82,13 @@ def test_from_settings_uses_those_settings(environ: dict[str, str], code: Path):
 
 
 def test_invoking_an_unknown_function_is_not_found(environ: dict[str, str]):
-    pytest.importorskip("warren.invoker")
+    pytest.importorskip("router.dispatch")
     with Client(environ=environ) as client, pytest.raises(NotFound, match="ghost"):
         client.invoke("ghost", {"x": 1})
 
 
 def test_a_dry_run_resolves_the_function_without_running_it(environ: dict[str, str], code: Path):
-    pytest.importorskip("warren.invoker")
+    pytest.importorskip("router.dispatch")
     with Client(environ=environ) as client:
         client.create_function("dry", code=code, handler="app.handler")
         client.publish_version("dry")

@@ -6,13 +6,13 @@ import orjson
 import pytest
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import Topology
+from broker_adapters.amqp import Backbone
 from router.destination import Destination
 from router.record import invocation_record
 from warren.errors import InvalidParameter
 from warren.function import AsyncConfig, FunctionSpec
 from warren.invocation import EVENT, Invocation
+from warren.keys import Topology
 from warren.settings import Settings
 
 

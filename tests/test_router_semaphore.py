@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from router.semaphore import ACCOUNT_REASON, RESERVED_REASON, Semaphore
+from router.admission.semaphore import ACCOUNT_REASON, RESERVED_REASON, Semaphore
 
 
 @pytest.fixture

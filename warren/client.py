@@ -10,10 +10,10 @@ from typing import Any
 
 import redis
 
-from warren.codestore import CodeStore
 from warren.function import Alias, FunctionSpec
-from warren.registry import Registry
 from warren.settings import Settings
+from warren.store.codes import CodeStore
+from warren.store.registry import Registry
 
 REDIS_CONNECT_TIMEOUT_S = 5.0
 
@@ -124,7 +124,7 @@ class Client:
     @property
     def invoker(self) -> Any:
         if self._invoker is None:
-            from warren.invoker import Invoker
+            from router.dispatch import Invoker
 
             self._invoker = Invoker(self.settings, self.registry, self.redis)
         return self._invoker

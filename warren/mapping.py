@@ -26,8 +26,8 @@ import orjson
 import redis
 
 from broker_adapters.sources.position import StartPosition
-from router.filter import FilterCriteria, parse_pattern
 from warren.errors import InvalidParameter, NotFound, StoreUnavailable, WarrenError
+from warren.filter import FilterCriteria, parse_pattern
 
 ACTIVE = frozenset({"Creating", "Enabling", "Enabled", "Updating"})
 STATES = ("Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting")

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
+from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
 from router.retry import RetryPolicy
-from router.semaphore import Semaphore
 from warren.invocation import (
     REDIS_REPLY,
     REQUEST_RESPONSE,
@@ -21,8 +21,8 @@ from warren.invocation import (
     encode_chunk,
     reply_list,
 )
-from warren.logstore import LogStore
-from warren.rawpipe import execute_raw
+from warren.store.logs import LogStore
+from warren.store.rawpipe import execute_raw
 from workers.executor import Run
 
 log = logging.getLogger("warren.worker")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import redis
 
-from router.semaphore import Semaphore
+from router.admission.semaphore import Semaphore
 from warren.codec import dumps_json
 from warren.errors import WarrenError
 from warren.invocation import Invocation, InvocationResult, log_tail

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 from warren.errors import Unavailable
 
 

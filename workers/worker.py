@@ -14,11 +14,11 @@ from typing import Any
 
 import redis
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
-from broker_adapters.topology import DEFAULT_POOL
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
+from warren.keys import DEFAULT_POOL
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor

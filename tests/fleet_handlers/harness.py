@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import Topology
+from broker_adapters.amqp import Backbone
 from warren.client import Client
+from warren.keys import Topology
 from warren.settings import Settings
 
 CODE = Path(__file__).parent / "code"
@@ -158,7 +158,7 @@ class Fleet:
         return [orjson.loads(f[b"record"]) for _id, f in self.redis.xrange(stream)]
 
     def client_logs(self, function: str) -> list[Any]:
-        from warren.logstore import LogStore
+        from warren.store.logs import LogStore
 
         return LogStore(self.redis, self.prefix).read(function)
 

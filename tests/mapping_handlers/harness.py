@@ -11,8 +11,8 @@ import orjson
 import redis
 
 from broker_adapters.sources import open_source
-from router.batch_invoker import Invoker
-from router.batch_runner import BatchRunner
+from router.batching.invoker import Invoker
+from router.batching.runner import BatchRunner
 from router.destination import Destination
 from warren.mapping import MappingSpec, MappingStore
 from warren.settings import Settings

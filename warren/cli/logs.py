@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from warren.codestore import store_errors
-from warren.logstore import LogEntry, LogStore
+from warren.store.codes import store_errors
+from warren.store.logs import LogEntry, LogStore
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

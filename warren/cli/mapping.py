@@ -33,8 +33,8 @@ def _store(ctx: click.Context, check_functions: bool = False) -> MappingStore:
     client = _redis(ctx)
     functions = None
     if check_functions:
-        from warren.codestore import CodeStore
-        from warren.registry import Registry
+        from warren.store.codes import CodeStore
+        from warren.store.registry import Registry
 
         functions = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
     return MappingStore(client, settings.prefix, functions=functions)
@@ -212,13 +212,13 @@ def build_poller(
     (or through `invoker_factory()`, e.g. an in-process PythonInvoker)."""
     from broker_adapters.poller import Poller
     from broker_adapters.sources import open_source
-    from router.batch_invoker import FleetInvoker
-    from router.batch_runner import BatchRunner
+    from router.batching.invoker import FleetInvoker
+    from router.batching.runner import BatchRunner
     from router.destination import Destination
     from warren.client import Client
-    from warren.codestore import CodeStore
     from warren.function import ACCOUNT_ID, REGION
-    from warren.registry import Registry
+    from warren.store.codes import CodeStore
+    from warren.store.registry import Registry
 
     client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis.url)
     store = MappingStore(client, settings.prefix)

@@ -17,17 +17,17 @@ from typing import Any
 import click
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import DEFAULT_POOL, Topology
+from broker_adapters.amqp import Backbone
+from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.retry import RetryPolicy
 from router.router import Router
-from router.semaphore import Semaphore
-from warren.codestore import CodeStore
 from warren.errors import ConfigError
-from warren.logstore import LogStore
-from warren.registry import Registry
+from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import Settings
+from warren.store.codes import CodeStore
+from warren.store.logs import LogStore
+from warren.store.registry import Registry
 from workers.codecache import DEFAULT_TTL_S, MIN_TTL_S, CodeCache
 from workers.completion import Completion
 from workers.executor import Executor

@@ -8,12 +8,12 @@ from typing import Any
 import click
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import DEFAULT_POOL, Topology
-from router.semaphore import Semaphore
+from broker_adapters.amqp import Backbone
+from router.admission.semaphore import Semaphore
 from warren.cli.output import render
-from warren.codestore import store_errors
+from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import Settings
+from warren.store.codes import store_errors
 from workers.completion import stats_key
 from workers.heartbeat import workers_pattern
 

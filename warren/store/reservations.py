@@ -6,9 +6,9 @@ from typing import Any
 
 import redis
 
-from warren.codestore import store_errors
 from warren.errors import InvalidParameter
 from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
+from warren.store.codes import store_errors
 
 
 def unreserved_minimum(account_limit: int) -> int:

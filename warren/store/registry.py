@@ -24,9 +24,6 @@ from typing import Any, TypeVar
 import orjson
 import redis
 
-from warren.aliasstore import AliasStore
-from warren.coderefs import CodeRefs, spec_codes
-from warren.codestore import CodeStore, store_errors
 from warren.errors import Conflict, NotFound
 from warren.function import (
     DEFAULT_POOL,
@@ -39,8 +36,11 @@ from warren.function import (
     is_version,
     now_iso,
 )
-from warren.reservation import Reservations
 from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
+from warren.store.aliases import AliasStore
+from warren.store.coderefs import CodeRefs, spec_codes
+from warren.store.codes import CodeStore, store_errors
+from warren.store.reservations import Reservations
 
 T = TypeVar("T")
 

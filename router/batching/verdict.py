@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker_adapters.sources.base import SourceRecord
-from router.batch_invoker import InvokeReply
+from router.batching.invoker import InvokeReply
 
 
 @dataclass

@@ -15,12 +15,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from broker_adapters.sources.base import Source, SourceRecord
-from router.batch import BatchCollector
-from router.batch_invoker import InvokeReply
-from router.batch_lanes import Lanes, Work
+from router.batching.collector import BatchCollector
+from router.batching.invoker import InvokeReply
+from router.batching.lanes import Lanes, Work
 
 if TYPE_CHECKING:
-    from router.batch_runner import BatchRunner
+    from router.batching.runner import BatchRunner
 
 BUSY_WAIT_S = 0.002
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import redis
 
 from warren import bundle
-from warren.coderefs import GRACE_S
 from warren.errors import CodeBundleError, NotFound, StoreUnavailable
+from warren.store.coderefs import GRACE_S
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -57,7 +57,7 @@ class CodeStore:
         bundle.verify(data)
         sha256 = hashlib.sha256(data).hexdigest()
         with store_errors(self._redis):
-            # Until a registry write references it (and persists it): see warren/coderefs.py.
+            # Until a registry write references it (and persists it): see warren/store/coderefs.py.
             self._redis.set(self.key(sha256), data, nx=True, ex=GRACE_S)
         return sha256, len(data)
 

@@ -15,8 +15,8 @@ import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from broker_adapters.topology import DEFAULT_POOL, Topology
 from warren.errors import BrokerUnavailable
+from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import AmqpSettings
 
 REPLY_TO = "amq.rabbitmq.reply-to"

@@ -175,7 +175,7 @@ class Semaphore:
 
     @staticmethod
     def release_command(key: str, lease_ids: Sequence[str]) -> tuple[str, ...]:
-        """The release as a raw command, for `warren.rawpipe.execute_raw`."""
+        """The release as a raw command, for `warren.store.rawpipe.execute_raw`."""
         return ("ZREM", key, *lease_ids)
 
     def release(self, key: str, lease_ids: Sequence[str], pipe: Any = None) -> None:

@@ -4,7 +4,7 @@ A stream read with a parallelization factor N is split into N lanes by a stable 
 of each record's partition key. Each lane runs at most one batch at a time, in the order its
 records were read, and its failed batches go back to the front of its own queue: records with
 the same key are therefore invoked in stream order and a failure stops only its own lane.
-The runner (`router/batch_runner.py`) owns the lanes; this module only keeps their state.
+The runner (`router/batching/runner.py`) owns the lanes; this module only keeps their state.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from broker_adapters.sources.base import SourceRecord
-from router.batch import EVENT_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES
-from router.batch_invoker import InvokeReply
+from router.batching.collector import EVENT_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES
+from router.batching.invoker import InvokeReply
 
 MAX_FACTOR = 10  # Lambda's ParallelizationFactor range is 1..10
 INDEX_CACHE = 65_536  # partition keys whose lane is remembered (then the memo starts over)

@@ -20,19 +20,19 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from broker_adapters.sources.base import Source, SourceRecord
-from router.batch import BatchCollector, Gathered
-from router.batch_failure import (
+from router.batching.collector import BatchCollector, Gathered
+from router.batching.failure import (
     RECORD_AGE_EXCEEDED,
     RECORD_TOO_LARGE,
     RETRIES_EXHAUSTED,
     failure_record,
 )
-from router.batch_invoker import Invoker, InvokeReply
-from router.batch_lane_runner import LaneRunner
-from router.batch_lanes import Work as _Work
-from router.batch_verdict import judge
-from router.filter import FilterCriteria
+from router.batching.invoker import Invoker, InvokeReply
+from router.batching.lane_runner import LaneRunner
+from router.batching.lanes import Work as _Work
+from router.batching.verdict import judge
 from warren.errors import Unavailable, WarrenError
+from warren.filter import FilterCriteria
 from warren.mapping import MappingSpec, MappingStore
 
 log = logging.getLogger("warren.mapping")

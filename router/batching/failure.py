@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from broker_adapters.sources.base import SourceRecord
-from router.batch_invoker import InvokeReply
+from router.batching.invoker import InvokeReply
 
 RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"

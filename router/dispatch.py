@@ -10,11 +10,10 @@ from typing import Any
 
 import redis
 
-from broker_adapters.backbone import Backbone, Delivery
-from broker_adapters.topology import DEFAULT_POOL, Topology
-from router.semaphore import Semaphore
+from broker_adapters.amqp import Backbone, Delivery
+from router.admission.parking import LeaseParking, ParkedLease
+from router.admission.semaphore import Semaphore
 from warren.codec import dumps_json, loads_json
-from warren.codestore import store_errors
 from warren.errors import InvalidParameter, TooManyRequests, Unavailable
 from warren.function import LATEST, FunctionSpec, is_version
 from warren.invocation import (
@@ -29,9 +28,10 @@ from warren.invocation import (
     new_request_id,
     redis_reply_key,
 )
-from warren.leasepark import LeaseParking, ParkedLease
-from warren.registry import Registry
+from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import Settings
+from warren.store.codes import store_errors
+from warren.store.registry import Registry
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -112,7 +112,7 @@ class Invoker:
 
     @property
     def parking(self) -> LeaseParking:
-        """Sync leases kept between calls (warren/leasepark.py), on a connection of its own."""
+        """Sync leases kept between calls (admission/parking.py), on a connection of its own."""
         if self._parking is None:
             client = redis.Redis(connection_pool=self._redis.connection_pool)
             self._parking = LeaseParking(client, self.settings.sync_lease_idle_s)
@@ -324,7 +324,7 @@ class Invoker:
         """The invocation under a lease: this caller's parked one, or a new one (429 if none).
 
         Returns the lease to park again after the call when this caller keeps it (see
-        warren/leasepark.py), else None and the worker releases it.
+        router/admission/parking.py), else None and the worker releases it.
         """
         name = invocation.spec.name
         now = time.monotonic()

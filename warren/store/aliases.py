@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import redis
 
-from warren.codestore import store_errors
 from warren.errors import Conflict, InvalidParameter, NotFound
 from warren.function import (
     LATEST,
@@ -19,6 +18,7 @@ from warren.function import (
     check_weights,
     is_version,
 )
+from warren.store.codes import store_errors
 
 # One round trip for an alias: its record, then the specs of its version and weighted extra, in
 # the order of its `weights` map (versions are immutable and never deleted alone, so they exist).

@@ -53,7 +53,7 @@ class LogStore:
     def append_command(
         self, function: str, request_id: str, version: str, text: str
     ) -> tuple[str | int, ...]:
-        """The same XADD as a raw command, for `warren.rawpipe.execute_raw`."""
+        """The same XADD as a raw command, for `warren.store.rawpipe.execute_raw`."""
         return (
             "XADD", self.key(function), "MAXLEN", "~", self.maxlen, "*",
             "rid", request_id, "ver", version, "log", text,
