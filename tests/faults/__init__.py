@@ -1,0 +1,1 @@
+"""The fault suite: each production fault as a test with a history and a checker."""
