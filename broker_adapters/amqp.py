@@ -15,6 +15,7 @@ import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from broker_adapters.failover import connection_parameters
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import AmqpSettings
@@ -35,7 +36,9 @@ class Delivery:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for error messages."""
+    """The URL (or comma-separated URLs) without passwords, for error messages."""
+    if "," in url:
+        return ",".join(redact(part) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -58,10 +61,15 @@ def broker_errors(url: str) -> Iterator[None]:
 
 
 class Backbone:
-    """One BlockingConnection with a confirming channel and a plain one.
+    """One BlockingConnection with a consuming channel, a plain one and a confirming one.
 
     Not thread-safe, as pika's connections are not: other threads hand work to the owning
     thread with `call_soon`, which goes through `add_callback_threadsafe`.
+
+    Recovery: a channel the broker closes (an error on a declaration or a publish) is opened
+    again on next use, except the consuming channel: its deliveries went back to the queue
+    with it, so the Backbone reports itself closed (`is_open`, and `process` raises) and its
+    owner reconnects. The same holds when the broker cancels the consumer.
     """
 
     def __init__(
@@ -70,27 +78,46 @@ class Backbone:
         topology: Topology,
         *,
         name: str = "warren",
-        heartbeat_s: int = 60,
+        heartbeat_s: int | None = None,
     ) -> None:
         self.amqp = amqp
         self.topology = topology
-        params = pika.URLParameters(amqp.url)
-        params.heartbeat = heartbeat_s
-        params.blocked_connection_timeout = 60
-        params.connection_attempts = 1
-        params.socket_timeout = 10
-        params.stack_timeout = 30
-        params.client_properties = {"connection_name": name}
+        self._broken = ""  # why this connection can no longer be used, once it cannot
+        self._replies = False  # the plain channel consumes direct replies
+        self._admin: Any = None  # declarations: a refused one must not close the consumer
         with broker_errors(amqp.url):
-            self._conn = pika.BlockingConnection(params)
+            self._conn = pika.BlockingConnection(connection_parameters(amqp, name, heartbeat_s))
             _coalesce_frames(self._conn)
             _read_larger(self._conn)
-            self._confirm = self._conn.channel()  # consuming, acks and declarations
+            self._confirm = self._conn.channel()  # consuming and acks
+            self._confirm.add_on_cancel_callback(self._on_cancelled)
             self._plain = self._conn.channel()
             self._pipeline = _ConfirmPipeline(self._conn)
         self._delays: set[int] = set()
         self._declared: set[str] = set()
         self._pools: set[str] = set()
+
+    # -- channels, recovered on use ------------------------------------------------------
+    def _on_cancelled(self, _frame: Any) -> None:
+        self._broken = "RabbitMQ cancelled the consumer (its queue was deleted or moved)"
+
+    def _admin_channel(self) -> Any:
+        if self._admin is None or not self._admin.is_open:
+            self._admin = self._conn.channel()
+        return self._admin
+
+    def _plain_channel(self) -> Any:
+        if not self._plain.is_open:
+            if self._replies:  # the reply consumer went with it: callers must reconnect
+                self._broken = "the reply channel was closed"
+                raise BrokerUnavailable(f"RabbitMQ at {redact(self.amqp.url)}: {self._broken}")
+            self._plain = self._conn.channel()
+        return self._plain
+
+    def _confirming(self) -> _ConfirmPipeline:
+        if not self._pipeline.is_open:
+            self._pipeline = _ConfirmPipeline(self._conn)
+        return self._pipeline
 
     # -- topology -------------------------------------------------------------------------
     def declare(self, pool: str = DEFAULT_POOL) -> None:
@@ -106,7 +133,7 @@ class Backbone:
         if queue in self._declared:
             return
         with broker_errors(self.amqp.url):
-            self._confirm.queue_declare(queue, durable=True)
+            self._admin_channel().queue_declare(queue, durable=True)
         self._declared.add(queue)
 
     def declare_delay(self, delay_ms: int) -> str:
@@ -123,7 +150,7 @@ class Backbone:
                 "x-dead-letter-routing-key": self.topology.async_queue,
             }
             with broker_errors(self.amqp.url):
-                self._confirm.queue_declare(name, durable=True, arguments=args)
+                self._admin_channel().queue_declare(name, durable=True, arguments=args)
             self._delays.add(delay_ms)
         return name
 
@@ -150,7 +177,7 @@ class Backbone:
     def get(self, queue: str) -> Delivery | None:
         """Take one message off `queue` (acked at once), or None when it is empty."""
         with broker_errors(self.amqp.url):
-            method, props, body = self._plain.basic_get(queue, auto_ack=True)
+            method, props, body = self._plain_channel().basic_get(queue, auto_ack=True)
         if method is None:
             return None
         return Delivery(
@@ -189,9 +216,9 @@ class Backbone:
         )
         with broker_errors(self.amqp.url):
             if confirm:
-                self._pipeline.publish(queue, [body], props)
+                self._confirming().publish(queue, [body], props)
             else:
-                self._plain.basic_publish("", queue, body, props)
+                self._plain_channel().basic_publish("", queue, body, props)
 
     def publish_many(
         self, queue: str, bodies: Sequence[bytes], headers: dict[str, Any] | None = None
@@ -207,7 +234,7 @@ class Backbone:
             return
         props = pika.BasicProperties(delivery_mode=2, headers=headers)
         with broker_errors(self.amqp.url):
-            self._pipeline.publish(queue, bodies, props)
+            self._confirming().publish(queue, bodies, props)
 
     # -- consuming ------------------------------------------------------------------------
     def consume(self, queue: str, callback: Callable[[Delivery], None], prefetch: int) -> str:
@@ -238,7 +265,8 @@ class Backbone:
             )
 
         with broker_errors(self.amqp.url):
-            self._plain.basic_consume(REPLY_TO, on_reply, auto_ack=True)
+            self._plain_channel().basic_consume(REPLY_TO, on_reply, auto_ack=True)
+        self._replies = True
 
     def request(self, queue: str, body: bytes, correlation_id: str, expiration_ms: int) -> None:
         """Publish a request whose reply comes back on this connection's direct reply-to."""
@@ -264,9 +292,23 @@ class Backbone:
             self._confirm.basic_nack(tag, requeue=requeue)
 
     def process(self, time_limit: float) -> None:
-        """Run I/O and callbacks for up to `time_limit` seconds (returns early once some ran)."""
+        """Run I/O and callbacks for up to `time_limit` seconds (returns early once some ran).
+
+        Raises BrokerUnavailable once the connection, its consuming channel or its consumer is
+        gone, so that a loop waiting for deliveries reconnects instead of waiting forever."""
         with broker_errors(self.amqp.url):
             self._conn.process_data_events(time_limit=time_limit)
+        if not self.is_open:
+            raise BrokerUnavailable(f"RabbitMQ at {redact(self.amqp.url)}: {self.why_closed}")
+
+    def alive(self) -> bool:
+        """Read what the broker sent (a close, an EOF) and say whether this is still usable:
+        how a connection left idle is checked before a caller relies on it."""
+        try:
+            self.process(0)
+        except BrokerUnavailable:
+            return False
+        return True
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the thread that owns this connection (safe to call from any thread)."""
@@ -275,7 +317,15 @@ class Backbone:
 
     @property
     def is_open(self) -> bool:
-        return bool(self._conn.is_open)
+        return bool(self._conn.is_open and self._confirm.is_open and not self._broken)
+
+    @property
+    def why_closed(self) -> str:
+        if self._broken:
+            return self._broken
+        if not self._conn.is_open:
+            return "the connection was closed"
+        return "the consuming channel was closed" if not self._confirm.is_open else "open"
 
     def close(self) -> None:
         try:
@@ -363,6 +413,10 @@ class _ConfirmPipeline:
         while not ready:
             conn.process_data_events(time_limit=0.1)
 
+    @property
+    def is_open(self) -> bool:
+        return bool(self._channel.is_open)
+
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         if isinstance(method, pika.spec.Basic.Nack):
@@ -391,7 +445,8 @@ class _ConfirmPipeline:
                 flush(settled)
             else:  # pragma: no cover - other pika versions: poll in short steps
                 self._conn.process_data_events(time_limit=0.001)
-            if not self._conn.is_open:
-                raise pika.exceptions.AMQPConnectionError("connection closed awaiting confirms")
+            if not self._conn.is_open or not self._channel.is_open:
+                # A channel the broker closed confirms nothing more: fail now, don't spin.
+                raise pika.exceptions.AMQPConnectionError("channel closed awaiting confirms")
         if self._failed is not None:
             raise pika.exceptions.AMQPError(self._failed)

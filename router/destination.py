@@ -10,7 +10,7 @@ import redis
 
 from broker_adapters.amqp import Backbone
 from warren.codec import dumps_json
-from warren.errors import InvalidParameter, StoreUnavailable
+from warren.errors import InvalidParameter, StoreUnavailable, Unavailable
 from warren.keys import Topology
 from warren.settings import Settings
 
@@ -64,23 +64,49 @@ def open_destination(
 
 
 class QueueDestination(Destination):
-    """A durable queue; a record is sent once RabbitMQ confirmed it."""
+    """A durable queue; a record is sent once RabbitMQ confirmed it.
+
+    The connection is opened on first use and again after it broke (a broker restart, a
+    connection the broker closed): a destination outlives any one connection.
+    """
 
     def __init__(self, uri: str, queue: str, settings: Settings) -> None:
         self.uri = uri
         self.queue = queue
-        self._backbone = Backbone(
-            settings.amqp, Topology(settings.prefix), name="warren-destination"
-        )
-        self._backbone.declare_queue(queue)
+        self._settings = settings
+        self._backbone: Backbone | None = None
         self._lock = threading.Lock()  # one pika connection: one thread at a time
+        with self._lock:
+            self._connected()
+
+    def _connected(self) -> Backbone:
+        backbone = self._backbone
+        if backbone is None or not backbone.alive():
+            if backbone is not None:
+                backbone.close()
+            self._backbone = None
+            backbone = Backbone(
+                self._settings.amqp, Topology(self._settings.prefix), name="warren-destination"
+            )
+            backbone.declare_queue(self.queue)
+            self._backbone = backbone
+        return backbone
 
     def send(self, record: dict[str, Any]) -> None:
         with self._lock:
-            self._backbone.publish(self.queue, dumps_json(record), confirm=True)
+            backbone = self._connected()
+            try:
+                backbone.publish(self.queue, dumps_json(record), confirm=True)
+            except Unavailable:
+                backbone.close()  # the next send reconnects
+                self._backbone = None
+                raise
 
     def close(self) -> None:
-        self._backbone.close()
+        with self._lock:
+            if self._backbone is not None:
+                self._backbone.close()
+                self._backbone = None
 
 
 class StreamDestination(Destination):

@@ -17,15 +17,37 @@ SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md,
 
 @dataclass(frozen=True)
 class AmqpSettings:
+    """The broker (or brokers of one cluster: `url` may list several, comma-separated; the
+    fields describe the first, `urls` lists them all for fail-over)."""
+
     url: str
     host: str
     port: int
     vhost: str
     username: str
     password: str
+    urls: tuple[str, ...] = ()
 
     @classmethod
     def from_url(cls, url: str) -> AmqpSettings:
+        urls = tuple(part.strip() for part in url.split(",") if part.strip())
+        if not urls:
+            raise ConfigError("AMQP URL is empty")
+        first = cls._one(urls[0])
+        for other in urls[1:]:
+            cls._one(other)  # each must parse
+        return cls(
+            url=",".join(urls),
+            host=first.host,
+            port=first.port,
+            vhost=first.vhost,
+            username=first.username,
+            password=first.password,
+            urls=urls,
+        )
+
+    @classmethod
+    def _one(cls, url: str) -> AmqpSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
             raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {url!r}")
@@ -41,6 +63,7 @@ class AmqpSettings:
             vhost=unquote(path) if path else "/",
             username=unquote(parts.username or "guest"),
             password=unquote(parts.password or "guest"),
+            urls=(url,),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from warren.invocation import (
 from warren.store.logs import LogStore
 from warren.store.rawpipe import execute_raw
 from workers.executor import Run
+from workers.fence import fenced
 
 log = logging.getLogger("warren.worker")
 
@@ -35,6 +37,10 @@ class Chunk:
     delivery: Delivery
     invocations: list[Invocation]
     runs: list[Run | None] = field(default_factory=list)
+    fence: str = ""  # the chunk's fence key (workers/fence.py)
+    token: int = 0  # this worker's fencing token: 0 for a first delivery
+    taken_at: float = field(default_factory=time.monotonic)
+    progress: set[str] = field(default_factory=set)  # finishing steps already done
     _left: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,6 +56,9 @@ class Chunk:
             return self._left == 0
 
 
+#: A chunk finished this soon after it was taken replies before its fenced Redis round trip
+#: (the sync fast path): no broker could have handed it to another worker yet.
+FAST_FINISH_S = 5.0
 REPLY_KEEP_S = 90  # a reply list outlives the caller's wait (timeout + 30 s) by a minute
 
 
@@ -71,57 +80,102 @@ class Completion:
     ) -> None:
         self._redis = client
         self._prefix = prefix
+        self.redis = client
+        self.prefix = prefix
         self.semaphore = semaphore
         self.logs = logs
         self.destinations = destinations
         self.policy = policy
 
-    def finish(self, chunk: Chunk, publisher: Backbone) -> None:
-        """Everything downstream is durable when this returns; the caller then acks."""
+    def finish(self, chunk: Chunk, publisher: Backbone) -> bool:
+        """Everything downstream is durable when this returns True; the caller then acks.
+
+        False: the chunk was taken over by another worker meanwhile (fenced); nothing of it
+        was published and it must not be acked. Raises when a step fails; calling again
+        redoes only the steps not done yet (`chunk.progress`), so a retried finish sends
+        nothing twice.
+        """
         runs = [run for run in chunk.runs if run is not None]
+        amqp_replies, replies = self._replies(chunk, runs)
         # A sync caller waits: reply first, then release the lease (the caller releases it
-        # too with its next acquire, so its next call cannot race this release). A reply
-        # through Redis leads the finishing round trip itself.
+        # too with its next acquire, so its next call cannot race this release), unless the
+        # chunk may have been taken over: then the fenced round trip decides first.
+        suspect = chunk.token > 0 or time.monotonic() - chunk.taken_at > FAST_FINISH_S
+        if not suspect:
+            self._reply(chunk, amqp_replies, publisher)
+        if "record" not in chunk.progress:
+            if not self._record(chunk, runs, replies):
+                return False
+            chunk.progress.add("record")
+        self._reply(chunk, amqp_replies, publisher)
+        self._after_async(chunk, runs, publisher)
+        return True
+
+    def _replies(
+        self, chunk: Chunk, runs: list[Run]
+    ) -> tuple[list[tuple[str, bytes, str]], list[tuple[str, bytes, int]]]:
+        """Sync results to send: (direct reply-to publishes, Redis reply lists)."""
+        amqp_replies: list[tuple[str, bytes, str]] = []
         replies: list[tuple[str, bytes, int]] = []
         reply_to = chunk.delivery.reply_to
         for run in runs:
             if run.invocation.invocation_type != REQUEST_RESPONSE or not reply_to:
                 continue
             if reply_to.startswith(REDIS_REPLY):
+                # A reply through Redis leads the finishing round trip itself.
                 key = reply_list(reply_to, self._prefix)
                 if key is None:
                     log.warning("not replying to %r: not a reply list of this fleet", reply_to)
                     continue
                 replies.append((key, run.result.encode(), run.invocation.spec.timeout_s))
                 continue
-            publisher.publish(
-                reply_to,
-                run.result.encode(),
-                correlation_id=chunk.delivery.correlation_id or run.invocation.request_id,
-                confirm=False,
-            )
-        self._record(runs, replies)
+            correlation = chunk.delivery.correlation_id or run.invocation.request_id
+            amqp_replies.append((reply_to, run.result.encode(), correlation))
+        return amqp_replies, replies
+
+    def _after_async(self, chunk: Chunk, runs: list[Run], publisher: Backbone) -> None:
+        """Destinations and retries of the chunk's async runs, each step once."""
         retries: dict[float, list[Invocation]] = defaultdict(list)
-        for run in runs:
+        for index, run in enumerate(runs):
             inv = run.invocation
             if inv.invocation_type == REQUEST_RESPONSE:
                 continue
             config = inv.spec.async_config
+            step = f"sent:{index}"
             if run.ok:
-                if config.on_success:
+                if config.on_success and step not in chunk.progress:
                     self._send(config.on_success, inv, SUCCESS, run)
+                    chunk.progress.add(step)
                 continue
             decision = self.policy.after_failure(inv)
             if decision.retry:
                 retries[decision.delay_s].append(inv.next_attempt())
-            elif config.on_failure:
+            elif config.on_failure and step not in chunk.progress:
                 self._send(config.on_failure, inv, decision.condition, run)
+                chunk.progress.add(step)
         for delay_s, invs in retries.items():
+            step = f"retry:{delay_s}"
+            if step in chunk.progress:
+                continue
             queue = publisher.declare_delay(int(delay_s * 1000))
             publisher.publish(queue, encode_chunk(invs), confirm=True)
+            chunk.progress.add(step)
 
-    def _record(self, runs: list[Run], replies: list[tuple[str, bytes, int]]) -> None:
-        """Redis replies, lease release, log blocks and counters in one Redis round trip."""
+    @staticmethod
+    def _reply(
+        chunk: Chunk, replies: list[tuple[str, bytes, str]], publisher: Backbone
+    ) -> None:
+        if "replies" in chunk.progress:
+            return
+        for reply_to, body, correlation in replies:
+            publisher.publish(reply_to, body, correlation_id=correlation, confirm=False)
+        chunk.progress.add("replies")
+
+    def _record(
+        self, chunk: Chunk, runs: list[Run], replies: list[tuple[str, bytes, int]]
+    ) -> bool:
+        """Redis replies, lease release, log blocks and counters in one Redis round trip,
+        fenced: False (and nothing written) when the chunk was taken over."""
         commands: list[tuple[str | bytes | int, ...]] = []
         for key, body, timeout_s in replies:
             # Kept a minute past the caller's longest wait, then gone (late or orphaned).
@@ -143,7 +197,11 @@ class Completion:
             commands.append(("HINCRBY", stats_key(self._prefix, function), "invocations", n))
             if errors:
                 commands.append(("HINCRBY", stats_key(self._prefix, function), "errors", errors))
-        execute_raw(self._redis, commands)
+        if not chunk.fence:
+            execute_raw(self._redis, commands)
+            return True
+        (done,) = execute_raw(self._redis, [fenced(chunk.fence, chunk.token, commands)])
+        return bool(done)
 
     def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:
         record = invocation_record(

@@ -22,12 +22,15 @@ from warren.keys import DEFAULT_POOL
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
+from workers.fence import claim, fence_key
 from workers.slot import Lane, Slot
 
 log = logging.getLogger("warren.worker")
 
 KEEP_EVERY_S = 1.0  # how often the keeper services the connections of running slots
 REAP_EVERY_S = 30.0
+HOLD_MAX_DELAY_S = 5.0  # the longest pause between attempts to finish a held chunk
+DRAIN_HOLD_S = 30.0  # a draining worker gives a chunk it cannot finish back after this
 PRUNE_EVERY_S = 600.0  # code cache pruning (workers/codecache.py); also once at start
 
 
@@ -154,6 +157,8 @@ class Worker:
                 return
             slot.lane = self._open_lane(slot)
         lane = slot.lane
+        if lane.tag is None and not self._stop.is_set():  # a lane opened to finish a chunk
+            lane.tag = lane.backbone.consume(lane.queue, slot.pending.append, 1)
         if self._stop.is_set() and not slot.cancelled and lane.tag is not None:
             lane.backbone.cancel(lane.tag)  # take no more work; what was taken still runs
             slot.cancelled = True
@@ -172,12 +177,13 @@ class Worker:
                 if slot in self._idle:
                     self._idle.remove(slot)
 
-    def _open_lane(self, slot: Slot) -> Lane:
+    def _open_lane(self, slot: Slot, consume: bool = True) -> Lane:
         backbone = self._connect(f"warren-worker-slot-{slot.number}")
         try:
             backbone.declare(self.config.pool)
             lane = Lane(backbone, backbone.topology.work_queue(self.config.pool))
-            lane.tag = backbone.consume(lane.queue, slot.pending.append, 1)
+            if consume:
+                lane.tag = backbone.consume(lane.queue, slot.pending.append, 1)
         except BaseException:
             backbone.close()
             raise
@@ -205,9 +211,11 @@ class Worker:
             dead_letter(lane.backbone, delivery, lane.queue, str(exc))
             lane.backbone.ack(delivery.tag)
             return
-        chunk = Chunk(delivery, invocations)
+        chunk = Chunk(delivery, invocations, fence=fence_key(self.completion.prefix, invocations))
         with self._lock:
             lane.unacked += 1
+        if delivery.redelivered and not self._claim(slot, chunk, lane):
+            return
         for index in range(1, len(invocations)):
             self._jobs.put((chunk, index, lane))
             with self._lock:
@@ -230,35 +238,108 @@ class Worker:
         if chunk.done(index, run):
             self._finish(slot, chunk, lane)
 
+    def _claim(self, slot: Slot, chunk: Chunk, lane: Lane) -> bool:
+        """Take a fencing token for a redelivered chunk before running it (workers/fence.py);
+        False if its connection died meanwhile (the broker has it back)."""
+
+        def attempt() -> bool:
+            chunk.token = claim(self.completion.redis, chunk.fence)
+            return True
+
+        return bool(self._hold(slot, chunk, lane, "take over a redelivered chunk", attempt))
+
     def _finish(self, slot: Slot, chunk: Chunk, lane: Lane) -> None:
-        own = slot.lane
-        try:
-            if own is None or not own.backbone.is_open:
-                raise Unavailable("this slot's broker connection is closed")
-            self.completion.finish(chunk, own.backbone)
-        except (WarrenError, redis.RedisError) as exc:
-            # Nothing was acked: hand the chunk back so it runs again (at-least-once).
-            log.error("cannot finish a chunk, requeueing it: %s", exc)
-            self._settle(slot, lane, chunk.delivery.tag, ack=False)
-            if own is None or not own.backbone.is_open:
-                raise Unavailable(f"this slot's broker connection is lost: {exc}") from None
+        """Finish, then ack on the lane that took the chunk.
+
+        A chunk that cannot be finished is held, not requeued: requeueing it would have this
+        worker (or another) take it and run every handler again, in a loop for as long as the
+        fault lasts. The slot retries with a backoff and takes no new work meanwhile; only if
+        the connection that took the chunk dies does the broker requeue it, and then this
+        run's result is dropped (the redelivery runs it again, under a new fencing token).
+        """
+
+        def attempt() -> bool | None:
+            return self.completion.finish(chunk, self._publisher(slot).backbone)
+
+        finished = self._hold(slot, chunk, lane, "finish a chunk", attempt)
+        if finished is None:
+            return
+        if not finished:
+            log.warning(
+                "not acking chunk %s: another worker took it over while this one was stalled",
+                chunk.fence,
+            )
+            self._settle(slot, lane, chunk.delivery.tag, None)
             return
         with self._lock:
             self.completed += len(chunk.invocations)
-        self._settle(slot, lane, chunk.delivery.tag, ack=True)
+        self._settle(slot, lane, chunk.delivery.tag, True)
 
-    def _settle(self, slot: Slot, lane: Lane, tag: int, ack: bool) -> None:
-        """Ack (or nack) on the lane that took the chunk; only its own thread may touch it."""
+    def _hold(
+        self, slot: Slot, chunk: Chunk, lane: Lane, what: str, step: Callable[[], bool | None]
+    ) -> bool | None:
+        """Run `step` until it succeeds, pausing (and servicing this slot's connection) in
+        between; one log line per change of reason. None once the chunk is out of our hands:
+        its connection died (the broker requeued it), or a drain gave up on it."""
+        delay, failing, since = 0.2, "", time.monotonic()
+        while True:
+            if not lane.backbone.is_open:
+                log.warning(
+                    "cannot %s: its connection is gone, so RabbitMQ requeued it (%s)",
+                    what, lane.backbone.why_closed,
+                )
+                self._settle(slot, lane, chunk.delivery.tag, None)
+                return None
+            try:
+                result = step()
+            except (WarrenError, redis.RedisError) as exc:
+                reason = str(exc)
+                if reason != failing:
+                    log.error("cannot %s, holding it (taking no new work): %s", what, reason)
+                    failing = reason
+                if self._stop.is_set() and time.monotonic() - since > DRAIN_HOLD_S:
+                    log.error("draining: giving the chunk back to its queue")
+                    self._settle(slot, lane, chunk.delivery.tag, False)
+                    return None
+                self._pause(slot, delay)
+                delay = min(delay * 2, HOLD_MAX_DELAY_S)
+                continue
+            if failing:
+                log.info("could %s again after %.1f s", what, time.monotonic() - since)
+            return result
+
+    def _publisher(self, slot: Slot) -> Lane:
+        """The slot's own lane, opened again (without consuming) if its connection broke."""
+        if slot.lane is None or not slot.lane.backbone.is_open:
+            self._drop_lane(slot)
+            slot.lane = self._open_lane(slot, consume=False)
+        return slot.lane
+
+    def _pause(self, slot: Slot, seconds: float) -> None:
+        lane = slot.lane
+        if lane is None or not lane.backbone.is_open:
+            self._stop.wait(seconds)
+            return
+        try:
+            lane.backbone.process(seconds)  # heartbeats go on while the chunk is held
+        except Unavailable:
+            pass
+
+    def _settle(self, slot: Slot, lane: Lane, tag: int, ack: bool | None) -> None:
+        """Ack (True), requeue (False) or just forget (None: the delivery is out of our hands)
+        on the lane that took the chunk; only its own thread may touch its connection."""
 
         def settle() -> None:
             with self._lock:
                 lane.unacked -= 1
+            if ack is None:
+                return
             try:
                 lane.backbone.ack(tag) if ack else lane.backbone.nack(tag, requeue=True)
             except Unavailable as exc:  # the connection died: the broker redelivers it
                 log.warning("cannot settle a delivery: %s", exc)
 
-        if lane is slot.lane:
+        if lane is slot.lane or ack is None:
             settle()
             return
         try:

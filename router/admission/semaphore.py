@@ -43,10 +43,12 @@ admitted[2] = count
 return admitted
 """
 
+# Re-adds a lease that expired meanwhile: a redelivered invocation taken over from a stalled
+# worker counts again (the stalled one is fenced and never releases it).
 RENEW = """
 local t = redis.call('TIME')
 local expires = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[2])
+redis.call('ZADD', KEYS[1], expires, ARGV[2])
 return tostring(expires)
 """
 
