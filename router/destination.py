@@ -13,6 +13,7 @@ from warren.codec import dumps_json
 from warren.errors import InvalidParameter, StoreUnavailable, Unavailable
 from warren.keys import Topology
 from warren.settings import Settings
+from warren.store.connection import redis_client as connect_redis
 
 
 class RecordSink(Protocol):
@@ -56,7 +57,7 @@ def open_destination(
     if parts.scheme == "amqp":
         return QueueDestination(uri, name, settings)
     if parts.scheme == "redis+stream":
-        client = redis_client or redis.Redis.from_url(settings.redis.url)
+        client = redis_client or connect_redis(settings.redis.url)
         return StreamDestination(uri, name, client, owns=redis_client is None)
     raise InvalidParameter(
         f"destination {uri!r} is invalid: use amqp:///QUEUE or redis+stream:///STREAM"

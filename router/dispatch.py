@@ -35,7 +35,8 @@ from warren.store.registry import Registry
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
-SUBMIT_WINDOW = 10  # chunks in flight before their confirms are awaited
+SUBMIT_WINDOW = 10
+IDLE_CHECK_S = 1.0  # a broker connection unused this long is checked before use  # chunks in flight before their confirms are awaited
 
 
 def event_bytes(payload: Any) -> bytes:
@@ -90,6 +91,7 @@ class Invoker:
         self._finished: dict[str, list[str]] = {}
         self.spec_ttl_s = 1.0
         self._parking: LeaseParking | None = None
+        self._used_at = 0.0
 
     @property
     def semaphore(self) -> Semaphore:
@@ -120,6 +122,14 @@ class Invoker:
 
     @property
     def backbone(self) -> Backbone:
+        # A connection left idle may have been closed by the broker (a restart, a heartbeat
+        # missed while nobody serviced it): read what it sent before relying on it.
+        now = time.monotonic()
+        stale = now - self._used_at > IDLE_CHECK_S
+        self._used_at = now
+        if self._backbone is not None and stale and not self._backbone.alive():
+            self._backbone.close()
+            self._backbone = None
         if self._backbone is None or not self._backbone.is_open:
             backbone = Backbone(self.settings.amqp, self.topology, name="warren-invoker")
             backbone.declare(self.pool)

@@ -8,11 +8,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import redis
-
 from warren.function import Alias, FunctionSpec
 from warren.settings import Settings
 from warren.store.codes import CodeStore
+from warren.store.connection import redis_client
 from warren.store.registry import Registry
 
 REDIS_CONNECT_TIMEOUT_S = 5.0
@@ -38,7 +37,7 @@ class Client:
                 os.environ if environ is None else environ, amqp_url=amqp_url, redis_url=redis_url
             )
         self.settings = settings
-        self.redis = redis.Redis.from_url(
+        self.redis = redis_client(
             settings.redis.url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S
         )
         self.codes = CodeStore(self.redis, prefix=settings.prefix)

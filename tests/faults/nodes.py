@@ -242,3 +242,79 @@ class RedisNode:
     def destroy(self) -> None:
         self.stop(signal.SIGKILL)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Blackhole:
+    """A TCP relay that can go silent: while `dark`, bytes in either direction are held back
+    (no RST, no FIN: a peer sees only silence, as with packets dropped on the network) and
+    new connections hang; `light` lets everything flow again."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        """`url` with its port replaced by this relay's."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        auth = parts.netloc.rpartition("@")[0]
+        netloc = f"{auth}@127.0.0.1:{self.port}" if auth else f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._flowing.wait()  # a connection made in the dark hangs, as its SYN would
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            self._sockets += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                self._flowing.wait()
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def dark(self) -> None:
+        self._flowing.clear()
+
+    def light(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._flowing.set()
+        for s in self._sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.listener.close()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import redis
 
 from broker_adapters.amqp import Backbone
 from router.admission.semaphore import Semaphore
@@ -26,6 +25,7 @@ from warren.errors import ConfigError
 from warren.keys import DEFAULT_POOL, Topology
 from warren.settings import Settings
 from warren.store.codes import CodeStore
+from warren.store.connection import redis_client
 from warren.store.logs import LogStore
 from warren.store.registry import Registry
 from workers.codecache import DEFAULT_TTL_S, MIN_TTL_S, CodeCache
@@ -106,7 +106,7 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
     from sandbox import Isolation
 
     isolation = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT, checked now
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis_client(settings.redis.url)
     registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
@@ -163,7 +163,7 @@ def worker_command(
         slots=slots, pool=pool_name, cache_dir=cache_dir, cache_ttl_s=cache_ttl_h * 3600
     )
     worker = build_worker(settings, config, retry_policy(os.environ))
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis_client(settings.redis.url)
     heartbeat = Heartbeat(client, settings.prefix, config.worker_id, worker.status)
     stop = _stop_on_signals()
     heartbeat.start()
@@ -186,7 +186,7 @@ def router_command(obj: Any) -> None:
     """Admit async invocations under concurrency and forward them to the workers."""
     _logging()
     settings: Settings = obj.settings
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis_client(settings.redis.url)
     registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
