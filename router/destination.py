@@ -11,7 +11,7 @@ import redis
 from broker_adapters.amqp import Backbone
 from warren.codec import dumps_json
 from warren.errors import InvalidParameter, StoreUnavailable
-from warren.keys import Topology
+from warren.keys import Keys
 from warren.settings import Settings
 
 
@@ -70,7 +70,7 @@ class QueueDestination(Destination):
         self.uri = uri
         self.queue = queue
         self._backbone = Backbone(
-            settings.amqp, Topology(settings.prefix), name="warren-destination"
+            settings.amqp, Keys(settings.prefix), name="warren-destination"
         )
         self._backbone.declare_queue(queue)
         self._lock = threading.Lock()  # one pika connection: one thread at a time

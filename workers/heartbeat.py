@@ -12,11 +12,9 @@ from typing import Any
 
 import redis
 
+from warren.keys import Keys
+
 log = logging.getLogger("warren.worker")
-
-
-def workers_pattern(prefix: str) -> str:
-    return f"{prefix}:worker:*"
 
 
 class Heartbeat:
@@ -31,7 +29,7 @@ class Heartbeat:
         interval_s: float = 2.0,
     ) -> None:
         self._redis = client
-        self.key = f"{prefix}:worker:{worker_id}"
+        self.key = Keys(prefix).worker(worker_id)
         self._fields = fields
         self.interval_s = interval_s
         self._stop = threading.Event()

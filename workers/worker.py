@@ -176,7 +176,7 @@ class Worker:
         backbone = self._connect(f"warren-worker-slot-{slot.number}")
         try:
             backbone.declare(self.config.pool)
-            lane = Lane(backbone, backbone.topology.work_queue(self.config.pool))
+            lane = Lane(backbone, backbone.keys.work_queue(self.config.pool))
             lane.tag = backbone.consume(lane.queue, slot.pending.append, 1)
         except BaseException:
             backbone.close()

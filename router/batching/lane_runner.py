@@ -14,10 +14,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
 from typing import TYPE_CHECKING
 
-from broker_adapters.sources.base import Source, SourceRecord
 from router.batching.collector import BatchCollector
 from router.batching.invoker import InvokeReply
 from router.batching.lanes import Lanes, Work
+from warren.source import Source, SourceRecord
 
 if TYPE_CHECKING:
     from router.batching.runner import BatchRunner
