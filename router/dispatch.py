@@ -13,6 +13,7 @@ import redis
 from broker_adapters.amqp import Backbone, Delivery
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
+from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
 from warren.errors import InvalidParameter, TooManyRequests, Unavailable
 from warren.function import LATEST, FunctionSpec, is_version
@@ -24,7 +25,6 @@ from warren.invocation import (
     Invocation,
     InvocationResult,
     encode_chunk,
-    new_request_id,
 )
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings

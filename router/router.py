@@ -13,8 +13,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-import redis
-
 from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
 from router.admission.semaphore import Semaphore
@@ -24,6 +22,7 @@ from router.retry import RetryPolicy
 from warren.errors import DecodeError, Unavailable
 from warren.invocation import Invocation, decode_chunk, encode_chunk
 from warren.keys import DEFAULT_POOL
+from warren.store.redis import redis_errors
 
 log = logging.getLogger("warren.router")
 
@@ -63,8 +62,9 @@ class Router:
                 stop.wait(1.0)
                 continue
             try:
-                self._serve(backbone, stop)
-            except (Unavailable, redis.RedisError) as exc:
+                with redis_errors("admission"):
+                    self._serve(backbone, stop)
+            except Unavailable as exc:
                 # Nothing of the current batch was acked: closing the connection requeues it.
                 log.warning("%s; reconnecting", exc)
                 self._batch.clear()

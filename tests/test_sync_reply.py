@@ -13,6 +13,7 @@ import pytest
 from fleet_handlers.harness import Fleet
 
 from warren import invocation as wire
+from warren.aws import new_request_id
 from warren.client import Client
 from warren.errors import ConfigError
 from warren.keys import REPLY_LIST_SCHEME, Keys
@@ -57,7 +58,7 @@ def test_a_reply_nobody_takes_expires_and_a_foreign_list_is_never_written(fleet)
     spec = fleet.function("echo", handler="app.echo", timeout_s=5)
     fleet.worker(slots=1)
     queue = fleet.keys.work_queue("default")
-    orphan, foreign = wire.new_request_id(), wire.new_request_id()
+    orphan, foreign = new_request_id(), new_request_id()
     own_key = Keys(fleet.prefix).reply(orphan)
     other_key = f"other-{fleet.prefix}:reply:{foreign}"
     backbone = fleet._backbone()

@@ -12,7 +12,9 @@ from typing import Any
 
 import redis
 
+from warren.errors import StoreUnavailable
 from warren.keys import Keys
+from warren.store.redis import redis_errors
 
 log = logging.getLogger("warren.worker")
 
@@ -52,8 +54,9 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.beat()
-            except redis.RedisError as exc:
+                with redis_errors("heartbeat"):
+                    self.beat()
+            except StoreUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
@@ -61,6 +64,7 @@ class Heartbeat:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         try:
-            self._redis.delete(self.key)
-        except redis.RedisError:
+            with redis_errors("heartbeat"):
+                self._redis.delete(self.key)
+        except StoreUnavailable:
             pass

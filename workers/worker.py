@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
 from warren.keys import DEFAULT_POOL
+from warren.store.redis import redis_errors
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
@@ -235,8 +234,9 @@ class Worker:
         try:
             if own is None or not own.backbone.is_open:
                 raise Unavailable("this slot's broker connection is closed")
-            self.completion.finish(chunk, own.backbone)
-        except (WarrenError, redis.RedisError) as exc:
+            with redis_errors("finishing a chunk"):
+                self.completion.finish(chunk, own.backbone)
+        except WarrenError as exc:
             # Nothing was acked: hand the chunk back so it runs again (at-least-once).
             log.error("cannot finish a chunk, requeueing it: %s", exc)
             self._settle(slot, lane, chunk.delivery.tag, ack=False)
