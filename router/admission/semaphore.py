@@ -102,7 +102,7 @@ class Semaphore:
         self._sha = ""
 
     @property
-    def pool_key(self) -> str:
+    def account_key(self) -> str:
         return Keys(self._prefix).account_leases
 
     def function_key(self, function: str) -> str:
@@ -122,7 +122,7 @@ class Semaphore:
         if function in reserved:
             return self.function_key(function), int(reserved[function]), RESERVED_REASON
         unreserved = self._account_limit - sum(reserved.values())
-        return self.pool_key, max(0, unreserved), ACCOUNT_REASON
+        return self.account_key, max(0, unreserved), ACCOUNT_REASON
 
     def ttl_s(self, timeout_s: float) -> float:
         return timeout_s + self.margin_s
@@ -181,7 +181,7 @@ class Semaphore:
         """Live leases per function, over every semaphore key of this fleet."""
         counts: dict[str, int] = {}
         now = time.time()
-        keys = [self.pool_key, *(self.function_key(f) for f in self.reservations())]
+        keys = [self.account_key, *(self.function_key(f) for f in self.reservations())]
         for key in keys:
             for member in self._redis.zrangebyscore(key, now, "+inf"):
                 name = lease_function(member)
