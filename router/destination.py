@@ -14,7 +14,7 @@ from warren.errors import InvalidParameter
 from warren.keys import Keys
 from warren.ports import RecordSink
 from warren.settings import Settings
-from warren.store.redis import redis_errors
+from warren.store.redis import connect, redis_errors
 
 
 def open_destination(
@@ -30,7 +30,7 @@ def open_destination(
     if parts.scheme == "amqp":
         return QueueDestination(uri, name, settings)
     if parts.scheme == "redis+stream":
-        client = redis_client or redis.Redis.from_url(settings.redis.url)
+        client = redis_client or connect(settings.redis)
         return StreamDestination(uri, name, client, owns=redis_client is None)
     raise InvalidParameter(
         f"destination {uri!r} is invalid: use amqp:///QUEUE or redis+stream:///STREAM"
