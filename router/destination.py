@@ -3,50 +3,23 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 
 from broker_adapters.amqp import Backbone
 from warren.codec import dumps_json
-from warren.errors import InvalidParameter, StoreUnavailable, Unavailable
-from warren.keys import Topology
+from warren.errors import InvalidParameter, Unavailable
+from warren.keys import Keys
+from warren.ports import RecordSink
 from warren.settings import Settings
-from warren.store.connection import redis_client as connect_redis
-
-
-class RecordSink(Protocol):
-    """Where invocation records go: `send` returns once the record is durably stored."""
-
-    uri: str
-
-    def send(self, record: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Destination:
-    """Base of the destination kinds; `Destination.from_uri(uri, settings)` opens one."""
-
-    uri: str
-
-    @staticmethod
-    def from_uri(
-        uri: str, settings: Settings, redis_client: redis.Redis[bytes] | None = None
-    ) -> Destination:
-        return open_destination(uri, settings, redis_client)
-
-    def send(self, record: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
+from warren.store.redis import connect, redis_errors
 
 
 def open_destination(
     uri: str, settings: Settings, redis_client: redis.Redis[bytes] | None = None
-) -> Destination:
+) -> RecordSink:
     """`amqp:///QUEUE` (a durable queue on the fleet's broker) or `redis+stream:///STREAM`."""
     parts = urlsplit(uri)
     name = parts.path.lstrip("/")
@@ -57,18 +30,18 @@ def open_destination(
     if parts.scheme == "amqp":
         return QueueDestination(uri, name, settings)
     if parts.scheme == "redis+stream":
-        client = redis_client or connect_redis(settings.redis.url)
+        client = redis_client or connect(settings.redis)
         return StreamDestination(uri, name, client, owns=redis_client is None)
     raise InvalidParameter(
         f"destination {uri!r} is invalid: use amqp:///QUEUE or redis+stream:///STREAM"
     )
 
 
-class QueueDestination(Destination):
+class QueueDestination:
     """A durable queue; a record is sent once RabbitMQ confirmed it.
 
-    The connection is opened on first use and again after it broke (a broker restart, a
-    connection the broker closed): a destination outlives any one connection.
+    The connection is opened again after it broke (a broker restart, a connection the broker
+    closed): a destination outlives any one connection.
     """
 
     def __init__(self, uri: str, queue: str, settings: Settings) -> None:
@@ -87,7 +60,7 @@ class QueueDestination(Destination):
                 backbone.close()
             self._backbone = None
             backbone = Backbone(
-                self._settings.amqp, Topology(self._settings.prefix), name="warren-destination"
+                self._settings.amqp, Keys(self._settings.prefix), name="warren-destination"
             )
             backbone.declare_queue(self.queue)
             self._backbone = backbone
@@ -110,7 +83,7 @@ class QueueDestination(Destination):
                 self._backbone = None
 
 
-class StreamDestination(Destination):
+class StreamDestination:
     """A Redis stream; a record is sent once XADD was acknowledged (field `record`, JSON)."""
 
     def __init__(
@@ -122,10 +95,8 @@ class StreamDestination(Destination):
         self._owns = owns
 
     def send(self, record: dict[str, Any]) -> None:
-        try:
+        with redis_errors(f"writing to Redis stream {self.stream!r}"):
             self._redis.xadd(self.stream, {"record": dumps_json(record)})
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"cannot write to Redis stream {self.stream!r}: {exc}") from None
 
     def close(self) -> None:
         if self._owns:
@@ -138,10 +109,10 @@ class DestinationSet:
     def __init__(self, settings: Settings, redis_client: redis.Redis[bytes] | None = None) -> None:
         self._settings = settings
         self._redis = redis_client
-        self._open: dict[str, Destination] = {}
+        self._open: dict[str, RecordSink] = {}
         self._lock = threading.Lock()
 
-    def get(self, uri: str) -> Destination:
+    def get(self, uri: str) -> RecordSink:
         with self._lock:
             if uri not in self._open:
                 self._open[uri] = open_destination(uri, self._settings, self._redis)

@@ -16,14 +16,14 @@ from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
 from router.retry import RetryPolicy
 from warren.invocation import (
-    REDIS_REPLY,
     REQUEST_RESPONSE,
     Invocation,
     encode_chunk,
     reply_list,
 )
+from warren.keys import REPLY_LIST_SCHEME, Keys
 from warren.store.logs import LogStore
-from warren.store.rawpipe import execute_raw
+from warren.store.redis import execute_raw
 from workers.executor import Run
 from workers.fence import fenced
 
@@ -60,10 +60,6 @@ class Chunk:
 #: (the sync fast path): no broker could have handed it to another worker yet.
 FAST_FINISH_S = 5.0
 REPLY_KEEP_S = 90  # a reply list outlives the caller's wait (timeout + 30 s) by a minute
-
-
-def stats_key(prefix: str, function: str) -> str:
-    return f"{prefix}:stats:{function}"
 
 
 class Completion:
@@ -121,7 +117,7 @@ class Completion:
         for run in runs:
             if run.invocation.invocation_type != REQUEST_RESPONSE or not reply_to:
                 continue
-            if reply_to.startswith(REDIS_REPLY):
+            if reply_to.startswith(REPLY_LIST_SCHEME):
                 # A reply through Redis leads the finishing round trip itself.
                 key = reply_list(reply_to, self._prefix)
                 if key is None:
@@ -194,9 +190,9 @@ class Completion:
         for key, ids in leases.items():
             commands.append(self.semaphore.release_command(key, ids))
         for function, (n, errors) in counts.items():
-            commands.append(("HINCRBY", stats_key(self._prefix, function), "invocations", n))
+            commands.append(("HINCRBY", Keys(self._prefix).stats(function), "invocations", n))
             if errors:
-                commands.append(("HINCRBY", stats_key(self._prefix, function), "errors", errors))
+                commands.append(("HINCRBY", Keys(self._prefix).stats(function), "errors", errors))
         if not chunk.fence:
             execute_raw(self._redis, commands)
             return True

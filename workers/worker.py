@@ -12,18 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
 from warren.keys import DEFAULT_POOL
+from warren.store.redis import redis_errors
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
 from workers.fence import claim, fence_key
-from workers.slot import Lane, Slot
+from workers.slot import Link, Slot
 
 log = logging.getLogger("warren.worker")
 
@@ -46,7 +45,7 @@ class WorkerConfig:
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
-Job = tuple[Chunk, int, Lane]  # an invocation of a chunk, and the lane that acks the chunk
+Job = tuple[Chunk, int, Link]  # an invocation of a chunk, and the link that acks the chunk
 
 
 class Worker:
@@ -56,7 +55,7 @@ class Worker:
     goes from the socket to the sandbox on one thread, and the reply, the finishing Redis round
     trip and the ack leave on that same connection. The first invocation of a chunk runs on
     the slot that took it; the others go to a shared queue that idle slots are woken for. The
-    chunk is finished by whichever slot completes its last invocation and acked on the lane
+    chunk is finished by whichever slot completes its last invocation and acked on the link
     that took it (directly, or through that connection's `call_soon`).
     """
 
@@ -143,27 +142,27 @@ class Worker:
             slot.lock.release()
 
     def _drained(self, slot: Slot) -> bool:
-        lane = slot.lane
-        unsettled = lane is not None and lane.unacked > 0 and lane.backbone.is_open
+        link = slot.link
+        unsettled = link is not None and link.unacked > 0 and link.backbone.is_open
         return not slot.pending and self._jobs.empty() and not unsettled
 
     def _turn(self, slot: Slot) -> None:
         """One step: take a delivery, or run a shared job, or wait on the connection."""
-        if slot.lane is None or not slot.lane.backbone.is_open:
+        if slot.link is None or not slot.link.backbone.is_open:
             self._drop_lane(slot)
             if self._stop.is_set():
                 slot.pending.clear()  # their connection is gone: the broker redelivers them
                 self._run_shared(slot) or self._stop.wait(0.05)
                 return
-            slot.lane = self._open_lane(slot)
-        lane = slot.lane
-        if lane.tag is None and not self._stop.is_set():  # a lane opened to finish a chunk
-            lane.tag = lane.backbone.consume(lane.queue, slot.pending.append, 1)
-        if self._stop.is_set() and not slot.cancelled and lane.tag is not None:
-            lane.backbone.cancel(lane.tag)  # take no more work; what was taken still runs
+            slot.link = self._open_link(slot)
+        link = slot.link
+        if link.tag is None and not self._stop.is_set():  # a link opened to finish a chunk
+            link.tag = link.backbone.consume(link.queue, slot.pending.append, 1)
+        if self._stop.is_set() and not slot.cancelled and link.tag is not None:
+            link.backbone.cancel(link.tag)  # take no more work; what was taken still runs
             slot.cancelled = True
         if slot.pending:
-            self._take(slot, lane, slot.pending.popleft())
+            self._take(slot, link, slot.pending.popleft())
             return
         if self._run_shared(slot):
             return
@@ -171,29 +170,29 @@ class Worker:
             self._idle.append(slot)
         try:
             if self._jobs.empty():
-                lane.backbone.process(0.5)
+                link.backbone.process(0.5)
         finally:
             with self._lock:
                 if slot in self._idle:
                     self._idle.remove(slot)
 
-    def _open_lane(self, slot: Slot, consume: bool = True) -> Lane:
+    def _open_link(self, slot: Slot, consume: bool = True) -> Link:
         backbone = self._connect(f"warren-worker-slot-{slot.number}")
         try:
             backbone.declare(self.config.pool)
-            lane = Lane(backbone, backbone.topology.work_queue(self.config.pool))
+            link = Link(backbone, backbone.keys.work_queue(self.config.pool))
             if consume:
-                lane.tag = backbone.consume(lane.queue, slot.pending.append, 1)
+                link.tag = backbone.consume(link.queue, slot.pending.append, 1)
         except BaseException:
             backbone.close()
             raise
         slot.cancelled = False
-        return lane
+        return link
 
     def _drop_lane(self, slot: Slot) -> None:
-        if slot.lane is not None:
-            slot.lane.backbone.close()
-            slot.lane = None
+        if slot.link is not None:
+            slot.link.backbone.close()
+            slot.link = None
 
     def _run_shared(self, slot: Slot) -> bool:
         try:
@@ -203,29 +202,29 @@ class Worker:
         self._run(slot, job)
         return True
 
-    def _take(self, slot: Slot, lane: Lane, delivery: Delivery) -> None:
+    def _take(self, slot: Slot, link: Link, delivery: Delivery) -> None:
         try:
             invocations = decode_chunk(delivery.body)
         except DecodeError as exc:
             log.warning("dead-lettering a malformed message: %s", exc)
-            dead_letter(lane.backbone, delivery, lane.queue, str(exc))
-            lane.backbone.ack(delivery.tag)
+            dead_letter(link.backbone, delivery, link.queue, str(exc))
+            link.backbone.ack(delivery.tag)
             return
         chunk = Chunk(delivery, invocations, fence=fence_key(self.completion.prefix, invocations))
         with self._lock:
-            lane.unacked += 1
-        if delivery.redelivered and not self._claim(slot, chunk, lane):
+            link.unacked += 1
+        if delivery.redelivered and not self._claim(slot, chunk, link):
             return
         for index in range(1, len(invocations)):
-            self._jobs.put((chunk, index, lane))
+            self._jobs.put((chunk, index, link))
             with self._lock:
                 idle = self._idle.pop() if self._idle else None
             if idle is not None:
                 idle.wake()
-        self._run(slot, (chunk, 0, lane))
+        self._run(slot, (chunk, 0, link))
 
     def _run(self, slot: Slot, job: Job) -> None:
-        chunk, index, lane = job
+        chunk, index, link = job
         with self._lock:
             self.busy += 1
         slot.lock.release()  # the keeper may service this connection while the sandbox runs
@@ -236,20 +235,21 @@ class Worker:
             with self._lock:
                 self.busy -= 1
         if chunk.done(index, run):
-            self._finish(slot, chunk, lane)
+            self._finish(slot, chunk, link)
 
-    def _claim(self, slot: Slot, chunk: Chunk, lane: Lane) -> bool:
+    def _claim(self, slot: Slot, chunk: Chunk, link: Link) -> bool:
         """Take a fencing token for a redelivered chunk before running it (workers/fence.py);
         False if its connection died meanwhile (the broker has it back)."""
 
         def attempt() -> bool:
-            chunk.token = claim(self.completion.redis, chunk.fence)
+            with redis_errors("taking over a redelivered chunk"):
+                chunk.token = claim(self.completion.redis, chunk.fence)
             return True
 
-        return bool(self._hold(slot, chunk, lane, "take over a redelivered chunk", attempt))
+        return bool(self._hold(slot, chunk, link, "take over a redelivered chunk", attempt))
 
-    def _finish(self, slot: Slot, chunk: Chunk, lane: Lane) -> None:
-        """Finish, then ack on the lane that took the chunk.
+    def _finish(self, slot: Slot, chunk: Chunk, link: Link) -> None:
+        """Finish, then ack on the link that took the chunk.
 
         A chunk that cannot be finished is held, not requeued: requeueing it would have this
         worker (or another) take it and run every handler again, in a loop for as long as the
@@ -258,10 +258,11 @@ class Worker:
         run's result is dropped (the redelivery runs it again, under a new fencing token).
         """
 
-        def attempt() -> bool | None:
-            return self.completion.finish(chunk, self._publisher(slot).backbone)
+        def attempt() -> bool:
+            with redis_errors("finishing a chunk"):
+                return self.completion.finish(chunk, self._publisher(slot).backbone)
 
-        finished = self._hold(slot, chunk, lane, "finish a chunk", attempt)
+        finished = self._hold(slot, chunk, link, "finish a chunk", attempt)
         if finished is None:
             return
         if not finished:
@@ -269,37 +270,37 @@ class Worker:
                 "not acking chunk %s: another worker took it over while this one was stalled",
                 chunk.fence,
             )
-            self._settle(slot, lane, chunk.delivery.tag, None)
+            self._settle(slot, link, chunk.delivery.tag, None)
             return
         with self._lock:
             self.completed += len(chunk.invocations)
-        self._settle(slot, lane, chunk.delivery.tag, True)
+        self._settle(slot, link, chunk.delivery.tag, True)
 
     def _hold(
-        self, slot: Slot, chunk: Chunk, lane: Lane, what: str, step: Callable[[], bool | None]
+        self, slot: Slot, chunk: Chunk, link: Link, what: str, step: Callable[[], bool]
     ) -> bool | None:
         """Run `step` until it succeeds, pausing (and servicing this slot's connection) in
         between; one log line per change of reason. None once the chunk is out of our hands:
         its connection died (the broker requeued it), or a drain gave up on it."""
         delay, failing, since = 0.2, "", time.monotonic()
         while True:
-            if not lane.backbone.is_open:
+            if not link.backbone.is_open:
                 log.warning(
                     "cannot %s: its connection is gone, so RabbitMQ requeued it (%s)",
-                    what, lane.backbone.why_closed,
+                    what, link.backbone.why_closed,
                 )
-                self._settle(slot, lane, chunk.delivery.tag, None)
+                self._settle(slot, link, chunk.delivery.tag, None)
                 return None
             try:
                 result = step()
-            except (WarrenError, redis.RedisError) as exc:
+            except WarrenError as exc:
                 reason = str(exc)
                 if reason != failing:
                     log.error("cannot %s, holding it (taking no new work): %s", what, reason)
                     failing = reason
                 if self._stop.is_set() and time.monotonic() - since > DRAIN_HOLD_S:
                     log.error("draining: giving the chunk back to its queue")
-                    self._settle(slot, lane, chunk.delivery.tag, False)
+                    self._settle(slot, link, chunk.delivery.tag, False)
                     return None
                 self._pause(slot, delay)
                 delay = min(delay * 2, HOLD_MAX_DELAY_S)
@@ -308,42 +309,42 @@ class Worker:
                 log.info("could %s again after %.1f s", what, time.monotonic() - since)
             return result
 
-    def _publisher(self, slot: Slot) -> Lane:
-        """The slot's own lane, opened again (without consuming) if its connection broke."""
-        if slot.lane is None or not slot.lane.backbone.is_open:
+    def _publisher(self, slot: Slot) -> Link:
+        """The slot's own link, opened again (without consuming) if its connection broke."""
+        if slot.link is None or not slot.link.backbone.is_open:
             self._drop_lane(slot)
-            slot.lane = self._open_lane(slot, consume=False)
-        return slot.lane
+            slot.link = self._open_link(slot, consume=False)
+        return slot.link
 
     def _pause(self, slot: Slot, seconds: float) -> None:
-        lane = slot.lane
-        if lane is None or not lane.backbone.is_open:
+        link = slot.link
+        if link is None or not link.backbone.is_open:
             self._stop.wait(seconds)
             return
         try:
-            lane.backbone.process(seconds)  # heartbeats go on while the chunk is held
+            link.backbone.process(seconds)  # heartbeats go on while the chunk is held
         except Unavailable:
             pass
 
-    def _settle(self, slot: Slot, lane: Lane, tag: int, ack: bool | None) -> None:
+    def _settle(self, slot: Slot, link: Link, tag: int, ack: bool | None) -> None:
         """Ack (True), requeue (False) or just forget (None: the delivery is out of our hands)
-        on the lane that took the chunk; only its own thread may touch its connection."""
+        on the link that took the chunk; only its own thread may touch its connection."""
 
         def settle() -> None:
             with self._lock:
-                lane.unacked -= 1
+                link.unacked -= 1
             if ack is None:
                 return
             try:
-                lane.backbone.ack(tag) if ack else lane.backbone.nack(tag, requeue=True)
+                link.backbone.ack(tag) if ack else link.backbone.nack(tag, requeue=True)
             except Unavailable as exc:  # the connection died: the broker redelivers it
                 log.warning("cannot settle a delivery: %s", exc)
 
-        if lane is slot.lane or ack is None:
+        if link is slot.link or ack is None:
             settle()
             return
         try:
-            lane.backbone.call_soon(settle)
+            link.backbone.call_soon(settle)
         except Unavailable:
             with self._lock:
-                lane.unacked -= 1
+                link.unacked -= 1

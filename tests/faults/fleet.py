@@ -67,7 +67,7 @@ class FaultFleet(Fleet):
 
         got = self._drained.setdefault(queue, [])
         try:
-            backbone = Backbone(self.settings.amqp, self.topology, name="warren-fault-reader")
+            backbone = Backbone(self.settings.amqp, self.keys, name="warren-fault-reader")
         except Unavailable:
             return list(got)
         try:
