@@ -58,6 +58,11 @@ def broker_errors(url: str) -> Iterator[None]:
     except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         raise BrokerUnavailable(f"cannot reach RabbitMQ at {redact(url)}: {detail}") from None
+    except ValueError as exc:
+        # pika's ioloop raises this when the connection died under a timed wait.
+        if "closed before call" not in str(exc):
+            raise
+        raise BrokerUnavailable(f"lost RabbitMQ at {redact(url)}: {exc}") from None
 
 
 class Backbone:

@@ -30,6 +30,7 @@ KEEP_EVERY_S = 1.0  # how often the keeper services the connections of running s
 REAP_EVERY_S = 30.0
 HOLD_MAX_DELAY_S = 5.0  # the longest pause between attempts to finish a held chunk
 DRAIN_HOLD_S = 30.0  # a draining worker gives a chunk it cannot finish back after this
+ACK, REQUEUE, DROP, FORGET = "ack", "requeue", "drop", "forget"  # how a delivery is settled
 PRUNE_EVERY_S = 600.0  # code cache pruning (workers/codecache.py); also once at start
 
 
@@ -266,15 +267,17 @@ class Worker:
         if finished is None:
             return
         if not finished:
+            # Another copy of this chunk is someone else's now (the broker redelivered it,
+            # or recovered a copy after a crash): ours is discarded, never acked as done.
             log.warning(
-                "not acking chunk %s: another worker took it over while this one was stalled",
-                chunk.fence,
+                "not finishing chunk %s: another delivery of it took over (this one stalled or "
+                "was a duplicate); its result is dropped", chunk.fence,
             )
-            self._settle(slot, link, chunk.delivery.tag, None)
+            self._settle(slot, link, chunk.delivery.tag, DROP)
             return
         with self._lock:
             self.completed += len(chunk.invocations)
-        self._settle(slot, link, chunk.delivery.tag, True)
+        self._settle(slot, link, chunk.delivery.tag, ACK)
 
     def _hold(
         self, slot: Slot, chunk: Chunk, link: Link, what: str, step: Callable[[], bool]
@@ -289,7 +292,7 @@ class Worker:
                     "cannot %s: its connection is gone, so RabbitMQ requeued it (%s)",
                     what, link.backbone.why_closed,
                 )
-                self._settle(slot, link, chunk.delivery.tag, None)
+                self._settle(slot, link, chunk.delivery.tag, FORGET)
                 return None
             try:
                 result = step()
@@ -300,7 +303,7 @@ class Worker:
                     failing = reason
                 if self._stop.is_set() and time.monotonic() - since > DRAIN_HOLD_S:
                     log.error("draining: giving the chunk back to its queue")
-                    self._settle(slot, link, chunk.delivery.tag, False)
+                    self._settle(slot, link, chunk.delivery.tag, REQUEUE)
                     return None
                 self._pause(slot, delay)
                 delay = min(delay * 2, HOLD_MAX_DELAY_S)
@@ -326,21 +329,24 @@ class Worker:
         except Unavailable:
             pass
 
-    def _settle(self, slot: Slot, link: Link, tag: int, ack: bool | None) -> None:
-        """Ack (True), requeue (False) or just forget (None: the delivery is out of our hands)
-        on the link that took the chunk; only its own thread may touch its connection."""
+    def _settle(self, slot: Slot, link: Link, tag: int, how: str) -> None:
+        """ACK, REQUEUE, DROP (reject without requeue) or FORGET (the delivery went back with
+        its connection) on the link that took the chunk; only its own thread may touch it."""
 
         def settle() -> None:
             with self._lock:
                 link.unacked -= 1
-            if ack is None:
+            if how == FORGET:
                 return
             try:
-                link.backbone.ack(tag) if ack else link.backbone.nack(tag, requeue=True)
+                if how == ACK:
+                    link.backbone.ack(tag)
+                else:
+                    link.backbone.nack(tag, requeue=how == REQUEUE)
             except Unavailable as exc:  # the connection died: the broker redelivers it
                 log.warning("cannot settle a delivery: %s", exc)
 
-        if link is slot.link or ack is None:
+        if link is slot.link or how == FORGET:
             settle()
             return
         try:

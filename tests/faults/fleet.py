@@ -34,7 +34,8 @@ class FaultFleet(Fleet):
         return self.node.consumers(queue)
 
     def recording_function(
-        self, name: str, destination: str = "redis+stream", **options: Any
+        self, name: str, destination: str = "redis+stream", handler: str = "faultapp.record",
+        **options: Any,
     ) -> tuple[str, History]:
         """A function whose handler logs each run to a file; its successes go to a Redis
         stream or (destination="amqp") a queue."""
@@ -44,7 +45,7 @@ class FaultFleet(Fleet):
         done = f"{self.prefix}-{name}-done"
         options.setdefault("timeout_s", 10)
         self.client.create_function(
-            name, code=CODE, handler="faultapp.record", env={"RUNS_FILE": str(runs)},
+            name, code=CODE, handler=handler, env={"RUNS_FILE": str(runs)},
             on_success=f"{destination}:///{done}", **options,
         )
         if destination == "amqp":
@@ -162,4 +163,8 @@ def results_dir() -> Path | None:
 
 
 def describe(verdict: Verdict, fleet: FaultFleet) -> str:
-    return f"{verdict.as_dict()}\n{fleet.logs()[-6000:]}"
+    queues = [
+        row for row in fleet.node.queues("messages_ready", "messages_unacknowledged", "consumers")
+        if row and row[0].startswith(fleet.prefix)
+    ]
+    return f"{verdict.as_dict()}\nqueues: {queues}\n{fleet.logs()[-6000:]}"

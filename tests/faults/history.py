@@ -52,7 +52,21 @@ class History:
             text = self.runs_file.read_text()
         except FileNotFoundError:
             return Counter()
-        return Counter(line.split()[0] for line in text.splitlines() if line.strip())
+        return Counter(
+            parts[0] for parts in map(str.split, text.splitlines()) if parts[2:3] == ["S"]
+        )
+
+    def max_overlap(self) -> int:
+        """The most handler runs that were running at one moment (from their S/E lines)."""
+        events: list[tuple[float, int]] = []
+        for parts in map(str.split, self.runs_file.read_text().splitlines()):
+            if len(parts) == 4:
+                events.append((float(parts[3]), 1 if parts[2] == "S" else -1))
+        running = peak = 0
+        for _at, step in sorted(events, key=lambda e: (e[0], e[1])):
+            running += step
+            peak = max(peak, running)
+        return peak
 
     def check(
         self, completions: list[str], dead: list[str] = (), in_flight: int = 0  # type: ignore[assignment]

