@@ -20,3 +20,16 @@ def record(event, context):
 def fail(event, context):
     _note(context, event, "S")
     raise RuntimeError(f"fails on purpose: {event.get('n')}")
+
+
+def batch(event, context):
+    """A RabbitMQ-source batch: one line per message, keyed by the message's own `n`."""
+    import base64
+    import json
+
+    for messages in event.get("rmqMessagesByQueue", {}).values():
+        for message in messages:
+            n = json.loads(base64.b64decode(message["data"]))["n"]
+            with open(os.environ["RUNS_FILE"], "a") as runs:
+                runs.write(f"msg-{n} {n} S {time.time():.3f}\n")
+    return {}
