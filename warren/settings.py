@@ -12,6 +12,9 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
 DEFAULT_SYNC_LEASE_IDLE_MS = 50  # a sync caller keeps an idle lease (admission/parking)
+#: Durable queues are quorum queues (replicated, survive a node's loss); classic for brokers
+#: older than RabbitMQ 3.10 (quorum queues without message TTL) or a single-node test box.
+QUEUE_TYPES = ("quorum", "classic")
 SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md, Wire contracts)
 
 
@@ -27,12 +30,17 @@ class AmqpSettings:
     username: str
     password: str
     urls: tuple[str, ...] = ()
+    queue_type: str = "quorum"  # of the fleet's durable queues (WARREN_QUEUE_TYPE)
 
     @classmethod
-    def from_url(cls, url: str) -> AmqpSettings:
+    def from_url(cls, url: str, queue_type: str = "quorum") -> AmqpSettings:
         urls = tuple(part.strip() for part in url.split(",") if part.strip())
         if not urls:
             raise ConfigError("AMQP URL is empty")
+        if queue_type not in QUEUE_TYPES:
+            raise ConfigError(
+                f"WARREN_QUEUE_TYPE must be one of {', '.join(QUEUE_TYPES)}, got {queue_type!r}"
+            )
         first = cls._one(urls[0])
         for other in urls[1:]:
             cls._one(other)  # each must parse
@@ -44,6 +52,7 @@ class AmqpSettings:
             username=first.username,
             password=first.password,
             urls=urls,
+            queue_type=queue_type,
         )
 
     @classmethod
@@ -126,7 +135,8 @@ class Settings:
         mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
         return cls(
             amqp=AmqpSettings.from_url(
-                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
+                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL),
+                queue_type=environ.get("WARREN_QUEUE_TYPE", "quorum").strip().lower(),
             ),
             redis=RedisSettings.from_url(
                 redis_url or environ.get("WARREN_REDIS_URL", DEFAULT_REDIS_URL)
