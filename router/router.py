@@ -129,12 +129,19 @@ class Router:
         for pool, invs in by_pool.items():
             backbone.declare(pool)  # once per pool and connection
             backbone.publish_many(backbone.keys.work_queue(pool), self._chunks(invs))
-        if deferred:
-            delay_queue = backbone.declare_delay(self._throttle_ms)
-            backbone.publish_many(delay_queue, self._chunks(deferred))
+        self._defer(backbone, deferred)
         self.forwarded += len(admitted)
         self.deferred += len(deferred)
         backbone.ack(batch[-1].tag, multiple=True)
+
+    def _defer(self, backbone: Backbone, deferred: list[Invocation]) -> None:
+        """Throttled: waits that double per throttle (Lambda's backoff, up to about 5 minutes),
+        grouped per delay queue."""
+        by_delay: dict[int, list[Invocation]] = defaultdict(list)
+        for inv in deferred:
+            by_delay[int(self.policy.throttle_delay_for(inv) * 1000)].append(inv.throttled())
+        for delay_ms, invs in by_delay.items():
+            backbone.publish_many(backbone.declare_delay(delay_ms), self._chunks(invs))
 
     def _chunks(self, invocations: list[Invocation]) -> list[bytes]:
         size = self.max_chunk

@@ -9,7 +9,7 @@ import pytest
 from router.retry import RetryPolicy
 from warren.errors import ConfigError
 from warren.function import AsyncConfig, FunctionSpec
-from warren.invocation import EVENT, Invocation
+from warren.invocation import EVENT, Invocation, decode_chunk, encode_chunk
 
 
 def inv(attempt: int, max_retries: int = 2, age_s: float = 0, max_age: int = 21600) -> Invocation:
@@ -55,3 +55,22 @@ def test_retry_delays_parse_and_reject_nonsense() -> None:
     for bad in ("", "a,b", "-1"):
         with pytest.raises(ConfigError):
             RetryPolicy.parse_delays(bad)
+
+
+def test_a_throttled_invocation_waits_twice_as_long_each_time_up_to_about_five_minutes() -> None:
+    policy = RetryPolicy(throttle_delay_s=0.5)
+    current = inv(1)
+    waits = []
+    for _ in range(14):
+        waits.append(policy.throttle_delay_for(current))
+        current = current.throttled()
+    assert waits[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert max(waits) <= 300 and waits[-1] == max(waits) > 120
+    # one delay queue per step, all known in advance (warren queues migrate needs them)
+    assert {int(w * 1000) for w in waits} <= set(policy.throttle_delays_ms())
+
+
+def test_the_throttle_count_travels_with_the_invocation() -> None:
+    sent = inv(2).throttled().throttled()
+    (back,) = decode_chunk(encode_chunk([sent]))
+    assert back.throttles == 2 and back.attempt == 2

@@ -56,6 +56,7 @@ class Invocation:
     lease_expires: float = 0.0
     log_tail: bool = False
     held_lease: str | None = None  # a lease the sync caller keeps (and releases) itself
+    throttles: int = 0  # times admission deferred it over a concurrency limit (not attempts)
 
     @property
     def lease_id(self) -> str:
@@ -66,6 +67,9 @@ class Invocation:
 
     def leased(self, key: str, expires: float) -> Invocation:
         return replace(self, lease_key=key, lease_expires=expires)
+
+    def throttled(self) -> Invocation:
+        return replace(self, throttles=self.throttles + 1)
 
     def next_attempt(self) -> Invocation:
         return replace(self, attempt=self.attempt + 1, lease_key=None, lease_expires=0.0)
@@ -84,6 +88,8 @@ class Invocation:
             "tail": self.log_tail,
             "held": self.held_lease,
         }
+        if self.throttles:
+            wire["thr"] = self.throttles
         if spec_index is None:
             wire["spec"] = self.spec.to_dict()
         else:
@@ -105,6 +111,7 @@ class Invocation:
                 lease_expires=float(data.get("lease_exp") or 0.0),
                 log_tail=bool(data.get("tail")),
                 held_lease=str(data["held"]) if data.get("held") else None,
+                throttles=int(data.get("thr") or 0),
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise DecodeError(f"not a valid invocation: {type(exc).__name__}: {exc}") from None

@@ -80,3 +80,38 @@ def test_a_classic_queue_of_an_older_fleet_is_used_and_reported_with_the_migrati
     finally:
         new.close()
     assert "warren queues migrate" in caplog.text and "classic" in caplog.text
+
+
+def test_queues_migrate_turns_an_older_fleets_classic_queues_into_quorum_keeping_messages(
+    healthy_rabbit: RabbitNode, unique: str
+) -> None:
+    from click.testing import CliRunner
+
+    from warren.cli import cli
+
+    # Given an older fleet's classic queues, its work queue holding two messages
+    prefix = f"q{unique}"
+    keys = Keys(prefix)
+    old = Backbone(AmqpSettings.from_url(healthy_rabbit.url, queue_type="classic"), keys)
+    old.declare()
+    old.publish(keys.work_queue("default"), b"one")
+    old.publish(keys.work_queue("default"), b"two")
+    old.close()
+    # When the operator runs the migrating command (fleet stopped)
+    env = {"WARREN_AMQP_URL": healthy_rabbit.url, "WARREN_PREFIX": prefix,
+           "WARREN_ASYNC_RETRY_DELAYS": "1", "WARREN_THROTTLE_DELAY_MS": "100000"}
+    result = CliRunner().invoke(cli, ["queues", "migrate"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{keys.work_queue('default')}: migrated (2 messages)" in result.output
+    # Then the queues are quorum queues and the messages are still there, in order
+    types = _types(healthy_rabbit, prefix)
+    assert types[keys.work_queue("default")] == "quorum", types
+    new = Backbone(AmqpSettings.from_url(healthy_rabbit.url), keys)
+    try:
+        bodies = [new.get(keys.work_queue("default")) for _ in range(2)]
+        assert [b.body for b in bodies if b] == [b"one", b"two"]
+    finally:
+        new.close()
+    # And running it again changes nothing
+    again = CliRunner().invoke(cli, ["queues", "migrate"], env=env)
+    assert "migrated" not in again.output and "already quorum" in again.output
