@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -11,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from warren.aws import function_arn
-from warren.errors import TooManyRequests, Unavailable
+from warren.errors import NotFound, TooManyRequests, Unavailable
 from warren.ports import Dispatcher
+
+log = logging.getLogger("warren.poller")
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class FleetInvoker:
         self._local = threading.local()
         self._dispatchers: list[Dispatcher] = []
         self._lock = threading.Lock()
+        self._missing: set[str] = set()  # functions found deleted (said once each)
 
     def _dispatcher(self) -> Dispatcher:
         dispatcher: Dispatcher | None = getattr(self._local, "dispatcher", None)
@@ -133,6 +137,17 @@ class FleetInvoker:
             )
         except Unavailable as exc:
             return InvokeReply(False, error=str(exc))
+        except NotFound as exc:
+            # The function (or its alias) was deleted under the mapping: an ordinary failure
+            # of the batch (retried, then given up by the mapping's rules), said once.
+            with self._lock:
+                first = function_ref not in self._missing
+                self._missing.add(function_ref)
+            if first:
+                log.error("mapping's function %s no longer exists: %s; its batches fail until "
+                          "it is created again or the mapping is deleted", function_ref, exc)
+            return InvokeReply(False, error=f"Function not found: {exc}")
+        self._missing.discard(function_ref)
         status = result.status_code
         if status == 429:
             return InvokeReply(False, throttled=True, retry_after_s=1.0, error="throttled")

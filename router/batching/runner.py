@@ -26,6 +26,7 @@ from router.batching.failure import (
     RETRIES_EXHAUSTED,
     failure_record,
 )
+from router.batching.health import SourceHealth
 from router.batching.invoker import Invoker, InvokeReply
 from router.batching.lane_runner import LaneRunner
 from router.batching.lanes import Work as _Work
@@ -35,6 +36,7 @@ from warren.errors import Unavailable, WarrenError
 from warren.filter import FilterCriteria
 from warren.mapping import MappingSpec
 from warren.ports import RecordSink
+from warren.redact import redact
 from warren.source import Source, SourceRecord
 from warren.store.mappings import MappingStore
 
@@ -78,6 +80,7 @@ class BatchRunner:
         self._filters = FilterCriteria(spec.filters)
         self._attempts_key = store.key(spec.uuid, "attempts")
         self._attempts: dict[str, int] = {}
+        self._health = SourceHealth(spec.uuid)
         self._stats: Counter[str] = Counter()
         self._last_result = ""
         self._stats_at = 0.0
@@ -91,21 +94,12 @@ class BatchRunner:
             try:
                 source = self._open_source()
             except WarrenError as exc:
-                log.warning("mapping %s: cannot open its source: %s", self.spec.uuid, exc)
-                self._last_result = f"PROBLEM: Source unavailable: {exc}"
-                self._flush_stats(None, force=True)
-                stop.wait(1.0 if isinstance(exc, Unavailable) else 5.0)
+                self._failed(stop, exc, "cannot open its source", "Source unavailable: ")
                 continue
             try:
                 self._serve(source, stop)
-            except Unavailable as exc:
-                log.warning("mapping %s: source failed, reopening: %s", self.spec.uuid, exc)
-                stop.wait(1.0)
             except WarrenError as exc:  # e.g. the queue was deleted: say so, try again later
-                log.warning("mapping %s: %s", self.spec.uuid, exc)
-                self._last_result = f"PROBLEM: {exc}"
-                self._flush_stats(None, force=True)
-                stop.wait(5.0)
+                self._failed(stop, exc, "its source failed", "")
             finally:
                 try:
                     source.close()
@@ -115,6 +109,14 @@ class BatchRunner:
         if self._destination is not None:
             self._destination.close()
         self._invoker.close()
+
+    def _failed(self, stop: threading.Event, exc: WarrenError, what: str, label: str) -> None:
+        """Wait (doubling while it keeps failing) before the source is opened again; the
+        reason shows in `warren mapping get` (LastProcessingResult) and once in the log."""
+        wait = self._health.failed(exc, what)
+        self._last_result = redact(f"PROBLEM: {label}{exc}")
+        self._flush_stats(None, force=True)
+        stop.wait(wait)
 
     def _serve(self, source: Source, stop: threading.Event) -> None:
         collector = BatchCollector(
@@ -363,6 +365,8 @@ class BatchRunner:
         if not force and now - self._stats_at < STATS_EVERY_S:
             return
         self._stats_at = now
+        if source is not None:
+            self._health.serving()
         lag = source.lag_s() if source is not None else None
         self._store.count(self.spec.uuid, self._stats, lag_s=lag, last_result=self._last_result)
         self._stats.clear()

@@ -9,9 +9,11 @@ import click
 import redis
 
 from broker_adapters.sources import purge_source
+from broker_adapters.sources.check import check_source
 from warren.cli.output import echo, output_option
 from warren.errors import InvalidParameter
 from warren.mapping import MappingSpec
+from warren.redact import redact, redact_all
 from warren.settings import Settings
 from warren.store.mappings import MappingStore
 from warren.store.redis import connect
@@ -43,12 +45,12 @@ def view(store: MappingStore, spec: MappingSpec) -> dict[str, Any]:
     out = spec.to_dict()
     out["filters"] = list(spec.filters)
     out["stats"] = store.stats(spec.uuid) if spec.state != "Deleting" else {}
-    return out
+    return dict(redact_all(out))  # a source URI may carry a password
 
 
 def _row(store: MappingStore, spec: MappingSpec) -> dict[str, Any]:
     stats = store.stats(spec.uuid)
-    return {"uuid": spec.uuid, "function": spec.function, "source": spec.source,
+    return {"uuid": spec.uuid, "function": spec.function, "source": redact(spec.source),
             "state": spec.state, "batch": spec.batch_size, "read": stats["read"],
             "succeeded": stats["succeeded"], "failed": stats["failed"], "lag_s": stats["lag_s"]}
 
@@ -117,6 +119,8 @@ def mapping_group() -> None:
 def create_command(ctx: click.Context, /, function: str, source: str, start_position: str,
                    disabled: bool, output: str, **settings: Any) -> None:
     """Create a mapping (Lambda's CreateEventSourceMapping)."""
+    for warning in check_source(source):  # a malformed source is refused here, in one line
+        click.echo(warning, err=True)
     store = _store(ctx, check_functions=True)
     changes = _changes(**settings)
     spec = store.create(function=function, source=source, start_position=start_position,
@@ -173,7 +177,7 @@ def _state_command(name: str, help_text: str) -> click.Command:
     def command(ctx: click.Context, uuid: str, output: str) -> None:
         store = _store(ctx)
         spec = getattr(store, name)(uuid)
-        echo(view(store, spec) if name != "delete" else spec.to_dict(), output)
+        echo(view(store, spec) if name != "delete" else redact_all(spec.to_dict()), output)
 
     return command
 

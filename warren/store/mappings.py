@@ -29,6 +29,7 @@ from warren.mapping import (
     source_kind,
     validate,
 )
+from warren.redact import redact_all
 from warren.store.redis import redis_errors
 
 # Forgets a deleted mapping's checkpoints kept by its source (a stream's consumer group, ...):
@@ -150,8 +151,8 @@ class MappingStore:
     def summaries(self) -> list[dict[str, Any]]:
         """One row per mapping for `warren status`: id, function, source, state, counters, lag."""
         return [
-            {"uuid": s.uuid, "function": s.function, "source": s.source, "state": s.state,
-             **self.stats(s.uuid)}
+            redact_all({"uuid": s.uuid, "function": s.function, "source": s.source,
+                        "state": s.state, **self.stats(s.uuid)})
             for s in self.list_mappings()
         ]
 
