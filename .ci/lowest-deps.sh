@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CI: install the LOWEST versions setup.cfg declares (install_requires pinned to their floors) in
+# a scratch venv and run a smoke test over what each dependency is used for: msgpack and orjson
+# (codec), redis and hiredis (registry, raw pipelines, streams, leases), pika and click (a
+# worker and a router process serving async and sync invocations). A floor that is too low fails
+# here instead of on a user's machine. Needs the services `make services` starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+python3 -m venv "$scratch/venv"
+py="$scratch/venv/bin/python"
+pins="$(python3 .ci/lowest_requirements.py)"
+echo "lowest-deps: $pins"
+# shellcheck disable=SC2086
+"$py" -m pip install -q $pins
+"$py" -m pip install -q --no-deps -e .
+"$py" -m pip install -q "pytest>=7" "pytest-timeout>=2.1"
+"$py" -m pip check
+"$py" -m pytest -q -p no:cacheprovider -o addopts="" \
+    tests/test_codec.py tests/test_settings.py tests/test_registry.py tests/test_rawpipe.py \
+    tests/test_router_semaphore.py tests/test_source_stream.py tests/test_sync_reply.py \
+    "tests/test_fleet.py::test_success_goes_to_on_success_queue_destination" \
+    "tests/test_fleet.py::test_async_failure_is_retried_twice_then_recorded_once"
