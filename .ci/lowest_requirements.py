@@ -1,4 +1,4 @@
-"""Print setup.cfg's install_requires pinned to their declared minimums (`pkg>=1.2` -> `pkg==1.2`)."""
+"""Print setup.cfg's install_requires pinned to their minimums (`pkg>=1.2` -> `pkg==1.2`)."""
 
 from __future__ import annotations
 

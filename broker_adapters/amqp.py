@@ -16,7 +16,7 @@ import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from broker_adapters.failover import connection_parameters
-from broker_adapters.queues import queue_arguments, report_mismatch
+from broker_adapters.queues import other_type, queue_arguments, report_mismatch
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
@@ -138,17 +138,19 @@ class Backbone:
     def declare_queue(self, queue: str) -> None:
         if queue in self._declared:
             return
-        self._declare(queue, queue_arguments(self.amqp.queue_type))
+        self._declare(queue, queue_arguments(self.amqp.queue_type), {})
         self._declared.add(queue)
 
-    def _declare(self, queue: str, args: dict[str, Any]) -> None:
+    def _declare(self, queue: str, args: dict[str, Any], extra: dict[str, Any]) -> None:
         with broker_errors(self.amqp.url):
             try:
                 self._admin_channel().queue_declare(queue, durable=True, arguments=args)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code != 406:  # PRECONDITION_FAILED: it exists, otherwise made
                     raise
-                self._admin_channel().queue_declare(queue, passive=True)
+                # The other type but otherwise the same (an older fleet's): use it as it is.
+                other = queue_arguments(other_type(self.amqp.queue_type), extra)
+                self._admin_channel().queue_declare(queue, durable=True, arguments=other)
                 report_mismatch(queue, self.amqp.queue_type, str(exc.reply_text))
 
     def declare_delay(self, delay_ms: int) -> str:
@@ -164,7 +166,7 @@ class Backbone:
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": self.keys.async_queue,
             }
-            self._declare(name, queue_arguments(self.amqp.queue_type, args))
+            self._declare(name, queue_arguments(self.amqp.queue_type, args), args)
             self._delays.add(delay_ms)
         return name
 

@@ -2,9 +2,10 @@
 
 Quorum queues by default (replicated by Raft across a cluster, acks and publishes on disk
 before they are confirmed); `WARREN_QUEUE_TYPE=classic` where quorum queues are not available.
-A queue RabbitMQ already has with other arguments (a classic queue of a fleet that predates
-quorum queues) is refused with PRECONDITION_FAILED: it is then used as it is, and reported
-once with the command that migrates it.
+A queue RabbitMQ already has as the other type (a classic queue of a fleet that predates
+quorum queues) is refused with PRECONDITION_FAILED; if it is otherwise the same (declaring it
+as the other type succeeds) it is used as it is, and reported once with the command that
+migrates it. A queue that differs otherwise (a delay queue without its TTL) is an error.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def queue_arguments(queue_type: str, extra: dict[str, Any] | None = None) -> dic
             args["x-dead-letter-strategy"] = "at-least-once"
             args["x-overflow"] = "reject-publish"
     return args
+
+
+def other_type(queue_type: str) -> str:
+    return "classic" if queue_type == "quorum" else "quorum"
 
 
 def existing_type(reply_text: str) -> str | None:

@@ -101,7 +101,7 @@ def test_credentials_in_a_source_never_show_in_list_get_or_status(run, function)
 
 def test_redact_masks_url_passwords_and_secret_query_values():
     assert redact("amqp://u:p@h:1/v/q") == "amqp://u:***@h:1/v/q"
-    assert redact("cannot reach redis://:pw@host:6379/0 now") == "cannot reach redis://:***@host:6379/0 now"
+    assert redact("no redis://:pw@host:6379/0 now") == "no redis://:***@host:6379/0 now"
     assert redact("s3://b/p?endpoint=http://k:s@h:9000&secret=x&suffix=.jpg") == (
         "s3://b/p?endpoint=http://k:***@h:9000&secret=***&suffix=.jpg"
     )
