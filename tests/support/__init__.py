@@ -1,1 +1,1 @@
-"""What the tests share: process harnesses, broker fixtures, and the handler code under handlers/."""
+"""What the tests share: process harnesses, broker fixtures, and handler code (handlers/)."""
