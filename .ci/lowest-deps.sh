@@ -18,7 +18,9 @@ echo "lowest-deps: $pins"
 "$py" -m pip install -q "pytest>=7" "pytest-timeout>=2.1"
 "$py" -m pip check
 "$py" -m pytest -q -p no:cacheprovider -o addopts="" \
-    tests/test_codec.py tests/test_settings.py tests/test_registry.py tests/test_rawpipe.py \
-    tests/test_router_semaphore.py tests/test_source_stream.py tests/test_sync_reply.py \
-    "tests/test_fleet.py::test_success_goes_to_on_success_queue_destination" \
-    "tests/test_fleet.py::test_async_failure_is_retried_twice_then_recorded_once"
+    tests/unit/test_codec.py tests/unit/test_settings.py \
+    tests/integration/registry/test_registry.py tests/integration/store/test_rawpipe.py \
+    tests/integration/router/test_router_semaphore.py \
+    tests/integration/sources/test_source_stream.py tests/system/test_sync_reply.py \
+    "tests/system/test_fleet.py::test_success_goes_to_on_success_queue_destination" \
+    "tests/system/test_fleet.py::test_async_failure_is_retried_twice_then_recorded_once"

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fleet_handlers.harness import Fleet
+from support.fleet import Fleet
 
 from faults.history import History, Verdict
 from faults.nodes import RabbitNode
 from warren.errors import Unavailable
 
-CODE = Path(__file__).parent / "code"
+CODE = Path(__file__).resolve().parents[1] / "support" / "handlers" / "faults"
 
 
 class FaultFleet(Fleet):
