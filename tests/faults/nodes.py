@@ -318,3 +318,44 @@ class Blackhole:
             except OSError:
                 pass
         self.listener.close()
+
+
+class RabbitCluster:
+    """Three RabbitMQ nodes of our own joined into one cluster (same cookie, own ports)."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [RabbitNode() for _ in range(size)]
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start(wait=False)
+        for node in self.nodes:
+            node.wait_ready()
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.stop_app()
+            node.ctl("join_cluster", first.name)
+            node.start_app()
+
+    @property
+    def urls(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def running(self) -> RabbitNode:
+        """A node that answers (to ask it about the cluster's queues)."""
+        for node in self.nodes:
+            if answers(node.port):
+                return node
+        raise RuntimeError("no node of the cluster is running")
+
+    def leader_of(self, queue: str) -> RabbitNode:
+        for row in self.running().queues("leader"):
+            if len(row) == 2 and row[0] == queue:
+                for node in self.nodes:
+                    if node.name == row[1]:
+                        return node
+        raise RuntimeError(f"no leader found for {queue}")
+
+    def destroy(self) -> None:
+        for node in reversed(self.nodes):
+            node.destroy()
