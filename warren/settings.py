@@ -78,13 +78,21 @@ class AmqpSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
+    """Warren's Redis: `redis://`, `rediss://`, `unix://`, or through Sentinel:
+    `redis+sentinel://[:PASSWORD@]HOST:26379,HOST:26379/MASTER/DB` (the client asks the
+    sentinels where the master is, and again after a fail-over)."""
+
     url: str
     host: str
     port: int
     db: int
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
 
     @classmethod
     def from_url(cls, url: str) -> RedisSettings:
+        if url.startswith("redis+sentinel://"):
+            return cls._sentinel(url)
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(f"Redis URL must start with redis://, got {url!r}")
@@ -94,6 +102,29 @@ class RedisSettings:
         except ValueError as exc:
             raise ConfigError(f"bad Redis URL {url!r}: {exc}") from None
         return cls(url=url, host=parts.hostname or "127.0.0.1", port=port, db=db)
+
+    @classmethod
+    def _sentinel(cls, url: str) -> RedisSettings:
+        rest = url[len("redis+sentinel://"):]
+        netloc, _, path = rest.partition("/")
+        hosts = netloc.rpartition("@")[2]
+        master, _, db_text = path.partition("/")
+        sentinels: list[tuple[str, int]] = []
+        try:
+            for host in hosts.split(","):
+                name, _, port = host.strip().rpartition(":")
+                sentinels.append((name or port, int(port) if name else 26379))
+            db = int(db_text.strip("/") or 0)
+        except ValueError:
+            sentinels = []
+            db = -1
+        if not sentinels or not master or db < 0:
+            raise ConfigError(
+                f"bad Sentinel URL {url.split('@')[-1]!r}: use "
+                "redis+sentinel://[:PASSWORD@]HOST:26379,HOST:26379/MASTER/DB"
+            )
+        return cls(url=url, host=sentinels[0][0], port=sentinels[0][1], db=db,
+                   sentinels=tuple(sentinels), master=master)
 
 
 @dataclass(frozen=True)

@@ -203,13 +203,13 @@ class RedisNode:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, extra: list[str] | None = None) -> None:
         log = open(self.base / "redis.out", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.base), "--appendonly", "yes", "--appendfsync", "always",
-                "--save", "", "--protected-mode", "no",
+                "--save", "", "--protected-mode", "no", *(extra or []),
             ],  # fmt: skip
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -44,15 +44,36 @@ def connect(
     timed out is retried on a new connection a few times with a backoff before it raises;
     idle connections are health-checked before use; no read waits forever.
     """
-    client: redis.Redis[bytes] = redis.Redis.from_url(
-        settings.url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_S,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    options: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_keepalive": True,
+        "health_check_interval": HEALTH_CHECK_S,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+    if settings.sentinels:
+        return _through_sentinel(settings, options)
+    client: redis.Redis[bytes] = redis.Redis.from_url(settings.url, **options)
+    return client
+
+
+def _through_sentinel(settings: RedisSettings, options: dict[str, Any]) -> redis.Redis[bytes]:
+    """The master a group of sentinels names; after a fail-over its connections fail, and the
+    retries find the new master by asking the sentinels again."""
+    from urllib.parse import unquote
+
+    from redis.sentinel import Sentinel
+
+    userinfo = settings.url[len("redis+sentinel://"):].partition("/")[0].rpartition("@")[0]
+    password = unquote(userinfo.partition(":")[2]) if userinfo else None
+    sentinel = Sentinel(
+        list(settings.sentinels),
+        sentinel_kwargs={"socket_timeout": CONNECT_TIMEOUT_S},
+        password=password or None,
+        **options,
     )
+    client: redis.Redis[bytes] = sentinel.master_for(settings.master, db=settings.db)
     return client
 
 
