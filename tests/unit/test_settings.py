@@ -53,3 +53,25 @@ def test_bad_settings_fail_with_a_message_that_names_the_problem(env, fragment):
 def test_encoded_default_vhost_decodes_to_slash():
     assert AmqpSettings.from_url("amqp://guest:guest@127.0.0.1:5672/%2F").vhost == "/"
     assert RedisSettings.from_url("redis://127.0.0.1").db == 0
+
+
+def test_several_broker_urls_are_kept_for_fail_over() -> None:
+    amqp = AmqpSettings.from_url("amqp://u:p@a:5672/%2F, amqp://u:p@b:5673/%2F")
+    assert amqp.urls == ("amqp://u:p@a:5672/%2F", "amqp://u:p@b:5673/%2F")
+    assert (amqp.host, amqp.port, amqp.queue_type) == ("a", 5672, "quorum")
+
+
+def test_a_bad_url_among_several_or_a_bad_queue_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        AmqpSettings.from_url("amqp://a:5672/%2F,http://b/")
+    with pytest.raises(ConfigError, match="WARREN_QUEUE_TYPE"):
+        Settings.from_environ({"WARREN_QUEUE_TYPE": "stream"})
+
+
+def test_a_sentinel_url_names_its_sentinels_master_and_db() -> None:
+    redis_settings = RedisSettings.from_url("redis+sentinel://:pw@s1:26379,s2/warren/2")
+    assert redis_settings.sentinels == (("s1", 26379), ("s2", 26379))
+    assert (redis_settings.master, redis_settings.db) == ("warren", 2)
+    with pytest.raises(ConfigError, match="Sentinel URL") as caught:
+        RedisSettings.from_url("redis+sentinel://:pw@s1:26379")
+    assert "pw" not in str(caught.value)
