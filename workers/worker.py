@@ -152,7 +152,6 @@ class Worker:
         if slot.link is None or not slot.link.backbone.is_open:
             self._drop_lane(slot)
             if self._stop.is_set():
-                slot.pending.clear()  # their connection is gone: the broker redelivers them
                 self._run_shared(slot) or self._stop.wait(0.05)
                 return
             slot.link = self._open_link(slot)
@@ -194,6 +193,9 @@ class Worker:
         if slot.link is not None:
             slot.link.backbone.close()
             slot.link = None
+        # Deliveries not taken yet went back to the queue with their connection: their tags
+        # mean nothing on the next one (acking one there would close its channel).
+        slot.pending.clear()
 
     def _run_shared(self, slot: Slot) -> bool:
         try:
