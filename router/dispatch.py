@@ -307,7 +307,14 @@ class Dispatcher:
     ) -> bytes | None:
         """WARREN_SYNC_REPLY=redis: the worker pushes the result onto a list of the request's
         own, in the Redis round trip it makes anyway; the caller pops it on its admission
-        connection. One broker hop instead of two."""
+        connection. One broker hop instead of two.
+
+        The request is published with a confirm: once confirmed it is durable (a quorum queue
+        keeps it across a broker restart) and runs unless it expires with this wait. So a
+        broker that goes away while the caller waits does not fail the call: the reply needs
+        only Redis. Giving up then would have the caller (a mapping's batch) retry while the
+        first request still runs: two runs of one batch.
+        """
         key = self.keys.reply(request_id)
         backbone.publish(
             queue,
@@ -315,19 +322,22 @@ class Dispatcher:
             reply_to=self.keys.reply_to(request_id),
             correlation_id=request_id,
             expiration_ms=int(wait_s * 1000),
-            confirm=False,
+            confirm=True,
         )
         deadline = time.monotonic() + wait_s
         while True:
-            # A second at a time, servicing the broker connection in between: its heartbeats
-            # go on, and a broker that went away fails the call now, as direct reply-to would.
+            # A second at a time, servicing the broker connection in between (heartbeats).
             with redis_errors("admission", self._redis):
                 got = self.semaphore.redis.blpop([key], timeout=1)
             if got is not None:
                 return bytes(got[1])
             if time.monotonic() >= deadline:
                 return None
-            backbone.process(0)
+            if backbone.is_open:
+                try:
+                    backbone.process(0)
+                except Unavailable:
+                    pass  # the next call reconnects; this one's reply comes through Redis
 
     def _admit(
         self, invocation: Invocation, wait_s: float

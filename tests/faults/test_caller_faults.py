@@ -74,18 +74,22 @@ def test_a_queue_mapping_delivers_every_message_across_a_broker_restart(
     url = fleet.node.url.replace("/%2F", f"/%2F/{source}")
     store.create(function="batch", source=url, batch_size=10)
     fleet.wait_for(lambda: len(history.runs()) >= 50, timeout=90, what="50 messages")
+    assert len(history.runs()) < 300  # the fault lands mid-way
     # When the broker restarts mid-way
     history.mark_fault()
     fleet.node.stop_app()
     time.sleep(3)
     fleet.node.start_app()
     history.mark_back()
-    # Then every message reaches the handler, none more than twice
+    # Then every message reaches the handler. Known limit: batches the poller had read before
+    # the connection dropped may still be invoked, and their messages come again on the new
+    # connection (the source cannot ack them on the old one): at most two extra runs.
     deadline = time.monotonic() + 120
     while len(history.runs()) < 300 and time.monotonic() < deadline:
         time.sleep(0.2)
     history.mark_flowing()
     verdict = history.check(list(history.runs()))
+    verdict.notes.append("batches read before the drop may run again on redelivery")
     save(verdict, results_dir())
     assert verdict.lost == 0, describe(verdict, fleet)
-    assert verdict.max_runs <= 2, describe(verdict, fleet)
+    assert verdict.max_runs <= 3, describe(verdict, fleet)
