@@ -52,13 +52,17 @@ def open_channel(
 
 def peer_uid(conn: socket.socket) -> int | None:
     """The uid owning the other end of a loopback TCP connection, from /proc/net/tcp."""
-    host, port = conn.getpeername()[:2]
-    want = f"{socket.htonl(int.from_bytes(socket.inet_aton(host), 'big')):08X}:{port:04X}"
+    def hexed(address: tuple[str, int]) -> str:
+        host = socket.htonl(int.from_bytes(socket.inet_aton(address[0]), "big"))
+        return f"{host:08X}:{address[1]:04X}"
+
+    # Both ends must match: a closed socket of the same port (TIME_WAIT, owned by uid 0) may linger.
+    peer, ours = hexed(conn.getpeername()), hexed(conn.getsockname())
     try:
         with open("/proc/net/tcp") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) > 7 and fields[1] == want:
+                if len(fields) > 7 and fields[1] == peer and fields[2] == ours:
                     return int(fields[7])
     except OSError:
         pass

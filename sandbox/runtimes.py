@@ -77,13 +77,13 @@ def plan(runtime: str | None, code_dir: str, memory_mb: int) -> Plan:
             flags = (f"--max-old-space-size={memory_mb}",)
             return Plan(runtime, (node, *flags, NODE_BOOTSTRAP))
         raise InvalidParameter(
-            f"runtime {runtime} cannot run on this worker: no `node` found on its PATH "
+            f"runtime {runtime} cannot run here: no `node` found on its PATH "
             f"(install Node.js, e.g. `apt-get install nodejs`); it can run {', '.join(available())}"
         )
     if runtime in PROVIDED_NAMES:
         return Plan(runtime, (os.path.join(code_dir, "bootstrap"),))
     raise InvalidParameter(
-        f"runtime {runtime} cannot run on this worker: it can run {', '.join(available())}"
+        f"runtime {runtime} cannot run on this machine: it can run {', '.join(available())}"
     )
 
 

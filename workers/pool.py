@@ -36,6 +36,7 @@ def pool_key(spec: FunctionSpec) -> Hashable:
         spec.name,
         spec.version,
         spec.code_sha256,
+        spec.runtime,
         spec.handler,
         spec.memory_mb,
         spec.timeout_s,

@@ -93,6 +93,7 @@ def _sandbox(spec: Any, code_dir: Path, isolation: Any = None) -> WarmSandbox:
         function_version=spec.version,
         invoked_function_arn=spec.arn,
         isolation=isolation,
+        runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
     )
     return sandbox
 
