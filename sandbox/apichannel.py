@@ -25,6 +25,7 @@ from sandbox.procstatus import peak_rss_kb
 from sandbox.runtimeapi import MAX_RESPONSE_BYTES, RuntimeApi
 
 _PAST_CAP = 64 * 1024  # read this much more than the limit, so the size reported is the size
+SETTLE_S = 0.25
 
 
 def listen() -> socket.socket:
@@ -94,6 +95,8 @@ class ApiChannel:
         self._ctrl_open = self._log_open = True
         self._exit_poll = select.poll()
         self._exit_poll.register(exit_fd, select.POLLIN)
+        self._held = LogBuffer(1 << 20)  # output read between invocations, for the next one
+        self._holding = False
 
     @property
     def runtime_api(self) -> str:
@@ -101,6 +104,20 @@ class ApiChannel:
         return f"{host}:{port}"
 
     def exited(self) -> bool:
+        """Whether the runtime has exited; between invocations, first let it say which it does.
+
+        A runtime may post its answer and then exit (Node's does after an uncaught exception, a
+        one-shot bootstrap always): until it asks for the next event, or at most `SETTLE_S`, it
+        is given the chance, so that the next invocation goes to a fresh one instead of failing.
+        A healthy runtime asks at once, and its request has to be waited for anyway.
+        """
+        api = self._api
+        if api.ready_taken and not api.waiting and self._exit_poll.poll(0) == []:
+            deadline = time.monotonic() + SETTLE_S
+            self._holding = True
+            while not api.waiting and time.monotonic() < deadline:
+                if self._pump(deadline, self._held):
+                    break
         return bool(self._exit_poll.poll(0))
 
     def send(self, frame: bytes, deadline: float) -> None:
@@ -109,35 +126,41 @@ class ApiChannel:
 
     def wait(self, deadline: float, logs: LogBuffer) -> bytes | str:
         """A ready or response frame (without its length); EXITED; or TIMEOUT at the deadline."""
+        if self._holding:
+            logs.feed(self._held.text().encode())
+            self._held, self._holding = LogBuffer(1 << 20), False
         while True:
             got = self._result()
             if got is not None:
                 self.drain_logs(logs)
                 return got
-            self._watch_out()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= deadline:
                 return TIMEOUT
-            exited = False
-            for fd, events in self._epoll.poll(remaining):
-                if fd == self._log_r:
-                    self.drain_logs(logs)
-                elif fd == self._exit_fd:
-                    exited = True
-                elif fd == self._listener.fileno():
-                    self._accept()
-                elif fd == self._ctrl.fileno():
-                    self._read_ctrl()
-                else:
-                    if events & select.EPOLLOUT and fd in self._conns:
-                        self._conns[fd].flush()
-                    if events & ~select.EPOLLOUT:
-                        self._serve(fd)
-            if exited:
+            if self._pump(deadline, logs):
                 self.drain_logs(logs)
                 self._read_ctrl()
                 got = self._result()
                 return got if got is not None else EXITED
+
+    def _pump(self, deadline: float, logs: LogBuffer) -> bool:
+        """Serve whatever is ready before the deadline; True once the runtime has exited."""
+        self._watch_out()
+        exited = False
+        for fd, events in self._epoll.poll(max(deadline - time.monotonic(), 0)):
+            if fd == self._log_r:
+                self.drain_logs(logs)
+            elif fd == self._exit_fd:
+                exited = True
+            elif fd == self._listener.fileno():
+                self._accept()
+            elif fd == self._ctrl.fileno():
+                self._read_ctrl()
+            else:
+                if events & select.EPOLLOUT and fd in self._conns:
+                    self._conns[fd].flush()
+                if events & ~select.EPOLLOUT:
+                    self._serve(fd)
+        return exited
 
     def _result(self) -> bytes | None:
         frame = self._reader.frame()

@@ -99,6 +99,11 @@ class RuntimeApi:
             conn, self._parked = self._parked, None
             self._deliver(conn)
 
+    @property
+    def waiting(self) -> bool:
+        """The runtime is blocked in GET .../next: the next event goes straight to it."""
+        return self._parked is not None
+
     def forget(self, conn: Connection) -> None:
         if self._parked is conn:
             self._parked = None
