@@ -153,7 +153,7 @@ def test_errors_come_back_in_lambdas_node_shape():
         ("index.notfn", {"index.js": CJS}, "Runtime.HandlerNotFound"),
         ("nomodule.handler", {"index.js": CJS}, "Runtime.ImportModuleError"),
         ("index", {"index.js": CJS}, "Runtime.MalformedHandlerName"),
-        ("bad.handler", {"bad.js": "exports.handler = async (=> 1;"}, "Runtime.UserCodeSyntaxError"),
+        ("bad.handler", {"bad.js": "exports.x = (=> 1;"}, "Runtime.UserCodeSyntaxError"),
         ("init.handler", {"init.js": "throw new TypeError('at init');"}, "TypeError"),
         ("dep.handler", {"dep.js": "require('left-pad-nowhere');"}, "Runtime.ImportModuleError"),
     ],
