@@ -21,7 +21,7 @@ from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.forkserver import ChildProcess
 from sandbox.httpconn import BadRequest, Connection
 from sandbox.logbuffer import LogBuffer
-from sandbox.procstatus import peak_rss_kb
+from sandbox.procstatus import PeakReader
 from sandbox.runtimeapi import MAX_RESPONSE_BYTES, RuntimeApi
 
 _PAST_CAP = 64 * 1024  # read this much more than the limit, so the size reported is the size
@@ -85,7 +85,8 @@ class ApiChannel:
         ctrl.setblocking(False)
         os.set_blocking(log_r, False)
         self._ctrl, self._log_r, self._exit_fd = ctrl, log_r, exit_fd
-        self._listener, self._pid, self._uid = listener, pid, uid
+        self._listener, self._uid = listener, uid
+        self._peak = PeakReader(pid)
         self._api = RuntimeApi(arn, time.monotonic())
         self._conns: dict[int, Connection] = {}
         self._reader = protocol.FrameReader()
@@ -176,7 +177,7 @@ class ApiChannel:
             return None
         api.answer = None
         frame = protocol.pack_response(
-            answer.ok, answer.duration_ms, peak_rss_kb(self._pid), answer.error_type, answer.body
+            answer.ok, answer.duration_ms, self._peak.kb(), answer.error_type, answer.body
         )
         return frame[protocol.LENGTH.size :]
 
@@ -267,6 +268,7 @@ class ApiChannel:
             conn.close()
         self._conns.clear()
         self._epoll.close()
+        self._peak.close()
         self._listener.close()
         self._ctrl.close()
         os.close(self._log_r)

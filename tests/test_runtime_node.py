@@ -240,3 +240,12 @@ def test_concurrent_node_sandboxes_of_one_function():
         assert all(o.result["e"] == {"i": i} for o in results[i])
         pids |= {o.result["pid"] for o in results[i]}
     assert len(pids) == 3
+
+
+def test_a_payload_that_is_not_json_is_an_unmarshal_error_and_the_runtime_stays():
+    with code_dir({"index.js": CJS}) as path, Sandbox(path, "index.nothing",
+                                                      runtime="nodejs20.x") as sb:
+        bad = sb.invoke(payload=b"{not json")
+        good = sb.invoke({})
+    assert bad.error_type == "Runtime.UnmarshalError"
+    assert good.ok and good.init_ms is None

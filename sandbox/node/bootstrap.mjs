@@ -7,7 +7,7 @@
 // nothing left to run, as on Lambda.
 import { RuntimeClient } from "./client.mjs";
 import { loadHandler } from "./loader.mjs";
-import { errorObject, logError, patchConsole, setRequestId } from "./logging.mjs";
+import { RuntimeError, errorObject, logError, patchConsole, setRequestId } from "./logging.mjs";
 
 const env = process.env;
 const client = new RuntimeClient(env.AWS_LAMBDA_RUNTIME_API);
@@ -79,24 +79,32 @@ function run(handler, event, requestId, headers) {
   });
 }
 
-async function answer(requestId, err, result) {
+// Posts the answer (written at once, before this returns); the reply is not waited for, so that
+// the next GET follows it on the wire. A refused answer is only logged: Lambda has judged it.
+function answer(requestId, err, result) {
+  let posted;
   if (err !== null) {
     const error = errorObject(err);
     logError("Invoke Error", error);
-    await client.fail(requestId, error);
-    return;
+    posted = client.fail(requestId, error);
+  } else {
+    let body;
+    try {
+      body = JSON.stringify(result === undefined ? null : result);
+    } catch (cause) {
+      const error = errorObject(cause, "Runtime.MarshalError");
+      error.errorMessage = `Unable to stringify response body: ${error.errorMessage}`;
+      logError("Invoke Error", error);
+      posted = client.fail(requestId, error);
+    }
+    if (posted === undefined) posted = client.respond(requestId, body);
   }
-  let body;
-  try {
-    body = JSON.stringify(result === undefined ? null : result);
-  } catch (cause) {
-    const error = errorObject(cause, "Runtime.MarshalError");
-    error.errorMessage = `Unable to stringify response body: ${error.errorMessage}`;
-    logError("Invoke Error", error);
-    await client.fail(requestId, error);
-    return;
-  }
-  await client.respond(requestId, body);
+  posted.then(
+    (reply) => {
+      if (reply.status >= 400) logError("Runtime API refused the answer", String(reply.body));
+    },
+    () => {}, // the connection broke: the next GET fails too, and that ends the process
+  );
 }
 
 async function fatal(label, err, type, code) {
@@ -135,15 +143,13 @@ async function main() {
     try {
       event = body.length ? JSON.parse(body) : null;
     } catch (err) {
-      const error = errorObject(err, "Runtime.UnmarshalError");
-      logError("Invoke Error", error);
-      await client.fail(requestId, error);
       current = null;
+      answer(requestId, new RuntimeError("Runtime.UnmarshalError", err.message), undefined);
       continue;
     }
     const [err, result] = await run(handler, event, requestId, headers);
-    await answer(requestId, err, result);
     current = null;
+    answer(requestId, err, result);
   }
 }
 

@@ -1,6 +1,7 @@
 // Warren's Node bootstrap: the Runtime API client (HTTP/1.1 on one kept-alive loopback socket).
 //
-// One request at a time, which is all a runtime loop needs; replies are read by Content-Length,
+// Requests may be pipelined (HTTP/1.1 answers them in order): the loop sends its answer and its
+// next GET together, so one wake-up per invocation suffices. Replies are read by Content-Length,
 // as every Runtime API endpoint sends them. Hand-written on `net` rather than `http`: it is the
 // warm path of every invocation, and the `http` agent costs more than the whole exchange.
 import net from "node:net";
@@ -14,7 +15,7 @@ export class RuntimeClient {
     this.port = Number(address.slice(colon + 1));
     this.socket = null;
     this.buffer = Buffer.alloc(0);
-    this.waiting = null; // {resolve, reject} of the request in flight
+    this.waiting = []; // {resolve, reject} of each request in flight, oldest first
   }
 
   connect() {
@@ -24,8 +25,8 @@ export class RuntimeClient {
       if (this.socket === socket) this.socket = null;
       this.buffer = Buffer.alloc(0);
       const waiting = this.waiting;
-      this.waiting = null;
-      if (waiting) waiting.reject(err || new Error("Runtime API connection closed"));
+      this.waiting = [];
+      for (const w of waiting) w.reject(err || new Error("Runtime API connection closed"));
     };
     socket.on("error", fail);
     socket.on("close", () => fail(null));
@@ -42,22 +43,27 @@ export class RuntimeClient {
     if (this.socket) this.socket.ref();
   }
 
+  // The request is written before this returns, so requests go out in the order of the calls.
   request(method, path, headers, body) {
-    const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(body);
+    const text = body === undefined ? "" : body;
     let head = `${method} /2018-06-01/runtime/${path} HTTP/1.1\r\nHost: ${this.host}\r\n`;
-    for (const [name, value] of Object.entries(headers || {})) head += `${name}: ${value}\r\n`;
-    head += `Content-Length: ${payload.length}\r\n\r\n`;
+    if (headers) for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
+    head += `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n`;
     const socket = this.socket || this.connect();
     return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-      socket.write(payload.length ? Buffer.concat([Buffer.from(head, "latin1"), payload]) : head);
+      this.waiting.push({ resolve, reject });
+      socket.write(head + text); // one write, so one segment for a small request
     });
   }
 
   onData(chunk) {
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    while (this.waiting.length && this.parseOne());
+  }
+
+  parseOne() {
     const end = this.buffer.indexOf(HEAD_END);
-    if (end < 0 || !this.waiting) return;
+    if (end < 0) return false;
     const lines = this.buffer.toString("latin1", 0, end).split("\r\n");
     const status = Number(lines[0].split(" ")[1]);
     const headers = {};
@@ -67,12 +73,11 @@ export class RuntimeClient {
     }
     const length = Number(headers["content-length"] || 0);
     const start = end + HEAD_END.length;
-    if (this.buffer.length < start + length) return;
+    if (this.buffer.length < start + length) return false;
     const body = this.buffer.subarray(start, start + length);
     this.buffer = this.buffer.subarray(start + length);
-    const waiting = this.waiting;
-    this.waiting = null;
-    waiting.resolve({ status, headers, body });
+    this.waiting.shift().resolve({ status, headers, body });
+    return true;
   }
 
   async next() {
