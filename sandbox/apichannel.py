@@ -196,6 +196,9 @@ class ApiChannel:
 
     def _watch_out(self) -> None:
         """Poll for room to write only while a reply (a big event) is still being sent."""
+        for conn in [c for c in self._conns.values() if c.closing and not c.out]:
+            if not self._api.holds(conn):
+                self._drop(conn)
         for fd, conn in self._conns.items():
             want = bool(conn.out)
             if want != conn.watching_out:
@@ -219,10 +222,9 @@ class ApiChannel:
         try:
             for req in conn.feed(data):
                 self._api.handle(conn, req)
-                if req.close:
-                    conn.flush()
-                    self._drop(conn)
-                    return
+                if req.close:  # closed once its reply is out (a parked GET's: when delivered)
+                    conn.closing = True
+                    break
         except BadRequest as exc:
             conn.reply(400, f'{{"errorMessage":"{exc}","errorType":"BadRequest"}}'.encode())
             self._drop(conn)

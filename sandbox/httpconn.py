@@ -38,6 +38,7 @@ class Connection:
         self.sock = sock
         self.out = bytearray()  # reply bytes the socket would not take yet
         self.watching_out = False
+        self.closing = False  # the peer asked for `Connection: close`
         self._buf = bytearray()
         self._cap = body_cap
         self._req: Request | None = None

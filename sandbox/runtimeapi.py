@@ -104,6 +104,10 @@ class RuntimeApi:
         """The runtime is blocked in GET .../next: the next event goes straight to it."""
         return self._parked is not None
 
+    def holds(self, conn: Connection) -> bool:
+        """Whether `conn` is the parked GET, still owed an event."""
+        return self._parked is conn
+
     def forget(self, conn: Connection) -> None:
         if self._parked is conn:
             self._parked = None

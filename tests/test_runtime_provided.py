@@ -350,3 +350,27 @@ while True:
 def test_a_runtime_this_machine_cannot_run_is_refused_with_the_list(shell_echo):
     with pytest.raises(InvalidParameter, match=r"python3\.99 cannot run .*provided\.al2023"):
         Sandbox(shell_echo, "h", runtime="python3.99")
+
+
+ECHO_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_handlers", "echo.c")
+
+
+def test_a_static_binary_bootstrap_runs():
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc here to build the static test runtime (runtime_handlers/echo.c)")
+    with code_dir({}) as path:
+        built = subprocess.run(
+            ["gcc", "-static", "-O2", "-o", os.path.join(path, "bootstrap"), ECHO_C],
+            capture_output=True, text=True, check=False,
+        )
+        if built.returncode != 0:
+            pytest.skip(f"cannot link statically here (no static libc?): {built.stderr[-300:]}")
+        os.chmod(os.path.join(path, "bootstrap"), 0o755)
+        with Sandbox(path, "unused", runtime="provided.al2", timeout_s=30) as sb:
+            first = sb.invoke({"a": 1})
+            second = sb.invoke([1, 2])
+    assert first.result == {"static": {"a": 1}, "n": 1}
+    assert second.result == {"static": [1, 2], "n": 2} and second.init_ms is None
