@@ -2,7 +2,9 @@
 
 Python on the fork-server fast path, Python under awslambdaric (a `provided` bootstrap), Node
 (Warren's bootstrap) and a shell bootstrap using curl, each with a trivial echo handler; and in
-the same run `node -e 0` and `python -c pass`. Cold start is a new Sandbox to its first result;
+the same run `node -e 0` and `python -c pass`, each timed between the cold starts it is compared
+with (interleaved: the machine is shared, its load drifts). Cold start is a new Sandbox to its
+first result;
 "pre-started" is the same after `Sandbox.start()` had the runtime up beforehand (what a spare
 process ahead of the request would hide). Writes bench/results/runtimes.json. Run from the
 repository root:
@@ -82,9 +84,21 @@ def make_code(files: dict[str, str]) -> str:
     return path
 
 
-def cold(code: str, runtime: str | None, handler: str, runs: int, prestart: bool) -> list[float]:
+def cold(
+    code: str,
+    runtime: str | None,
+    handler: str,
+    runs: int,
+    prestart: bool,
+    beside: list[str] | None = None,
+    beside_samples: list[float] | None = None,
+) -> list[float]:
+    """New sandbox to first result; with `beside`, that command is timed between the runs too
+    (interleaved, so that both see the same load on this shared machine)."""
     samples = []
     for _ in range(runs):
+        if beside is not None and beside_samples is not None:
+            beside_samples.extend(timed(lambda: subprocess.run(beside, check=True), 1))
         if prestart:
             sb = Sandbox(code, handler, runtime=runtime, timeout_s=30)
             sb.start()
@@ -112,34 +126,46 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--prestart-runs", type=int, default=50)
     parser.add_argument("--warm-runs", type=int, default=2000)
+    parser.add_argument("--shell-warm-runs", type=int, default=200)  # two curl starts each
     args = parser.parse_args()
     node = node_binary()
     if node is None:
         sys.exit("bench/runtimes.py needs node (apt-get install nodejs)")
     load_before = os.getloadavg()[0]
     rows: dict[str, dict[str, float]] = {}
-    rows["node -e 0"] = summary(timed(lambda: subprocess.run([node, "-e", "0"], check=True),
-                                      args.runs))
-    rows["python -c pass"] = summary(
-        timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), args.runs)
-    )
+    bare = {"node -e 0": [node, "-e", "0"], "python -c pass": [sys.executable, "-c", "pass"]}
+    beside = {
+        "python (fast path)": "python -c pass",
+        "python under awslambdaric": "python -c pass",
+        "node (nodejs20.x)": "node -e 0",
+    }
     codes = []
     try:
         for name, (runtime, handler, files) in CASES.items():
             code = make_code(files)
             codes.append(code)
             print(f"{name} ...", flush=True)
-            rows[f"{name}: cold start"] = summary(cold(code, runtime, handler, args.runs, False))
+            bare_name = beside.get(name)
+            bare_samples: list[float] = []
+            rows[f"{name}: cold start"] = summary(
+                cold(code, runtime, handler, args.runs, False,
+                     bare[bare_name] if bare_name else None, bare_samples)
+            )
+            if bare_name:
+                rows[f"{bare_name} (interleaved with the {name} cold starts)"] = summary(
+                    bare_samples
+                )
             rows[f"{name}: cold start, pre-started"] = summary(
                 cold(code, runtime, handler, args.prestart_runs, True)
             )
-            rows[f"{name}: warm round trip"] = summary(warm(code, runtime, handler, args.warm_runs))
+            runs = args.shell_warm_runs if "curl" in name else args.warm_runs
+            rows[f"{name}: warm round trip"] = summary(warm(code, runtime, handler, runs))
     finally:
         for code in codes:
             shutil.rmtree(code, ignore_errors=True)
         ForkServer.shared().close()
     load_after = os.getloadavg()[0]
-    node_bare = rows["node -e 0"]["p50_ms"]
+    node_bare = rows["node -e 0 (interleaved with the node (nodejs20.x) cold starts)"]["p50_ms"]
     targets = {
         "node_warm_p50_le_0.5ms": rows["node (nodejs20.x): warm round trip"]["p50_ms"] <= 0.5,
         "node_cold_le_1.5x_node_e_0": rows["node (nodejs20.x): cold start"]["p50_ms"]
