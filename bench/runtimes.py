@@ -27,7 +27,7 @@ from collections.abc import Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-from runtime_handlers.support import SHELL_ECHO  # noqa: E402
+from support.runtimes import SHELL_ECHO  # noqa: E402
 
 from sandbox import Sandbox  # noqa: E402
 from sandbox.forkserver import ForkServer  # noqa: E402

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -87,10 +88,15 @@ def plan(runtime: str | None, code_dir: str, memory_mb: int) -> Plan:
     )
 
 
-def exec_spec(spec: dict[str, Any], plan: Plan, address: tuple[str, int], memory_mb: int) -> None:
-    """Turn a child spec into an external runtime's: exec its bootstrap, point it at its API."""
-    assert plan.argv is not None
+def exec_spec(
+    spec: dict[str, Any], plan: Plan, listener: socket.socket | None, memory_mb: int
+) -> dict[str, Any]:
+    """An external runtime's child spec: exec its bootstrap, point it at its API (`listener`)."""
+    if listener is None or plan.argv is None:
+        return spec  # the Python fast path
+    host, port = listener.getsockname()[:2]
     spec["exec"] = list(plan.argv)
-    spec["env"]["AWS_LAMBDA_RUNTIME_API"] = f"{address[0]}:{address[1]}"
+    spec["env"]["AWS_LAMBDA_RUNTIME_API"] = f"{host}:{port}"
     if "as" in spec["rlimits"]:
         spec["rlimits"]["as"] = (memory_mb + EXEC_AS_HEADROOM_MB) * 1024 * 1024
+    return spec
