@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.fleet import Fleet
+from support.fleet import CODE, Fleet
 from support.runtimes import SHELL_ECHO, code_dir, need_node
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,10 @@ def test_node_and_provided_functions_run_on_a_worker_fleet_with_versions_and_ali
 def test_a_runtime_the_worker_cannot_run_fails_with_the_list_it_can(fleet: Fleet) -> None:
     fleet.worker(slots=1)
     fleet.router()
-    fleet.function("oldpy", handler="app.echo", runtime="python3.9")
+    made = fleet.cli("function", "create", "oldpy", "--code", str(CODE), "--handler", "app.echo",
+                     "--runtime", "python3.9")
+    assert made.returncode == 0, made.stderr
+    assert b"warning: no live worker of pool 'default' can run python3.9" in made.stderr
     out = fleet.client.invoke("oldpy", {"x": 1})
     assert out.status_code == 500
     assert out.payload["errorType"] == "ServiceException"
