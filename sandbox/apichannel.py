@@ -11,6 +11,7 @@ dropped at once (its owner is read from /proc/net/tcp).
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -98,11 +99,6 @@ class ApiChannel:
         self._exit_poll.register(exit_fd, select.POLLIN)
         self._held = LogBuffer(1 << 20)  # output read between invocations, for the next one
         self._holding = False
-
-    @property
-    def runtime_api(self) -> str:
-        host, port = self._listener.getsockname()[:2]
-        return f"{host}:{port}"
 
     def exited(self) -> bool:
         """Whether the runtime has exited; between invocations, first let it say which it does.
@@ -226,7 +222,8 @@ class ApiChannel:
                     conn.closing = True
                     break
         except BadRequest as exc:
-            conn.reply(400, f'{{"errorMessage":"{exc}","errorType":"BadRequest"}}'.encode())
+            error = {"errorMessage": str(exc), "errorType": "InvalidRequestFormat"}
+            conn.reply(400, json.dumps(error).encode())
             self._drop(conn)
             return
 
