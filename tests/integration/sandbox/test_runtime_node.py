@@ -10,6 +10,7 @@ from support.runtimes import code_dir, need_node
 from support.sandbox import requires_cgroup, wait_gone
 
 from sandbox import Sandbox
+from warren.errors import InvalidParameter
 
 
 @pytest.fixture(autouse=True)
@@ -249,3 +250,25 @@ def test_a_payload_that_is_not_json_is_an_unmarshal_error_and_the_runtime_stays(
         good = sb.invoke({})
     assert bad.error_type == "Runtime.UnmarshalError"
     assert good.ok and good.init_ms is None
+
+
+def test_a_handler_that_exits_the_process_is_an_exit_error_then_a_fresh_one():
+    code = "exports.handler = async (e) => { if (e.exit) process.exit(3); return 'alive'; };"
+    with code_dir({"index.js": code}) as path, Sandbox(path, "index.handler",
+                                                       runtime="nodejs20.x") as sb:
+        gone = sb.invoke({"exit": True})
+        after = sb.invoke({})
+    assert gone.error_type == "Runtime.ExitError"
+    assert gone.error["errorMessage"].endswith("Runtime exited with error: exit status 3")
+    assert after.result == "alive" and after.init_ms is not None
+
+
+def test_without_node_the_runtime_is_refused_with_how_to_get_it(monkeypatch):
+    import sandbox.runtimes as runtimes
+
+    monkeypatch.setattr(runtimes, "node_binary", lambda: None)
+    with code_dir({"index.js": CJS}) as path, pytest.raises(InvalidParameter) as refused:
+        Sandbox(path, "index.handler", runtime="nodejs20.x")
+    message = str(refused.value)
+    assert "no `node` found" in message and "apt-get install nodejs" in message
+    assert "nodejs20.x" not in runtimes.available()

@@ -375,3 +375,17 @@ def test_a_static_binary_bootstrap_runs():
             second = sb.invoke([1, 2])
     assert first.result == {"static": {"a": 1}, "n": 1}
     assert second.result == {"static": [1, 2], "n": 2} and second.init_ms is None
+
+
+def test_a_response_that_is_not_json_is_passed_on_as_it_was_posted():
+    script = PY_CLIENT + """
+while True:
+    status, headers, body = call("GET", "invocation/next")
+    rid = headers["Lambda-Runtime-Aws-Request-Id"]
+    call("POST", f"invocation/{rid}/response", "plain words, not JSON")
+"""
+    with code_dir({"bootstrap": script}) as path, Sandbox(path, "h", runtime="provided",
+                                                          timeout_s=30) as sb:
+        out = sb.invoke({})
+    assert out.ok and out.result_json == b"plain words, not JSON"
+    assert out.result == "plain words, not JSON"
