@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,39 @@ def test_a_runtime_the_worker_cannot_run_fails_with_the_list_it_can(fleet: Fleet
     assert out.payload["errorType"] == "ServiceException"
     assert "python3.9 cannot run on this machine" in out.payload["errorMessage"]
     assert "provided.al2023" in out.payload["errorMessage"]
+
+
+STREAM_CODE = """
+exports.handler = async (event) => {
+  for (const r of event.Records) {
+    const data = JSON.parse(Buffer.from(r.kinesis.data, "base64").toString());
+    console.log("record", data.n);
+  }
+  return { batchItemFailures: [] };
+};
+"""
+
+
+def test_a_node_function_consumes_a_stream_mapping_through_the_fleet(fleet: Fleet) -> None:
+    need_node()
+    import orjson
+
+    from warren.store.mappings import MappingStore
+
+    fleet.worker(slots=2)
+    fleet.router()
+    fleet.spawn("poller")
+    stream = f"{fleet.prefix}-src"
+    with code_dir({"index.js": STREAM_CODE}, executable=()) as path:
+        fleet.client.create_function(
+            "noderecs", code=Path(path), handler="index.handler", runtime="nodejs20.x"
+        )
+        for n in range(20):
+            fleet.redis.xadd(stream, {"data": orjson.dumps({"n": n})})
+        store = MappingStore(fleet.redis, fleet.prefix, functions=fleet.client.registry)
+        spec = store.create(function="noderecs", source=f"redis+stream:///{stream}",
+                            batch_size=5)
+        fleet.wait_for(lambda: store.stats(spec.uuid)["succeeded"] == 20, timeout=90,
+                       what="20 records handled by the Node function")
+    text = "".join(entry.text for entry in fleet.client_logs("noderecs"))
+    assert {int(n) for n in re.findall(r"\tINFO\trecord (\d+)", text)} == set(range(20))
