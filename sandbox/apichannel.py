@@ -43,13 +43,15 @@ def open_channel(
     log_r: int,
     child: ChildProcess,
     listener: socket.socket | None,
-    arn_uid: tuple[str, int | None],
+    owner: tuple[str, int | None, int],
 ) -> ChildChannel | ApiChannel:
     """The channel to a new child: frames to the Python runtime, or the Runtime API."""
     if listener is None:
         return ChildChannel(ctrl, log_r, child.fileno())
-    arn, uid = arn_uid
-    return ApiChannel(ctrl, log_r, child.fileno(), listener, pid=child.pid, arn=arn, uid=uid)
+    arn, uid, memory_mb = owner
+    return ApiChannel(
+        ctrl, log_r, child.fileno(), listener, pid=child.pid, arn=arn, uid=uid, memory_mb=memory_mb
+    )
 
 
 def peer_uid(conn: socket.socket) -> int | None:
@@ -82,11 +84,13 @@ class ApiChannel:
         pid: int,
         arn: str,
         uid: int | None,
+        memory_mb: int = 0,
     ) -> None:
         ctrl.setblocking(False)
         os.set_blocking(log_r, False)
         self._ctrl, self._log_r, self._exit_fd = ctrl, log_r, exit_fd
-        self._listener, self._uid = listener, uid
+        self._listener, self._uid, self._memory_mb = listener, uid, memory_mb
+        self._heap_oom = False  # V8 said its heap is exhausted (then it aborts)
         self._peak = PeakReader(pid)
         self._api = RuntimeApi(arn, time.monotonic())
         self._conns: dict[int, Connection] = {}
@@ -136,7 +140,7 @@ class ApiChannel:
             if self._pump(deadline, logs):
                 self.drain_logs(logs)
                 self._read_ctrl()
-                got = self._result()
+                got = self._result() or self._out_of_memory()
                 return got if got is not None else EXITED
 
     def _pump(self, deadline: float, logs: LogBuffer) -> bool:
@@ -158,6 +162,25 @@ class ApiChannel:
                 if events & ~select.EPOLLOUT:
                     self._serve(fd)
         return exited
+
+    def _out_of_memory(self) -> bytes | None:
+        """Node ran out of heap mid-invocation: out of memory, as a cgroup kill would say.
+
+        Node's heap is capped at the function's memory (`--max-old-space-size`), so V8 may abort
+        before the cgroup's OOM killer strikes, and without a cgroup it is the only limit that
+        fires cleanly; it prints its banner on the way out.
+        """
+        rid = self._api.in_flight
+        if not self._heap_oom or rid is None:
+            return None
+        message = f"RequestId: {rid} Error: Runtime exited with error: signal: aborted"
+        error = {"errorMessage": message, "errorType": "Runtime.OutOfMemory"}
+        body = json.dumps(error).encode()
+        elapsed = self._api.elapsed_ms()
+        frame = protocol.pack_response(
+            False, elapsed, self._memory_mb * 1024, "Runtime.OutOfMemory", body
+        )
+        return frame[protocol.LENGTH.size :]
 
     def _result(self) -> bytes | None:
         frame = self._reader.frame()
@@ -260,6 +283,8 @@ class ApiChannel:
                 self._log_open = False
                 self._epoll.unregister(self._log_r)
                 return
+            if b"heap out of memory" in data:
+                self._heap_oom = True
             logs.feed(data)
 
     def close(self) -> None:

@@ -100,6 +100,15 @@ class RuntimeApi:
             self._deliver(conn)
 
     @property
+    def in_flight(self) -> str | None:
+        """The request id submitted and not answered yet, if any."""
+        return self._current
+
+    def elapsed_ms(self) -> float:
+        """Since the invocation in flight was handed to the runtime."""
+        return (time.monotonic() - self._sent_at) * 1000
+
+    @property
     def waiting(self) -> bool:
         """The runtime is blocked in GET .../next: the next event goes straight to it."""
         return self._parked is not None

@@ -199,7 +199,7 @@ class Sandbox:
             ctrl_child.close()
             os.close(log_w)
         self._cgroup = self._child.cgroup
-        owner = (self.invoked_function_arn, self.uid)
+        owner = (self.invoked_function_arn, self.uid, self.memory_mb)
         self._channel = open_channel(ctrl, log_r, self._child, listener, owner)
         self._awaiting_ready = True
 

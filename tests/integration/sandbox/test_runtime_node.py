@@ -272,3 +272,30 @@ def test_without_node_the_runtime_is_refused_with_how_to_get_it(monkeypatch):
     message = str(refused.value)
     assert "no `node` found" in message and "apt-get install nodejs" in message
     assert "nodejs20.x" not in runtimes.available()
+
+
+HEAP_HOG = """
+const hold = [];
+exports.handler = async () => {
+  for (;;) hold.push({ a: [1, 2, 3], b: "x".repeat(64), c: hold.length });
+};
+"""
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "rlimit"])
+def test_exhausting_the_js_heap_is_out_of_memory_with_or_without_a_cgroup(cgroups):
+    from sandbox import Isolation
+
+    if cgroups:
+        from support.sandbox import cgroup_available
+
+        if not cgroup_available():
+            pytest.skip("needs a writable cgroup (v2 with memory+pids, or v1)")
+    iso = Isolation(use_cgroups=cgroups)
+    with code_dir({"index.js": HEAP_HOG}) as path, Sandbox(
+        path, "index.handler", runtime="nodejs20.x", memory_mb=128, timeout_s=60, isolation=iso
+    ) as sb:
+        out = sb.invoke({})
+        assert not sb.alive
+    assert out.error_type == "Runtime.OutOfMemory", out.logs[-2000:]
+    assert "Max Memory Used: 128 MB" in out.logs
