@@ -17,7 +17,7 @@ from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from broker_adapters.amqp_fastpath import PUBLISHER_PATHS, install
 from warren.errors import BrokerUnavailable
-from warren.keys import DEFAULT_POOL, Topology
+from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
 
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -68,13 +68,13 @@ class Backbone:
     def __init__(
         self,
         amqp: AmqpSettings,
-        topology: Topology,
+        keys: Keys,
         *,
         name: str = "warren",
         heartbeat_s: int = 60,
     ) -> None:
         self.amqp = amqp
-        self.topology = topology
+        self.keys = keys
         params = pika.URLParameters(amqp.url)
         params.heartbeat = heartbeat_s
         params.blocked_connection_timeout = 60
@@ -98,7 +98,7 @@ class Backbone:
         on the hot path declare their function's pool before every publish)."""
         if pool in self._pools:
             return
-        for queue in self.topology.all_queues(pool):
+        for queue in self.keys.all_queues(pool):
             self.declare_queue(queue)
         self._pools.add(pool)
 
@@ -115,12 +115,12 @@ class Backbone:
         The TTL is per queue, not per message: with one TTL per queue nothing waits behind a
         longer-lived head message (RabbitMQ expires only at the head).
         """
-        name = self.topology.delay_queue(delay_ms)
+        name = self.keys.delay_queue(delay_ms)
         if delay_ms not in self._delays:
             args = {
                 "x-message-ttl": int(delay_ms),
                 "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.topology.async_queue,
+                "x-dead-letter-routing-key": self.keys.async_queue,
             }
             with broker_errors(self.amqp.url):
                 self._confirm.queue_declare(name, durable=True, arguments=args)

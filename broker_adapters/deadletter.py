@@ -14,4 +14,4 @@ def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str)
         "x-warren-queue": queue,
         "x-warren-time": int(time.time() * 1000),
     }
-    backbone.publish(backbone.topology.dead_queue, delivery.body, headers=headers, confirm=True)
+    backbone.publish(backbone.keys.dead_queue, delivery.body, headers=headers, confirm=True)

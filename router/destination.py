@@ -10,9 +10,10 @@ import redis
 
 from broker_adapters.amqp import Backbone
 from warren.codec import dumps_json
-from warren.errors import InvalidParameter, StoreUnavailable
-from warren.keys import Topology
+from warren.errors import InvalidParameter
+from warren.keys import Keys
 from warren.settings import Settings
+from warren.store.redis import redis_errors
 
 
 class RecordSink(Protocol):
@@ -70,7 +71,7 @@ class QueueDestination(Destination):
         self.uri = uri
         self.queue = queue
         self._backbone = Backbone(
-            settings.amqp, Topology(settings.prefix), name="warren-destination"
+            settings.amqp, Keys(settings.prefix), name="warren-destination"
         )
         self._backbone.declare_queue(queue)
         self._lock = threading.Lock()  # one pika connection: one thread at a time
@@ -95,10 +96,8 @@ class StreamDestination(Destination):
         self._owns = owns
 
     def send(self, record: dict[str, Any]) -> None:
-        try:
+        with redis_errors(f"writing to Redis stream {self.stream!r}"):
             self._redis.xadd(self.stream, {"record": dumps_json(record)})
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"cannot write to Redis stream {self.stream!r}: {exc}") from None
 
     def close(self) -> None:
         if self._owns:

@@ -13,6 +13,7 @@ import redis
 from broker_adapters.amqp import Backbone, Delivery
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
+from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
 from warren.errors import InvalidParameter, TooManyRequests, Unavailable
 from warren.function import LATEST, FunctionSpec, is_version
@@ -20,17 +21,14 @@ from warren.invocation import (
     DRY_RUN,
     EVENT,
     INVOCATION_TYPES,
-    REDIS_REPLY,
     REQUEST_RESPONSE,
     Invocation,
     InvocationResult,
     encode_chunk,
-    new_request_id,
-    redis_reply_key,
 )
-from warren.keys import DEFAULT_POOL, Topology
+from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings
-from warren.store.codes import store_errors
+from warren.store.redis import redis_errors
 from warren.store.registry import Registry
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
@@ -57,12 +55,14 @@ def event_bytes(payload: Any) -> bytes:
         raise InvalidParameter(f"the payload cannot be encoded as JSON: {exc}") from None
 
 
-class Invoker:
-    """What `Client.invoke` delegates to; one per client, used from one thread at a time.
+class Dispatcher:
+    """The one sync/async dispatcher: what `Client.invoke` and the mappings' batch invokes use.
+
+    One per caller, used from one thread at a time.
 
     Sync (`RequestResponse`): the caller acquires the concurrency lease itself (429 at once over
     the limit), publishes straight to the work queue with reply-to = direct reply-to, and waits
-    for the worker's reply (or, with WARREN_SYNC_REPLY=redis, pops it from a Redis list).
+    for the worker's reply (or, with `reply="redis"`, pops it from a Redis list).
     Async (`Event`): published durably to the router's queue; the 202 is returned only after
     RabbitMQ confirmed the message.
     """
@@ -75,12 +75,15 @@ class Invoker:
         *,
         pool: str = DEFAULT_POOL,
         queue_wait_s: float = 30.0,
+        reply: str | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.topology = Topology(settings.prefix)
+        self.keys = Keys(settings.prefix)
         self.pool = pool
         self.queue_wait_s = queue_wait_s
+        # How sync results come back: "amqp" (direct reply-to) or "redis" (a list per call).
+        self.reply = reply or settings.sync_reply
         self._redis = redis_client
         self._semaphore: Semaphore | None = None
         self._backbone: Backbone | None = None
@@ -121,7 +124,7 @@ class Invoker:
     @property
     def backbone(self) -> Backbone:
         if self._backbone is None or not self._backbone.is_open:
-            backbone = Backbone(self.settings.amqp, self.topology, name="warren-invoker")
+            backbone = Backbone(self.settings.amqp, self.keys, name="warren-invoker")
             backbone.declare(self.pool)
             backbone.consume_replies(self._on_reply)
             self._backbone = backbone
@@ -210,7 +213,7 @@ class Invoker:
     def _submit(self, chunks: Sequence[Sequence[Invocation]]) -> list[InvocationResult]:
         """Publish chunks with pipelined confirms; 202s only once all of them are confirmed."""
         bodies = [encode_chunk(chunk) for chunk in chunks]
-        self.backbone.publish_many(self.topology.async_queue, bodies)
+        self.backbone.publish_many(self.keys.async_queue, bodies)
         return [
             InvocationResult(202, executed_version=inv.spec.version, request_id=inv.request_id)
             for chunk in chunks
@@ -256,8 +259,8 @@ class Invoker:
         backbone.declare(spec.pool)  # once per pool and connection: the queue must exist
         invocation, parked = self._admit(invocation, wait_s)
         self._awaiting = request_id
-        queue, body = self.topology.work_queue(spec.pool), encode_chunk([invocation])
-        if self.settings.sync_reply == "redis":
+        queue, body = self.keys.work_queue(spec.pool), encode_chunk([invocation])
+        if self.reply == "redis":
             reply = self._reply_via_redis(backbone, queue, body, request_id, wait_s)
         else:
             reply = self._reply_via_amqp(backbone, queue, body, request_id, wait_s)
@@ -297,11 +300,11 @@ class Invoker:
         """WARREN_SYNC_REPLY=redis: the worker pushes the result onto a list of the request's
         own, in the Redis round trip it makes anyway; the caller pops it on its admission
         connection. One broker hop instead of two."""
-        key = redis_reply_key(self.settings.prefix, request_id)
+        key = self.keys.reply(request_id)
         backbone.publish(
             queue,
             body,
-            reply_to=REDIS_REPLY + key,
+            reply_to=self.keys.reply_to(request_id),
             correlation_id=request_id,
             expiration_ms=int(wait_s * 1000),
             confirm=False,
@@ -310,7 +313,7 @@ class Invoker:
         while True:
             # A second at a time, servicing the broker connection in between: its heartbeats
             # go on, and a broker that went away fails the call now, as direct reply-to would.
-            with store_errors(self._redis):
+            with redis_errors("admission", self._redis):
                 got = self.semaphore.redis.blpop([key], timeout=1)
             if got is not None:
                 return bytes(got[1])
@@ -343,7 +346,7 @@ class Invoker:
         lease_id = invocation.lease_id
         if parked is not None:  # too close to its expiry: renew it under the same id
             lease_id = parked.lease_id
-        with store_errors(self._redis):
+        with redis_errors("admission", self._redis):
             grant = self.semaphore.acquire(name, [lease_id], wait_s, finished)
         if not grant.admitted:
             raise TooManyRequests(

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from mapping_handlers.harness import Harness, wait_for
 
-from broker_adapters.sources.base import SourceRecord
 from router.batching.invoker import PythonInvoker
 from router.batching.lanes import Lanes, Work
+from warren.source import SourceRecord
 
 
 @pytest.fixture

@@ -194,6 +194,8 @@ def test_records_older_than_max_age_are_given_up_without_being_invoked(h):
 class Throttled:
     """An invoker whose first `n` calls are throttled (429) before reaching the handler."""
 
+    takes_encoded_events = False
+
     def __init__(self, n, inner):
         self.n, self.inner, self.calls = n, inner, 0
 
@@ -202,6 +204,9 @@ class Throttled:
         if self.calls <= self.n:
             return InvokeReply(False, throttled=True, retry_after_s=0.01, error="throttled")
         return self.inner.invoke(function_ref, event)
+
+    def close(self):
+        self.inner.close()
 
 
 def test_throttles_do_not_spend_the_retry_quota(h):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from broker_adapters.sources.base import SourceRecord
 from router.batching.failure import failure_record
 from router.batching.invoker import InvokeReply
 from router.batching.verdict import failed_identifiers, judge
+from warren.source import SourceRecord
 
 RECORDS = [SourceRecord(id=f"r{i}", data=b"{}", record={"i": i}, size=10, arrival=1e9 + i)
            for i in range(6)]

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from sandbox.uidpool import DEFAULT_LOCK_DIR
 from warren.cli import cli
 from warren.function import TIMEOUT_MAX_S
-from warren.keys import DEFAULT_POOL, Topology
+from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,7 +226,7 @@ def test_keda_scales_the_worker_on_the_work_queue_the_topology_derives():
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "rabbitmq"
     meta = trigger["metadata"]
-    assert meta["queueName"] == Topology(prefix).work_queue(pool) == "warren.work.default"
+    assert meta["queueName"] == Keys(prefix).work_queue(pool) == "warren.work.default"
     assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata values are strings"
     assert meta["mode"] == "QueueLength" and meta["protocol"] == "http"
     # value = slots: a busy worker holds exactly --slots unacked messages (prefetch = slots)
@@ -249,7 +249,7 @@ def test_the_hpa_alternative_targets_the_same_queue_and_deployment():
     assert hpa["spec"]["scaleTargetRef"]["name"] == "warren-worker"
     (metric,) = hpa["spec"]["metrics"]
     assert metric["external"]["metric"]["selector"]["matchLabels"]["queue"] == (
-        Topology().work_queue()
+        Keys().work_queue()
     )
     hpa_path = next(p for p in K8S if "HorizontalPodAutoscaler" in p.read_text())
     assert hpa_path.parent.name == "alternatives", "kubectl apply -f deploy/k8s/ must not take both"

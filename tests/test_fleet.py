@@ -155,7 +155,7 @@ def _sigterm_drains(fleet: Fleet) -> None:
         fleet.client.invoke("drain", {"sleep": 1.5, "n": n}, invocation_type="Event")
     # When SIGTERM arrives while two invocations run and a third waits in the queue
     fleet.wait_for(
-        lambda: fleet.queue_depth(fleet.topology.work_queue()) == 1,
+        lambda: fleet.queue_depth(fleet.keys.work_queue()) == 1,
         timeout=30,
         what="two running, one queued",
     )
@@ -164,7 +164,7 @@ def _sigterm_drains(fleet: Fleet) -> None:
     # Then the worker finishes both, acks them and exits 0; the third stays queued
     assert worker.wait(timeout=30) == 0
     assert fleet.redis.xlen(done) == 2
-    assert fleet.queue_depth(fleet.topology.work_queue()) == 1
+    assert fleet.queue_depth(fleet.keys.work_queue()) == 1
     fleet.worker(slots=1)
     fleet.wait_for(lambda: fleet.redis.xlen(done) == 3, timeout=30, what="the third run")
 
@@ -172,16 +172,16 @@ def _sigterm_drains(fleet: Fleet) -> None:
 def test_malformed_message_is_dead_lettered_and_worker_keeps_running(fleet: Fleet) -> None:
     fleet.function("alive", handler="app.echo")
     fleet.worker(slots=1)
-    fleet.publish_raw(fleet.topology.work_queue(), b"\x00 definitely not msgpack")
+    fleet.publish_raw(fleet.keys.work_queue(), b"\x00 definitely not msgpack")
     fleet.wait_for(
-        lambda: fleet.queue_depth(fleet.topology.dead_queue), timeout=30, what="the dead letter"
+        lambda: fleet.queue_depth(fleet.keys.dead_queue), timeout=30, what="the dead letter"
     )
-    dead = fleet.take(fleet.topology.dead_queue)
+    dead = fleet.take(fleet.keys.dead_queue)
     assert dead.body == b"\x00 definitely not msgpack"
     assert "msgpack" in str(dead.headers["x-warren-reason"]) or "envelope" in str(
         dead.headers["x-warren-reason"]
     )
-    assert dead.headers["x-warren-queue"] == fleet.topology.work_queue()
+    assert dead.headers["x-warren-queue"] == fleet.keys.work_queue()
     assert fleet.client.invoke("alive", {"still": True}).payload["event"] == {"still": True}
 
 
@@ -189,11 +189,11 @@ def test_malformed_message_on_async_queue_is_dead_lettered_by_router(fleet: Flee
     fleet.function("alive2", handler="app.echo", on_success=f"redis+stream:///{fleet.prefix}-ok")
     fleet.worker(slots=1)
     fleet.router()
-    fleet.publish_raw(fleet.topology.async_queue, b"garbage")
+    fleet.publish_raw(fleet.keys.async_queue, b"garbage")
     fleet.wait_for(
-        lambda: fleet.queue_depth(fleet.topology.dead_queue), timeout=30, what="the dead letter"
+        lambda: fleet.queue_depth(fleet.keys.dead_queue), timeout=30, what="the dead letter"
     )
-    assert fleet.take(fleet.topology.dead_queue).body == b"garbage"
+    assert fleet.take(fleet.keys.dead_queue).body == b"garbage"
     fleet.client.invoke("alive2", {}, invocation_type="Event")
     fleet.wait_for(
         lambda: fleet.redis.xlen(f"{fleet.prefix}-ok") == 1,

@@ -140,7 +140,7 @@ def test_status_json_lists_the_worker_queues_and_functions(echo_fleet: Fleet) ->
     (worker,) = status["workers"]
     assert worker["slots"] == 2 and worker["host"] and worker["last_heartbeat"] > 0
     names = {q["name"] for q in status["queues"]}
-    assert echo_fleet.topology.work_queue() in names
+    assert echo_fleet.keys.work_queue() in names
     echo = next(f for f in status["functions"] if f["name"] == "echo")
     assert echo["invocations"] >= 1 and echo["in_flight"] == 0
     table = echo_fleet.cli("status")

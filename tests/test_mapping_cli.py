@@ -12,7 +12,7 @@ import redis
 from click.testing import CliRunner
 
 from warren.cli import cli
-from warren.mapping import MappingStore
+from warren.store.mappings import MappingStore
 
 KIND = '{"data": {"kind": ["order"]}}'
 NUMERIC = '{"data": {"n": [{"numeric": [">", 1]}]}}'

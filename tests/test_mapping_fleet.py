@@ -16,8 +16,8 @@ import pytest
 from mapping_handlers.harness import wait_for
 
 from warren.client import Client
-from warren.mapping import MappingStore
 from warren.settings import Settings
+from warren.store.mappings import MappingStore
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent

@@ -17,7 +17,7 @@ import redis
 from fleet_handlers.harness import stop_process
 
 from broker_adapters.poller import Poller
-from warren.mapping import MappingStore
+from warren.store.mappings import MappingStore
 
 MAIN = Path(__file__).parent / "mapping_handlers" / "poller_main.py"
 

@@ -41,7 +41,7 @@ def test_functions_run_only_on_the_workers_of_their_pool(fleet: Fleet) -> None:
     status = json.loads(out.stdout)
     pools = {f["name"]: f["pool"] for f in status["functions"]}
     assert pools == {"small": "default", "large": "big"}
-    assert fleet.topology.work_queue("big") in {q["name"] for q in status["queues"]}
+    assert fleet.keys.work_queue("big") in {q["name"] for q in status["queues"]}
 
 
 def test_pool_flag_on_the_cli_and_a_bad_pool_name(fleet: Fleet) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from warren.store.rawpipe import execute_raw
+from warren.store.redis import execute_raw
 
 
 def test_replies_come_back_in_order(conn: redis.Redis, unique: str) -> None:

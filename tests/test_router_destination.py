@@ -12,7 +12,7 @@ from router.record import invocation_record
 from warren.errors import InvalidParameter
 from warren.function import AsyncConfig, FunctionSpec
 from warren.invocation import EVENT, Invocation
-from warren.keys import Topology
+from warren.keys import Keys
 from warren.settings import Settings
 
 
@@ -70,7 +70,7 @@ def test_queue_destination_is_a_durable_queue(settings: Settings, unique: str) -
     dest = Destination.from_uri(f"amqp:///{queue}", settings)
     dest.send({"hello": "world"})
     dest.close()
-    backbone = Backbone(settings.amqp, Topology(settings.prefix))
+    backbone = Backbone(settings.amqp, Keys(settings.prefix))
     try:
         delivery = backbone.get(queue)
         assert delivery is not None and orjson.loads(delivery.body) == {"hello": "world"}

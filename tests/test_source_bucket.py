@@ -14,11 +14,11 @@ import pytest
 import redis
 from botocore.config import Config
 
-from broker_adapters.sources import Source, open_source
-from broker_adapters.sources.base import SourceIdentity
+from broker_adapters.sources import open_source
 from broker_adapters.sources.bucket import BucketLocation, BucketSource
-from broker_adapters.sources.position import StartPosition
 from warren.errors import InvalidParameter, NotFound, StoreUnavailable
+from warren.mapping import StartPosition
+from warren.source import Source, SourceIdentity
 
 ODD_KEYS = ["in/red flower.jpg", "in/a+b=c.txt", "in/ünï cødé/日本.txt", "in/x@y@z", "in/100%.csv"]
 

@@ -13,7 +13,8 @@ import pytest
 import redis
 from botocore.config import Config
 
-from broker_adapters.sources import Source, SourceRecord, open_source
+from broker_adapters.sources import open_source
+from warren.source import Source, SourceRecord
 
 
 @dataclass

@@ -10,8 +10,9 @@ import orjson
 import pytest
 import redis
 
-from broker_adapters.sources import Source, open_source
+from broker_adapters.sources import open_source
 from warren.errors import InvalidParameter, StoreUnavailable
+from warren.source import Source
 
 
 @pytest.fixture

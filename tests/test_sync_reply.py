@@ -13,8 +13,10 @@ import pytest
 from fleet_handlers.harness import Fleet
 
 from warren import invocation as wire
+from warren.aws import new_request_id
 from warren.client import Client
 from warren.errors import ConfigError
+from warren.keys import REPLY_LIST_SCHEME, Keys
 from warren.settings import Settings
 from workers.completion import REPLY_KEEP_S
 
@@ -55,16 +57,16 @@ def test_sync_calls_answer_through_redis_with_errors_and_log_tails(fleet, redis_
 def test_a_reply_nobody_takes_expires_and_a_foreign_list_is_never_written(fleet):
     spec = fleet.function("echo", handler="app.echo", timeout_s=5)
     fleet.worker(slots=1)
-    queue = fleet.topology.work_queue("default")
-    orphan, foreign = wire.new_request_id(), wire.new_request_id()
-    own_key = wire.redis_reply_key(fleet.prefix, orphan)
+    queue = fleet.keys.work_queue("default")
+    orphan, foreign = new_request_id(), new_request_id()
+    own_key = Keys(fleet.prefix).reply(orphan)
     other_key = f"other-{fleet.prefix}:reply:{foreign}"
     backbone = fleet._backbone()
     backbone.declare("default")  # the worker's slot may not have declared it yet
     for request_id, key in ((orphan, own_key), (foreign, other_key)):
         run = wire.Invocation(request_id, spec, b'{"x": 1}', wire.REQUEST_RESPONSE)
         body = wire.encode_chunk([run])
-        backbone.publish(queue, body, reply_to=wire.REDIS_REPLY + key, correlation_id=request_id,
+        backbone.publish(queue, body, reply_to=REPLY_LIST_SCHEME + key, correlation_id=request_id,
                          confirm=False)
     # The caller gave up: its result waits on the list, kept only a minute past its wait
     fleet.wait_for(lambda: fleet.redis.exists(own_key), what="the orphaned reply")
@@ -81,11 +83,11 @@ def test_a_reply_nobody_takes_expires_and_a_foreign_list_is_never_written(fleet)
 
 
 def test_the_reply_list_must_be_one_of_this_fleets() -> None:
-    key = wire.redis_reply_key("p", "abc")
-    assert wire.reply_list(wire.REDIS_REPLY + key, "p") == key
-    assert wire.reply_list(wire.REDIS_REPLY + key, "other") is None
-    assert wire.reply_list(wire.REDIS_REPLY + "p:reply:", "p") is None
-    assert wire.reply_list(wire.REDIS_REPLY + "p:reply:" + "x" * 65, "p") is None
+    key = Keys("p").reply("abc")
+    assert wire.reply_list(REPLY_LIST_SCHEME + key, "p") == key
+    assert wire.reply_list(REPLY_LIST_SCHEME + key, "other") is None
+    assert wire.reply_list(REPLY_LIST_SCHEME + "p:reply:", "p") is None
+    assert wire.reply_list(REPLY_LIST_SCHEME + "p:reply:" + "x" * 65, "p") is None
     assert wire.reply_list("amq.rabbitmq.reply-to", "p") is None
     assert wire.reply_list(None, "p") is None
 

@@ -30,7 +30,7 @@ class WarmSandbox(Protocol):
 SandboxFactory = Callable[[FunctionSpec, Path], WarmSandbox]
 
 
-def pool_key(spec: FunctionSpec) -> Hashable:
+def sandbox_key(spec: FunctionSpec) -> Hashable:
     """Sandboxes are interchangeable only for the same code and configuration."""
     return (
         spec.name,
@@ -66,7 +66,7 @@ class SandboxPool:
         if spec is self._last_spec:
             key = self._last_key
         else:
-            key = pool_key(spec)
+            key = sandbox_key(spec)
             self._last_spec, self._last_key = spec, key
         with self._lock:
             self.busy += 1

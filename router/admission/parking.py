@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import redis
 
+from warren.errors import StoreUnavailable
+from warren.store.redis import redis_errors
+
 log = logging.getLogger("warren.client")
 
 MARGIN_S = 1.0  # a parked lease is reused only if it outlives the whole next call by this much
@@ -123,10 +126,11 @@ class LeaseParking:
         if not leases:
             return
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for lease in leases:
-                pipe.zrem(lease.key, lease.lease_id)
-            pipe.execute()
-        except redis.RedisError as exc:
+            with redis_errors("releasing parked leases"):
+                pipe = self._redis.pipeline(transaction=False)
+                for lease in leases:
+                    pipe.zrem(lease.key, lease.lease_id)
+                pipe.execute()
+        except StoreUnavailable as exc:
             # Not lost: each lease expires with its TTL (function timeout plus margins).
             log.warning("cannot release %d parked lease(s), they will expire: %s", len(leases), exc)

@@ -16,6 +16,9 @@ from typing import Any
 
 import redis
 
+from warren.keys import Keys, lease_function
+from warren.store.redis import evalsha_pipelined
+
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -99,11 +102,11 @@ class Semaphore:
         self._sha = ""
 
     @property
-    def pool_key(self) -> str:
-        return f"{self._prefix}:sem:pool"
+    def account_key(self) -> str:
+        return Keys(self._prefix).account_leases
 
     def function_key(self, function: str) -> str:
-        return f"{self._prefix}:sem:fn:{function}"
+        return Keys(self._prefix).function_leases(function)
 
     def reservations(self) -> Mapping[str, int]:
         # Read at most once a second: `concurrency set` takes effect within that.
@@ -119,7 +122,7 @@ class Semaphore:
         if function in reserved:
             return self.function_key(function), int(reserved[function]), RESERVED_REASON
         unreserved = self._account_limit - sum(reserved.values())
-        return self.pool_key, max(0, unreserved), ACCOUNT_REASON
+        return self.account_key, max(0, unreserved), ACCOUNT_REASON
 
     def ttl_s(self, timeout_s: float) -> float:
         return timeout_s + self.margin_s
@@ -154,21 +157,12 @@ class Semaphore:
         requests: Sequence[tuple[str, Sequence[str], float]],
         limits: Sequence[tuple[str, int, str]],
     ) -> list[Any]:
-        # EVALSHA in a plain pipeline: redis-py's Script objects would add a SCRIPT EXISTS
-        # round trip to every pipeline; the script is loaded once, and again after a flush.
-        for attempt in (1, 2):
-            if not self._sha:
-                self._sha = str(self._redis.script_load(ACQUIRE))  # type: ignore[no-untyped-call]
-            pipe = self._redis.pipeline(transaction=False)
-            for (_f, ids, timeout_s), (key, limit, _r) in zip(requests, limits, strict=True):
-                pipe.evalsha(self._sha, 1, key, self.ttl_s(timeout_s), limit, 0, *ids)
-            try:
-                return list(pipe.execute())
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                self._sha = ""
-        return []
+        calls = [
+            (1, key, self.ttl_s(timeout_s), limit, 0, *ids)
+            for (_f, ids, timeout_s), (key, limit, _r) in zip(requests, limits, strict=True)
+        ]
+        replies, self._sha = evalsha_pipelined(self._redis, ACQUIRE, self._sha, calls)
+        return replies
 
     def renew(self, key: str, lease_id: str, timeout_s: float) -> float:
         return float(self._renew(keys=[key], args=[self.ttl_s(timeout_s), lease_id]))
@@ -187,9 +181,9 @@ class Semaphore:
         """Live leases per function, over every semaphore key of this fleet."""
         counts: dict[str, int] = {}
         now = time.time()
-        keys = [self.pool_key, *(self.function_key(f) for f in self.reservations())]
+        keys = [self.account_key, *(self.function_key(f) for f in self.reservations())]
         for key in keys:
             for member in self._redis.zrangebyscore(key, now, "+inf"):
-                name = (member.decode() if isinstance(member, bytes) else str(member)).split("|")[0]
+                name = lease_function(member)
                 counts[name] = counts.get(name, 0) + 1
         return counts

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker_adapters.sources.base import Source, SourceRecord
+from warren.source import Source, SourceRecord
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 EVENT_OVERHEAD_BYTES = 1024          # the event's own envelope around its records

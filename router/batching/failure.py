@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
-from broker_adapters.sources.base import SourceRecord
 from router.batching.invoker import InvokeReply
+from warren.aws import (
+    STREAM_RECORD_AGE_EXCEEDED,
+    STREAM_RECORD_TOO_LARGE,
+    STREAM_RETRIES_EXHAUSTED,
+    iso_time,
+)
+from warren.source import SourceRecord
 
-RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
-RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
-RECORD_TOO_LARGE = "RecordTooLarge"
-
-
-def _iso(epoch: float) -> str:
-    stamp = datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+RETRIES_EXHAUSTED = STREAM_RETRIES_EXHAUSTED
+RECORD_AGE_EXCEEDED = STREAM_RECORD_AGE_EXCEEDED
+RECORD_TOO_LARGE = STREAM_RECORD_TOO_LARGE
 
 
 def _source_arn(record: dict[str, Any], fallback: str) -> str:
@@ -59,7 +59,7 @@ def failure_record(
             "functionError": reply.function_error if reply and reply.function_error else "",
         },
         "version": "1.0",
-        "timestamp": _iso(datetime.now(timezone.utc).timestamp()),
+        "timestamp": iso_time(),
         "recordIds": [r.id for r in records],
     }
     if kind == "stream":
@@ -67,8 +67,8 @@ def failure_record(
             "shardId": "shardId-000000000000",
             "startSequenceNumber": first.id,
             "endSequenceNumber": last.id,
-            "approximateArrivalOfFirstRecord": _iso(first.arrival),
-            "approximateArrivalOfLastRecord": _iso(last.arrival),
+            "approximateArrivalOfFirstRecord": iso_time(first.arrival),
+            "approximateArrivalOfLastRecord": iso_time(last.arrival),
             "batchSize": len(records),
             "streamArn": _source_arn(first.record, source_uri),
         }
@@ -76,8 +76,8 @@ def failure_record(
         body["BatchInfo"] = {
             "source": source_uri,
             "batchSize": len(records),
-            "approximateArrivalOfFirstRecord": _iso(first.arrival),
-            "approximateArrivalOfLastRecord": _iso(last.arrival),
+            "approximateArrivalOfFirstRecord": iso_time(first.arrival),
+            "approximateArrivalOfLastRecord": iso_time(last.arrival),
         }
         body["records"] = [r.record for r in records]
     return body

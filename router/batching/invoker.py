@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from warren.aws import function_arn
 from warren.errors import TooManyRequests, Unavailable
+from warren.ports import Dispatcher
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,17 @@ class InvokeReply:
 
 
 class Invoker(Protocol):
+    """How a mapping's runner invokes its function on one batch's event."""
+
+    # True when the invoker serialises events with orjson itself, so a source's pre-encoded
+    # event (`Source.encoded_event`, with `orjson.Fragment` parts) can go out as it is.
+    takes_encoded_events: bool
+
     def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
         """Run the function (NAME or NAME:QUALIFIER) on one event, synchronously."""
         ...
+
+    def close(self) -> None: ...
 
 
 class _Context:
@@ -46,7 +56,7 @@ class _Context:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+            function_arn(function_name)
         )
         self.memory_limit_in_mb = 128
         self.log_group_name = f"/aws/lambda/{function_name}"
@@ -63,6 +73,8 @@ class PythonInvoker:
     The handler is a real `handler(event, context)`; an exception becomes an Unhandled function
     error with Lambda's error object as the payload, exactly as the fleet reports one.
     """
+
+    takes_encoded_events = False
 
     def __init__(
         self, handler: Callable[[dict[str, Any], Any], Any], timeout_s: float = 3.0
@@ -83,57 +95,59 @@ class PythonInvoker:
             return InvokeReply(True, error, "Unhandled", request_id=context.aws_request_id)
         return InvokeReply(True, result, request_id=context.aws_request_id)
 
+    def close(self) -> None:
+        pass
+
 
 class FleetInvoker:
-    """Invokes through the fleet (`warren.Client.invoke`, RequestResponse) as Lambda does.
+    """Invokes through the fleet (a `Dispatcher`, RequestResponse) as Lambda does.
 
-    A Client's invoker serves one thread at a time, so each invoking thread gets its own
-    client from `client_factory`; `close()` closes them all. The client serialises an event
-    with orjson, so a source's pre-encoded event (`orjson.Fragment` parts) goes out as it is
-    (`takes_encoded_events`).
+    A dispatcher serves one thread at a time, so each invoking thread gets its own from
+    `dispatcher_factory`; `close()` closes them all. The dispatcher serialises an event with
+    orjson, so a source's pre-encoded event (`orjson.Fragment` parts) goes out as it is.
     """
 
     takes_encoded_events = True
 
-    def __init__(self, client_factory: Callable[[], Any]) -> None:
-        self._factory = client_factory
+    def __init__(self, dispatcher_factory: Callable[[], Dispatcher]) -> None:
+        self._factory = dispatcher_factory
         self._local = threading.local()
-        self._clients: list[Any] = []
+        self._dispatchers: list[Dispatcher] = []
         self._lock = threading.Lock()
 
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self._factory()
+    def _dispatcher(self) -> Dispatcher:
+        dispatcher: Dispatcher | None = getattr(self._local, "dispatcher", None)
+        if dispatcher is None:
+            dispatcher = self._local.dispatcher = self._factory()
             with self._lock:
-                self._clients.append(client)
-        return client
+                self._dispatchers.append(dispatcher)
+        return dispatcher
 
     def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
         name, _, qualifier = function_ref.partition(":")
         try:
-            result = self._client().invoke(name, event, qualifier=qualifier or None)
+            result = self._dispatcher().invoke(name, event, qualifier=qualifier or None)
         except TooManyRequests as exc:
             return InvokeReply(
                 False, throttled=True, retry_after_s=exc.retry_after_s, error=str(exc)
             )
         except Unavailable as exc:
             return InvokeReply(False, error=str(exc))
-        status = int(getattr(result, "status_code", 200))
+        status = result.status_code
         if status == 429:
             return InvokeReply(False, throttled=True, retry_after_s=1.0, error="throttled")
         if status >= 300:
             return InvokeReply(False, error=f"invoke returned {status}")
         return InvokeReply(
             True,
-            getattr(result, "payload", None),
-            getattr(result, "function_error", None),
-            executed_version=str(getattr(result, "executed_version", None) or "$LATEST"),
-            request_id=str(getattr(result, "request_id", "") or ""),
+            result.payload,
+            result.function_error,
+            executed_version=result.executed_version or "$LATEST",
+            request_id=result.request_id,
         )
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
+            dispatchers, self._dispatchers = self._dispatchers, []
+        for dispatcher in dispatchers:
+            dispatcher.close()

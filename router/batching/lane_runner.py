@@ -12,23 +12,20 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
-from typing import TYPE_CHECKING
 
-from broker_adapters.sources.base import Source, SourceRecord
 from router.batching.collector import BatchCollector
 from router.batching.invoker import InvokeReply
 from router.batching.lanes import Lanes, Work
-
-if TYPE_CHECKING:
-    from router.batching.runner import BatchRunner
+from router.batching.ledger import Ledger
+from warren.source import Source, SourceRecord
 
 BUSY_WAIT_S = 0.002
 
 
 class LaneRunner:
-    """Drives `Lanes` for one BatchRunner over one open source (see the module docstring)."""
+    """Drives `Lanes` for one mapping's books over one open source (see the module docstring)."""
 
-    def __init__(self, runner: BatchRunner, source: Source, collector: BatchCollector,
+    def __init__(self, runner: Ledger, source: Source, collector: BatchCollector,
                  factor: int) -> None:
         self.runner = runner
         self.source = source

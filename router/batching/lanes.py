@@ -14,9 +14,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from broker_adapters.sources.base import SourceRecord
 from router.batching.collector import EVENT_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES
 from router.batching.invoker import InvokeReply
+from warren.source import SourceRecord
 
 MAX_FACTOR = 10  # Lambda's ParallelizationFactor range is 1..10
 INDEX_CACHE = 65_536  # partition keys whose lane is remembered (then the memo starts over)
@@ -24,9 +24,8 @@ INDEX_CACHE = 65_536  # partition keys whose lane is remembered (then the memo s
 
 def partition_key(record: SourceRecord) -> str:
     """The record's partition key (Kinesis shape), or '' when it has none."""
-    known = record.__dict__.get("partition")  # a stream source's record carries it as is
-    if known is not None:
-        return str(known)
+    if record.partition:  # a stream source's record carries it as is
+        return record.partition
     try:
         return str(record.record["kinesis"]["partitionKey"])
     except (KeyError, TypeError):

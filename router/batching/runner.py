@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
-from broker_adapters.sources.base import Source, SourceRecord
 from router.batching.collector import BatchCollector, Gathered
 from router.batching.failure import (
     RECORD_AGE_EXCEEDED,
@@ -31,9 +30,12 @@ from router.batching.invoker import Invoker, InvokeReply
 from router.batching.lane_runner import LaneRunner
 from router.batching.lanes import Work as _Work
 from router.batching.verdict import judge
+from warren.aws import function_arn as lambda_arn
 from warren.errors import Unavailable, WarrenError
 from warren.filter import FilterCriteria
-from warren.mapping import MappingSpec, MappingStore
+from warren.mapping import MappingSpec
+from warren.source import Source, SourceRecord
+from warren.store.mappings import MappingStore
 
 log = logging.getLogger("warren.mapping")
 STATS_EVERY_S = 0.5
@@ -71,7 +73,7 @@ class BatchRunner:
         self._destination: Destination | None = None
         self.concurrency = max(1, concurrency)
         self._arn = function_arn or (
-            f"arn:aws:lambda:us-east-1:000000000000:function:{spec.function}"
+            lambda_arn(spec.function)
         )
         self._poll_wait_s = self.poll_wait_s = poll_wait_s
         self._retry_base_s = retry_base_s
@@ -116,9 +118,7 @@ class BatchRunner:
         self._flush_stats(None, force=True)
         if self._destination is not None:
             self._destination.close()
-        close = getattr(self._invoker, "close", None)
-        if callable(close):
-            close()
+        self._invoker.close()
 
     def _serve(self, source: Source, stop: threading.Event) -> None:
         collector = BatchCollector(
@@ -212,10 +212,8 @@ class BatchRunner:
     def _event(self, source: Source, records: Sequence[SourceRecord]) -> dict[str, Any]:
         # An invoker that serialises events itself with orjson (the fleet's) takes the source's
         # pre-encoded form when the source has one; a Python handler gets plain dicts.
-        if getattr(self._invoker, "takes_encoded_events", False):
-            encoded = getattr(source, "encoded_event", None)
-            if encoded is not None:
-                return encoded(records)  # type: ignore[no-any-return]
+        if self._invoker.takes_encoded_events:
+            return source.encoded_event(records)
         return source.event(records)
 
     def _pool_submit(self, event: dict[str, Any]) -> Future[InvokeReply]:

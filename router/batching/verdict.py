@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker_adapters.sources.base import SourceRecord
 from router.batching.invoker import InvokeReply
+from warren.source import SourceRecord
 
 
 @dataclass

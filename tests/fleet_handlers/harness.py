@@ -15,7 +15,7 @@ import redis
 
 from broker_adapters.amqp import Backbone
 from warren.client import Client
-from warren.keys import Topology
+from warren.keys import Keys
 from warren.settings import Settings
 
 CODE = Path(__file__).parent / "code"
@@ -56,7 +56,7 @@ class Fleet:
         self.settings = Settings.from_environ(self.env)
         self.client = Client.from_settings(self.settings)
         self.redis = redis.Redis.from_url(redis_url)
-        self.topology = Topology(prefix)
+        self.keys = Keys(prefix)
         self.procs: list[subprocess.Popen[bytes]] = []
         # Sandboxes run as unprivileged users: the code cache must sit in a world-traversable
         # place (pytest's tmp dirs are 0700).
@@ -95,7 +95,7 @@ class Fleet:
 
     def router(self) -> subprocess.Popen[bytes]:
         proc = self.spawn("router")
-        self.wait_for(lambda: self.consumers(self.topology.async_queue) > 0, what="the router")
+        self.wait_for(lambda: self.consumers(self.keys.async_queue) > 0, what="the router")
         return proc
 
     def workers(self) -> list[bytes]:
@@ -170,7 +170,7 @@ class Fleet:
 
     def _backbone(self) -> Backbone:
         if getattr(self, "_bb", None) is None:
-            self._bb = Backbone(self.settings.amqp, self.topology, name="warren-test")
+            self._bb = Backbone(self.settings.amqp, self.keys, name="warren-test")
         return self._bb
 
     def queue_depth(self, queue: str) -> int:
@@ -198,7 +198,7 @@ class Fleet:
         if getattr(self, "_bb", None) is not None:
             self._bb.close()
         try:
-            backbone = Backbone(self.settings.amqp, self.topology, name="warren-test-cleanup")
+            backbone = Backbone(self.settings.amqp, self.keys, name="warren-test-cleanup")
             names = subprocess.run(
                 ["rabbitmqctl", "-q", "list_queues", "name"],
                 capture_output=True,

@@ -14,8 +14,9 @@ from broker_adapters.sources import open_source
 from router.batching.invoker import Invoker
 from router.batching.runner import BatchRunner
 from router.destination import Destination
-from warren.mapping import MappingSpec, MappingStore
+from warren.mapping import MappingSpec
 from warren.settings import Settings
+from warren.store.mappings import MappingStore
 
 
 class Harness:

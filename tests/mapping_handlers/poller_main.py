@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recorder  # noqa: E402
 
 from router.batching.invoker import PythonInvoker  # noqa: E402
-from warren.cli.mapping import build_poller  # noqa: E402
+from warren.cli.compose import build_poller  # noqa: E402
 from warren.settings import Settings  # noqa: E402
 
 

@@ -9,7 +9,8 @@ import pika
 import pytest
 import redis
 
-from broker_adapters.sources import Source, open_source
+from broker_adapters.sources import open_source
+from warren.source import Source
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from warren.function import (
     check_weights,
     is_version,
 )
-from warren.store.codes import store_errors
+from warren.store.redis import redis_errors
 
 # One round trip for an alias: its record, then the specs of its version and weighted extra, in
 # the order of its `weights` map (versions are immutable and never deleted alone, so they exist).
@@ -103,17 +103,17 @@ class AliasStore:
     def get(self, name: str, alias: str) -> Alias:
         check_function_name(name)
         check_alias_name(alias)
-        with store_errors(self._redis):
+        with redis_errors("aliases", self._redis):
             return self._read(self._redis, name, alias)
 
     def delete(self, name: str, alias: str) -> None:
         self.get(name, alias)
-        with store_errors(self._redis):
+        with redis_errors("aliases", self._redis):
             self._redis.hdel(self._key(name), f"alias:{alias}")
 
     def all(self, name: str) -> list[Alias]:
         check_function_name(name)
-        with store_errors(self._redis):
+        with redis_errors("aliases", self._redis):
             _require_function(self._redis, self._key(name), name)
             found = dict(self._redis.hscan_iter(self._key(name), match="alias:*", count=500))
         return [Alias.from_dict(orjson.loads(raw)) for _, raw in sorted(found.items())]
@@ -124,7 +124,7 @@ class AliasStore:
         """The alias, its version's spec and its weighted extras, in one round trip."""
         check_function_name(name)
         check_alias_name(alias)
-        with store_errors(self._redis):
+        with redis_errors("aliases", self._redis):
             reply = self._targets(keys=[self._key(name)], args=[f"alias:{alias}"])
         if reply[0] is None:
             if not reply[1]:
@@ -139,7 +139,7 @@ class AliasStore:
             _require_function(pipe, self._key(name), name)
             body(pipe)
 
-        with store_errors(self._redis):
+        with redis_errors("aliases", self._redis):
             self._redis.transaction(guarded, self._key(name))  # type: ignore[no-untyped-call]
 
     def _read(self, conn: Any, name: str, alias: str) -> Alias:

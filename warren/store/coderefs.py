@@ -24,6 +24,7 @@ import orjson
 import redis
 
 from warren.function import LATEST
+from warren.keys import Keys
 
 GRACE_S = 3600
 
@@ -44,11 +45,11 @@ class CodeRefs:
         self._built = False
 
     def key(self, sha256: str) -> str:
-        return f"{self._prefix}:coderefs:{sha256}"
+        return Keys(self._prefix).coderef(sha256)
 
     @property
     def marker_key(self) -> str:
-        return f"{self._prefix}:coderefs"
+        return Keys(self._prefix).coderefs
 
     def hold(self, pipe: Any, sha256: str, function: str, version: str) -> None:
         """Queue (in a MULTI): `function|version` runs bundle `sha256`, which must stay."""

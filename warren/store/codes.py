@@ -7,36 +7,17 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
 from warren import bundle
-from warren.errors import CodeBundleError, NotFound, StoreUnavailable
+from warren.errors import CodeBundleError, NotFound
+from warren.keys import Keys
 from warren.store.coderefs import GRACE_S
+from warren.store.redis import redis_errors
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def redis_location(client: redis.Redis[bytes]) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    host, port = kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379)
-    return f"redis://{host}:{port}/{kwargs.get('db', 0)}"
-
-
-@contextmanager
-def store_errors(client: redis.Redis[bytes]) -> Iterator[None]:
-    """Translate redis-py's exceptions into StoreUnavailable, once, at the store's edge."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(f"cannot reach Redis at {redis_location(client)}: {exc}") from None
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"Redis at {redis_location(client)} failed: {exc}") from None
 
 
 class CodeStore:
@@ -47,7 +28,7 @@ class CodeStore:
         self._prefix = prefix
 
     def key(self, sha256: str) -> str:
-        return f"{self._prefix}:code:{sha256}"
+        return Keys(self._prefix).code(sha256)
 
     def put(self, path: Path) -> tuple[str, int]:
         """Store a directory (zipped deterministically) or a zip file; return (sha256, size)."""
@@ -56,17 +37,17 @@ class CodeStore:
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         bundle.verify(data)
         sha256 = hashlib.sha256(data).hexdigest()
-        with store_errors(self._redis):
+        with redis_errors("code bundles", self._redis):
             # Until a registry write references it (and persists it): see warren/store/coderefs.py.
             self._redis.set(self.key(sha256), data, nx=True, ex=GRACE_S)
         return sha256, len(data)
 
     def exists(self, sha256: str) -> bool:
-        with store_errors(self._redis):
+        with redis_errors("code bundles", self._redis):
             return bool(self._redis.exists(self.key(_checked(sha256))))
 
     def get(self, sha256: str) -> bytes:
-        with store_errors(self._redis):
+        with redis_errors("code bundles", self._redis):
             data = self._redis.get(self.key(_checked(sha256)))
         if data is None:
             raise NotFound(f"code bundle {sha256} is not in the store")

@@ -9,6 +9,8 @@ from typing import Any
 
 import redis
 
+from warren.keys import Keys
+
 DEFAULT_MAXLEN = 10_000
 
 
@@ -36,7 +38,7 @@ class LogStore:
         self.maxlen = maxlen
 
     def key(self, function: str) -> str:
-        return f"{self._prefix}:logs:{function}"
+        return Keys(self._prefix).logs(function)
 
     def append(
         self, function: str, request_id: str, version: str, text: str, pipe: Any = None

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 import redis
 
+from warren.aws import iso_time
 from warren.errors import Conflict, NotFound
 from warren.function import (
     DEFAULT_POOL,
@@ -34,12 +35,13 @@ from warren.function import (
     check_concurrency,
     check_function_name,
     is_version,
-    now_iso,
 )
+from warren.keys import Keys
 from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
 from warren.store.aliases import AliasStore
 from warren.store.coderefs import CodeRefs, spec_codes
-from warren.store.codes import CodeStore, store_errors
+from warren.store.codes import CodeStore
+from warren.store.redis import redis_errors
 from warren.store.reservations import Reservations
 
 T = TypeVar("T")
@@ -66,11 +68,11 @@ class Registry:
 
     # ---- keys -------------------------------------------------------------------------------
     def function_key(self, name: str) -> str:
-        return f"{self.prefix}:fn:{name}"
+        return Keys(self.prefix).function(name)
 
     @property
     def functions_key(self) -> str:
-        return f"{self.prefix}:functions"
+        return Keys(self.prefix).functions
 
     @property
     def reservations_key(self) -> str:
@@ -109,11 +111,11 @@ class Registry:
             version=LATEST,
             async_config=AsyncConfig(max_retries, max_event_age_s, on_success or None,
                                      on_failure or None),
-            last_modified=now_iso(),
+            last_modified=iso_time(zulu=False),
             pool=pool,
         ).validate()
         check_concurrency(concurrency)
-        with store_errors(self._redis):  # refuse early, before storing any code
+        with redis_errors("the registry", self._redis):  # refuse early, before storing any code
             if self._redis.hexists(self.function_key(name), "latest"):
                 raise Conflict(f"function {name} already exists: use `function update`")
             if concurrency is not None:
@@ -177,7 +179,7 @@ class Registry:
                     on_success=conf.on_success if on_success is None else (on_success or None),
                     on_failure=conf.on_failure if on_failure is None else (on_failure or None),
                 ),
-                last_modified=now_iso(),
+                last_modified=iso_time(zulu=False),
                 pool=_pick(pool, current.pool),
             ).validate()
 
@@ -229,7 +231,7 @@ class Registry:
         return self.aliases.targets(name, alias)
 
     def list_functions(self) -> list[FunctionSpec]:
-        with store_errors(self._redis):
+        with redis_errors("the registry", self._redis):
             names = sorted(n.decode() for n in self._redis.smembers(self.functions_key))
             pipe = self._redis.pipeline(transaction=False)
             for name in names:
@@ -340,7 +342,7 @@ class Registry:
 
     def clear_concurrency(self, name: str) -> None:
         check_function_name(name)
-        with store_errors(self._redis):
+        with redis_errors("the registry", self._redis):
             if not self._redis.hexists(self.function_key(name), "latest"):
                 raise NotFound(f"function {name} does not exist")
             self._redis.hdel(self.reservations_key, name)
@@ -355,11 +357,11 @@ class Registry:
 
     # ---- internals --------------------------------------------------------------------------
     def _refs_built(self) -> None:
-        with store_errors(self._redis):
+        with redis_errors("the registry", self._redis):
             self.refs.ensure_built(self.functions_key, self.function_key)
 
     def _transaction(self, body: Callable[[Any], None], *keys: str) -> None:
-        with store_errors(self._redis):
+        with redis_errors("the registry", self._redis):
             self._redis.transaction(body, *keys)  # type: ignore[no-untyped-call]
 
     def _latest(self, conn: Any, name: str) -> FunctionSpec:
@@ -371,7 +373,7 @@ class Registry:
     def _spec(self, name: str, version: str | None) -> FunctionSpec:
         check_function_name(name)
         field = "latest" if version in (None, LATEST) else f"v:{version}"
-        with store_errors(self._redis):
+        with redis_errors("the registry", self._redis):
             raw = self._redis.hget(self.function_key(name), field)
             if raw is None and field != "latest":
                 self._latest(self._redis, name)  # say which is missing: function or version
@@ -383,7 +385,7 @@ class Registry:
 
     def _fields(self, name: str) -> dict[str, bytes]:
         check_function_name(name)
-        with store_errors(self._redis):
+        with redis_errors("the registry", self._redis):
             raw = self._redis.hgetall(self.function_key(name))
         if b"latest" not in raw:
             raise NotFound(f"function {name} does not exist")

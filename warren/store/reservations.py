@@ -7,8 +7,9 @@ from typing import Any
 import redis
 
 from warren.errors import InvalidParameter
+from warren.keys import Keys
 from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
-from warren.store.codes import store_errors
+from warren.store.redis import redis_errors
 
 
 def unreserved_minimum(account_limit: int) -> int:
@@ -26,17 +27,17 @@ class Reservations:
         account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY,
     ) -> None:
         self._redis = redis
-        self.key = f"{prefix}:reservations"
+        self.key = Keys(prefix).reservations
         self.account_concurrency = account_concurrency
 
     def get(self, name: str) -> int | None:
         """The function's reservation, or None when it shares the unreserved pool."""
-        with store_errors(self._redis):
+        with redis_errors("reserved concurrency", self._redis):
             raw = self._redis.hget(self.key, name)
         return None if raw is None else int(raw)
 
     def all(self) -> dict[str, int]:
-        with store_errors(self._redis):
+        with redis_errors("reserved concurrency", self._redis):
             raw = self._redis.hgetall(self.key)
         return {k.decode(): int(v) for k, v in raw.items()}
 
