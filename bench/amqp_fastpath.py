@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from broker_adapters.amqp import Backbone  # noqa: E402
 from broker_adapters.sources import open_source  # noqa: E402
-from warren.keys import Topology  # noqa: E402
+from warren.keys import Keys  # noqa: E402
 from warren.settings import Settings  # noqa: E402
 
 AMQP = os.environ.get("WARREN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -44,7 +44,7 @@ def measure(fn: Any, count: int) -> dict[str, float]:
 
 
 def publish_many(settings: Settings, prefix: str, count: int) -> dict[str, float]:
-    backbone = Backbone(settings.amqp, Topology(prefix), name="bench-publish-many")
+    backbone = Backbone(settings.amqp, Keys(prefix), name="bench-publish-many")
     queue = f"{prefix}.many"
     backbone.declare_queue(queue)
     try:
@@ -58,7 +58,7 @@ def publish_many(settings: Settings, prefix: str, count: int) -> dict[str, float
 
 
 def publish_one(settings: Settings, prefix: str, count: int) -> dict[str, float]:
-    backbone = Backbone(settings.amqp, Topology(prefix), name="bench-publish-one")
+    backbone = Backbone(settings.amqp, Keys(prefix), name="bench-publish-one")
     queue = f"{prefix}.one"
     backbone.declare_queue(queue)
     try:
@@ -69,9 +69,9 @@ def publish_one(settings: Settings, prefix: str, count: int) -> dict[str, float]
 
 
 def round_trips(settings: Settings, prefix: str, count: int) -> dict[str, float]:
-    topology = Topology(prefix)
+    keys = Keys(prefix)
     queue = f"{prefix}.rpc"
-    server = Backbone(settings.amqp, topology, name="bench-rpc-server")
+    server = Backbone(settings.amqp, keys, name="bench-rpc-server")
     server.declare_queue(queue)
     stop = threading.Event()
 
@@ -87,7 +87,7 @@ def round_trips(settings: Settings, prefix: str, count: int) -> dict[str, float]
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    client = Backbone(settings.amqp, topology, name="bench-rpc-client")
+    client = Backbone(settings.amqp, keys, name="bench-rpc-client")
     got: dict[str, bytes] = {}
     client.consume_replies(lambda d: got.__setitem__(d.correlation_id or "", d.body))
     samples: list[float] = []
@@ -116,7 +116,7 @@ def round_trips(settings: Settings, prefix: str, count: int) -> dict[str, float]
 
 def queue_source(settings: Settings, prefix: str, count: int) -> dict[str, float]:
     queue = f"{prefix}.source"
-    backbone = Backbone(settings.amqp, Topology(prefix), name="bench-source-fill")
+    backbone = Backbone(settings.amqp, Keys(prefix), name="bench-source-fill")
     backbone.declare_queue(queue)
     for _ in range(count // 100):
         backbone.publish_many(queue, [BODY] * 100)

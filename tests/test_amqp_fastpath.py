@@ -23,7 +23,7 @@ from broker_adapters.amqp_fastpath import (
     supported,
 )
 from warren.errors import BrokerUnavailable, ConfigError
-from warren.keys import Topology
+from warren.keys import Keys
 from warren.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_every_fast_path_installs_on_the_pika_in_use(connection, amqp_url, uniqu
     assert fast.report.unavailable == ()
 
     # And the fleet's Backbone gets its paths.
-    backbone = Backbone(settings(amqp_url, True).amqp, Topology(f"t-{unique}"))
+    backbone = Backbone(settings(amqp_url, True).amqp, Keys(f"t-{unique}"))
     try:
         assert backbone.fastpaths.report.active == PUBLISHER_PATHS
     finally:
@@ -124,7 +124,7 @@ def backbone_story(amqp_url: str, fastpath: bool, unique: str) -> dict[str, obje
     """Everything a Backbone's user can observe of confirms and deliveries, as data."""
     prefix = f"t-fp-{int(fastpath)}-{unique}"
     queue, full = f"{prefix}.q", f"{prefix}.full"
-    backbone = Backbone(settings(amqp_url, fastpath).amqp, Topology(prefix))
+    backbone = Backbone(settings(amqp_url, fastpath).amqp, Keys(prefix))
     raw = pika.BlockingConnection(pika.URLParameters(amqp_url))
     story: dict[str, object] = {}
     try:
