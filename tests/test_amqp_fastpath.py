@@ -71,6 +71,22 @@ def test_every_fast_path_installs_on_the_pika_in_use(connection, amqp_url, uniqu
         backbone.close()
 
 
+def test_what_is_active_is_logged_once_per_process(amqp_url, caplog):
+    # Every connection of a process gets the same report: it is logged the first time only.
+    conns = [pika.BlockingConnection(pika.URLParameters(amqp_url)) for _ in range(2)]
+    try:
+        with caplog.at_level(logging.INFO, logger="warren.amqp"):
+            for conn in conns:
+                install(conn, enabled=True, paths=CONSUMER_PATHS, version="1.3.777")
+        lines = [r.getMessage() for r in caplog.records if r.name == "warren.amqp"]
+        assert lines == [
+            "pika 1.3.777: AMQP fast paths active: delivery-frames, batched-settles"
+        ]
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_switched_off_nothing_of_pika_is_touched(connection, caplog):
     impl = connection._impl
     before = (impl._output_marshaled_frames, impl._on_data_available,
