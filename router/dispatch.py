@@ -29,7 +29,7 @@ from warren.invocation import (
 from warren.keys import DEFAULT_POOL, Keys
 from warren.ports import Delivery
 from warren.settings import Settings
-from warren.store.redis import redis_errors
+from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
@@ -103,9 +103,7 @@ class Dispatcher:
         checkout and its liveness probe, which cost about a tenth of that call here.
         """
         if self._semaphore is None:
-            client = redis.Redis(
-                connection_pool=self._redis.connection_pool, single_connection_client=True
-            )
+            client = dedicated(self._redis)
             self._semaphore = Semaphore(
                 client,
                 self.settings.prefix,
@@ -118,7 +116,7 @@ class Dispatcher:
     def parking(self) -> LeaseParking:
         """Sync leases kept between calls (admission/parking.py), on a connection of its own."""
         if self._parking is None:
-            client = redis.Redis(connection_pool=self._redis.connection_pool)
+            client = sharing(self._redis)
             self._parking = LeaseParking(client, self.settings.sync_lease_idle_s)
         return self._parking
 

@@ -37,6 +37,17 @@ class Dispatcher(Protocol):
     def close(self) -> None: ...
 
 
+class RecordSink(Protocol):
+    """Where invocation and batch records go (an on-success or on-failure destination):
+    `send` returns once the record is durably stored."""
+
+    uri: str
+
+    def send(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 # ---- the broker: how processes move messages ----------------------------------------------------
 
 
