@@ -120,13 +120,16 @@ class MemoryServer:
         upcoming: float | None = None
         for queue in list(self._queues.values()):
             while queue.ready and (queue.ready[0].expires or now + 1) <= now:
-                dead = queue.ready.popleft()
-                if queue.dead_letter_to is not None:
-                    self._route(queue.dead_letter_to, replace(dead, expires=None), False)
+                self._dead(queue, queue.ready.popleft())
             if queue.ready and queue.ready[0].expires is not None:
                 head = queue.ready[0].expires
                 upcoming = head if upcoming is None else min(upcoming, head)
         return upcoming
+
+    def _dead(self, queue: _Queue, message: _Message) -> None:
+        """An expired message: to the queue's dead-letter target, if it has one, else gone."""
+        if queue.dead_letter_to is not None:
+            self._route(queue.dead_letter_to, replace(message, expires=None), False)
 
     def _forget(self, broker: MemoryBroker) -> None:
         self._connections.pop(broker.id, None)
@@ -316,6 +319,9 @@ class MemoryBroker:
             queue = self._server._queues.get(consumer.queue)
             while queue is not None and queue.ready and consumer.unacked < consumer.prefetch:
                 message = queue.ready.popleft()
+                if message.expires is not None and message.expires <= time.monotonic():
+                    self._server._dead(queue, message)  # never delivered once expired
+                    continue
                 tag = next(self._tags)
                 self._unacked[tag] = (queue.name, message, consumer)
                 consumer.unacked += 1
