@@ -18,10 +18,10 @@ from broker_adapters.amqp_fastpath import PUBLISHER_PATHS, install
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.ports import Delivery
+from warren.settings import AmqpSettings
 
 if TYPE_CHECKING:
     from warren.ports import Broker
-from warren.settings import AmqpSettings
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 
