@@ -307,7 +307,10 @@ class _ConfirmPipeline:
         target = self._published
 
         def settled() -> bool:
-            return self._confirmed >= target or self._failed is not None
+            # Every confirm of this batch, even after a failure: RabbitMQ sends a message's
+            # return before its ack, so once the last ack is in, no late return or nack of
+            # this batch is left to fail the next one.
+            return self._confirmed >= target
 
         # BlockingConnection._flush_output(waiter) runs I/O until the waiter is true: the same
         # wait BlockingChannel uses for its own confirms, without per-message round trips.

@@ -212,3 +212,23 @@ def test_queue_source_records_are_the_same_with_and_without(amqp_url, store, cha
     assert len(fast) == 60
     assert [r for r in fast if r[2]["redelivered"]] == fast[40:]
     assert fast == plain
+
+
+@pytest.mark.parametrize("fastpath", [True, False])
+def test_a_refused_batch_does_not_fail_the_next_publish(amqp_url, unique, fastpath):
+    # Given a batch refused for want of a queue (each of its messages comes back returned)
+    prefix = f"t-fp-next-{unique}"
+    backbone = Backbone(settings(amqp_url, fastpath).amqp, Keys(prefix))
+    queue = f"{prefix}.q"
+    try:
+        backbone.declare_queue(queue)
+        for _ in range(3):
+            with pytest.raises(BrokerUnavailable):
+                backbone.publish_many(f"{prefix}.nowhere", [b"x" * 10_000] * 200)
+            # Then the next publishes are judged on their own, not on the last batch's returns
+            backbone.publish_many(queue, [b"y"] * 10)
+            backbone.publish(queue, b"z")
+        assert backbone.depth(queue) == 33
+    finally:
+        backbone.delete_queue(queue)
+        backbone.close()
