@@ -31,9 +31,12 @@ class AmqpSettings:
     password: str
     urls: tuple[str, ...] = ()
     queue_type: str = "quorum"  # of the fleet's durable queues (WARREN_QUEUE_TYPE)
+    fastpath: bool = True  # pika's internals for speed (broker_adapters/amqp_fastpath.py)
 
     @classmethod
-    def from_url(cls, url: str, queue_type: str = "quorum") -> AmqpSettings:
+    def from_url(
+        cls, url: str, queue_type: str = "quorum", *, fastpath: bool = True
+    ) -> AmqpSettings:
         urls = tuple(part.strip() for part in url.split(",") if part.strip())
         if not urls:
             raise ConfigError("AMQP URL is empty")
@@ -53,6 +56,7 @@ class AmqpSettings:
             password=first.password,
             urls=urls,
             queue_type=queue_type,
+            fastpath=fastpath,
         )
 
     @classmethod
@@ -168,6 +172,7 @@ class Settings:
             amqp=AmqpSettings.from_url(
                 amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL),
                 queue_type=environ.get("WARREN_QUEUE_TYPE", "quorum").strip().lower(),
+                fastpath=_switch(environ, "WARREN_AMQP_FASTPATH", True),
             ),
             redis=RedisSettings.from_url(
                 redis_url or environ.get("WARREN_REDIS_URL", DEFAULT_REDIS_URL)
@@ -187,3 +192,14 @@ def _sync_reply(environ: Mapping[str, str], name: str, default: str) -> str:
             f"{name} must be one of {', '.join(SYNC_REPLIES)}, got {environ[name]!r}"
         )
     return value
+
+
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (on or off), got {environ[name]!r}")

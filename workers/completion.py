@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import redis
 
-from broker_adapters.amqp import Backbone, Delivery
 from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
@@ -22,6 +21,7 @@ from warren.invocation import (
     reply_list,
 )
 from warren.keys import REPLY_LIST_SCHEME, Keys
+from warren.ports import Broker, Delivery
 from warren.store.logs import LogStore
 from warren.store.redis import execute_raw
 from workers.executor import Run
@@ -83,7 +83,7 @@ class Completion:
         self.destinations = destinations
         self.policy = policy
 
-    def finish(self, chunk: Chunk, publisher: Backbone) -> bool:
+    def finish(self, chunk: Chunk, publisher: Broker) -> bool:
         """Everything downstream is durable when this returns True; the caller then acks.
 
         False: the chunk was taken over by another worker meanwhile (fenced); nothing of it
@@ -129,7 +129,7 @@ class Completion:
             amqp_replies.append((reply_to, run.result.encode(), correlation))
         return amqp_replies, replies
 
-    def _after_async(self, chunk: Chunk, runs: list[Run], publisher: Backbone) -> None:
+    def _after_async(self, chunk: Chunk, runs: list[Run], publisher: Broker) -> None:
         """Destinations and retries of the chunk's async runs, each step once."""
         retries: dict[float, list[Invocation]] = defaultdict(list)
         for index, run in enumerate(runs):
@@ -159,7 +159,7 @@ class Completion:
 
     @staticmethod
     def _reply(
-        chunk: Chunk, replies: list[tuple[str, bytes, str]], publisher: Backbone
+        chunk: Chunk, replies: list[tuple[str, bytes, str]], publisher: Broker
     ) -> None:
         if "replies" in chunk.progress:
             return
