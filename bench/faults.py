@@ -40,17 +40,9 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "RabbitMQ killed with -9 and started again under async load",
         "nothing lost (quorum queues: confirmed means on disk); at most one re-run each",
     ),
-    "broker_kill9-amqp": (
-        "the same, successes sent to a queue on that broker",
-        "as above",
-    ),
     "broker_close_connections-redis": (
         "`rabbitmqctl close_all_connections` under async load",
         "nothing lost; every process reconnects at once",
-    ),
-    "broker_close_connections-amqp": (
-        "the same, successes sent to a queue on that broker",
-        "as above",
     ),
     "broker_refuses_finish": (
         "a channel closed by a broker error (PRECONDITION_FAILED on a retry's delay queue) "

@@ -38,10 +38,19 @@ FAULTS: dict[str, Callable[[RabbitNode], None]] = {
 }
 
 
+# Successes go to a Redis stream, and for a restart also to a queue on the failing broker
+# itself (issue 13's storm: the finishing connection to it did not come back).
+CASES = [
+    ("broker_restart", "redis+stream"),
+    ("broker_restart", "amqp"),
+    ("broker_kill9", "redis+stream"),
+    ("broker_close_connections", "redis+stream"),
+]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("destination", ["redis+stream", "amqp"])
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize(("fault", "destination"), CASES)
 def test_async_load_survives_a_broker_fault_with_at_most_one_rerun_per_invocation_in_flight(
     fault_fleet: FaultFleet, fault: str, destination: str
 ) -> None:
