@@ -49,6 +49,7 @@ class Fleet:
             "WARREN_REDIS_URL": redis_url,
             "WARREN_PREFIX": prefix,
             "WARREN_THROTTLE_DELAY_MS": "100",
+            "WARREN_THROTTLE_MAX_MS": "400",  # throttle waits double to 0.4 s, not 5 minutes
             "WARREN_ASYNC_RETRY_DELAYS": "0.2,0.4",
             **env,
         }

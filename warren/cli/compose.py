@@ -40,14 +40,25 @@ from workers.worker import Worker, WorkerConfig
 
 
 def retry_policy(environ: dict[str, str] | os._Environ[str]) -> RetryPolicy:
-    """WARREN_ASYNC_RETRY_DELAYS ('60,120' s, Lambda's) and WARREN_THROTTLE_DELAY_MS (500)."""
+    """WARREN_ASYNC_RETRY_DELAYS ('60,120' s, Lambda's), WARREN_THROTTLE_DELAY_MS (500: a
+    throttled invocation's first wait) and WARREN_THROTTLE_MAX_MS (300000: the waits double up
+    to this, as Lambda's do up to 5 minutes)."""
     delays = RetryPolicy.parse_delays(environ.get("WARREN_ASYNC_RETRY_DELAYS", "60,120"))
-    raw = environ.get("WARREN_THROTTLE_DELAY_MS", "500")
+    throttle_ms = _milliseconds(environ, "WARREN_THROTTLE_DELAY_MS", 500)
+    max_ms = _milliseconds(environ, "WARREN_THROTTLE_MAX_MS", 300_000)
+    return RetryPolicy(
+        delays_s=delays,
+        throttle_delay_s=max(1, throttle_ms) / 1000,
+        throttle_max_s=max(throttle_ms, max_ms) / 1000,
+    )
+
+
+def _milliseconds(environ: Any, name: str, default: int) -> int:
+    raw = environ.get(name, str(default))
     try:
-        throttle_ms = int(raw)
+        return int(raw)
     except ValueError:
-        raise ConfigError(f"WARREN_THROTTLE_DELAY_MS must be milliseconds, got {raw!r}") from None
-    return RetryPolicy(delays_s=delays, throttle_delay_s=max(1, throttle_ms) / 1000)
+        raise ConfigError(f"{name} must be milliseconds, got {raw!r}") from None
 
 
 def _positive_int(environ: Any, name: str, default: int) -> int:
