@@ -218,4 +218,6 @@ class FilterCriteria:
             except orjson.JSONDecodeError:
                 value = data.decode("utf-8", "replace")
             return {"data": value, "body": value} if kind == "queue" else {"data": value}
+        if kind == "mqtt":  # the payload itself, as an IoT rule's WHERE sees it
+            return dict(record) if isinstance(record, Mapping) else {"data": record}
         return dict(record)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 import redis
 
-from broker_adapters.sources import purge_source
+from broker_adapters.sources import prepare_source, purge_source
 from warren.cli.output import echo, output_option
 from warren.errors import InvalidParameter
 from warren.mapping import MappingSpec
@@ -34,7 +34,8 @@ def _store(ctx: click.Context, check_functions: bool = False) -> MappingStore:
         from warren.store.registry import Registry
 
         functions = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
-    return MappingStore(client, settings.prefix, functions=functions, purge=purge_source)
+    return MappingStore(client, settings.prefix, functions=functions, purge=purge_source,
+                        prepare=prepare_source)
 
 
 def view(store: MappingStore, spec: MappingSpec) -> dict[str, Any]:

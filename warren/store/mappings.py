@@ -34,6 +34,9 @@ from warren.store.redis import redis_errors
 # Forgets a deleted mapping's checkpoints kept by its source (a stream's consumer group, ...):
 # `purge(source_uri, mapping_id=..., redis=..., prefix=...)`, given by the composition root.
 Purge = Callable[..., None]
+# Checks a new mapping's source and makes it keep records for the mapping (a PostgreSQL slot,
+# an MQTT session): `prepare(source_uri, mapping_id=...)`, given by the composition root.
+Prepare = Callable[..., None]
 
 
 class FunctionLookup(Protocol):
@@ -46,12 +49,14 @@ class MappingStore:
     def __init__(
         self, redis_client: redis.Redis[bytes], prefix: str = "warren",
         functions: FunctionLookup | None = None, purge: Purge | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.redis = redis_client
         self.prefix = prefix
         self.keys = Keys(prefix)
         self._functions = functions
         self._purge = purge
+        self._prepare = prepare
 
     def key(self, mapping_id: str, part: str) -> str:
         return self.keys.mapping(mapping_id, part)
@@ -74,6 +79,8 @@ class MappingStore:
             parallelization_factor=parallelization_factor,
             state="Creating" if enabled else "Disabled",
         ))
+        if self._prepare is not None:
+            self._prepare(source, mapping_id=spec.uuid)
         with redis_errors("event source mappings", self.redis):
             pipe = self.redis.pipeline()
             pipe.set(self.key(spec.uuid, "spec"), orjson.dumps(spec.to_dict()))
