@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# The queue source tests' broker fixtures (channel, queue, store), shared by two files.
-pytest_plugins = ["mapping_handlers.queue_kit"]
+# The queue source tests' broker fixtures (shared by two files); private PostgreSQL and Mosquitto.
+pytest_plugins = ["mapping_handlers.queue_kit", "mapping_handlers.private_services"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
