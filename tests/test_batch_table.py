@@ -44,8 +44,8 @@ def table(pg_server, unique):
 def _insert(conn, table, start, count, per_txn=50, kind="a"):
     for first in range(start, start + count, per_txn):
         last = min(first + per_txn, start + count)
-        conn.execute(f"INSERT INTO {table} SELECT g, g, %s FROM generate_series(%s::int, %s::int) g",
-                     (kind, first, last - 1))
+        conn.execute(f"INSERT INTO {table} SELECT g, g, %s"
+                     " FROM generate_series(%s::int, %s::int) g", (kind, first, last - 1))
 
 
 class Recorder:
