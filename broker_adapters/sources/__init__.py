@@ -98,9 +98,11 @@ def open_source(
             poll_interval_s=float(opts.get("poll_interval_s", 0.02)),
         )
     if kind == "mqtt":
-        from broker_adapters.sources.mqtt import MqttLocation, MqttSource
+        from broker_adapters.sources.mqtt import MqttSource
+        from broker_adapters.sources.mqtt_session import MqttLocation
 
-        return MqttSource(MqttLocation.parse(uri), identity)
+        return MqttSource(MqttLocation.parse(uri), identity,
+                          batch_size=int(opts.get("batch_size", 1)))
     raise InvalidParameter(f"source kind {kind!r} is not available yet: {SOURCE_HINT}")
 
 
@@ -114,7 +116,7 @@ def prepare_source(uri: str, *, mapping_id: str) -> None:
 
         prepare_table(uri, mapping_id)
     elif kind == "mqtt":
-        from broker_adapters.sources.mqtt import prepare_session
+        from broker_adapters.sources.mqtt_session import prepare_session
 
         prepare_session(uri, mapping_id)
 
@@ -133,7 +135,7 @@ def purge_source(
 
         drop_slot(uri, mapping_id)
     elif kind == "mqtt":
-        from broker_adapters.sources.mqtt import end_session
+        from broker_adapters.sources.mqtt_session import end_session
 
         end_session(uri, mapping_id)
     if kind == "stream":
