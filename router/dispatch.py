@@ -28,7 +28,7 @@ from warren.invocation import (
 )
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings
-from warren.store.redis import redis_errors
+from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
@@ -102,9 +102,7 @@ class Dispatcher:
         checkout and its liveness probe, which cost about a tenth of that call here.
         """
         if self._semaphore is None:
-            client = redis.Redis(
-                connection_pool=self._redis.connection_pool, single_connection_client=True
-            )
+            client = dedicated(self._redis)
             self._semaphore = Semaphore(
                 client,
                 self.settings.prefix,
@@ -117,7 +115,7 @@ class Dispatcher:
     def parking(self) -> LeaseParking:
         """Sync leases kept between calls (admission/parking.py), on a connection of its own."""
         if self._parking is None:
-            client = redis.Redis(connection_pool=self._redis.connection_pool)
+            client = sharing(self._redis)
             self._parking = LeaseParking(client, self.settings.sync_lease_idle_s)
         return self._parking
 

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from broker_adapters.amqp import Backbone
-from router.destination import Destination
+from router.destination import open_destination
 from router.record import invocation_record
 from warren.errors import InvalidParameter
 from warren.function import AsyncConfig, FunctionSpec
@@ -31,7 +31,7 @@ def spec() -> FunctionSpec:
 
 def test_stream_destination_appends_a_json_record(settings: Settings, unique: str) -> None:
     stream = f"d{unique}-stream"
-    dest = Destination.from_uri(f"redis+stream:///{stream}", settings)
+    dest = open_destination(f"redis+stream:///{stream}", settings)
     inv = Invocation("rid-1", spec(), b'{"a": 1}', EVENT, attempt=3)
     dest.send(
         invocation_record(
@@ -67,7 +67,7 @@ def test_stream_destination_appends_a_json_record(settings: Settings, unique: st
 
 def test_queue_destination_is_a_durable_queue(settings: Settings, unique: str) -> None:
     queue = f"d{unique}-queue"
-    dest = Destination.from_uri(f"amqp:///{queue}", settings)
+    dest = open_destination(f"amqp:///{queue}", settings)
     dest.send({"hello": "world"})
     dest.close()
     backbone = Backbone(settings.amqp, Keys(settings.prefix))
@@ -82,4 +82,4 @@ def test_queue_destination_is_a_durable_queue(settings: Settings, unique: str) -
 @pytest.mark.parametrize("uri", ["sqs:///q", "amqp://host/q", "redis+stream:///", "nonsense"])
 def test_bad_destination_uri_says_what_a_good_one_is(settings: Settings, uri: str) -> None:
     with pytest.raises(InvalidParameter, match="amqp:///QUEUE or redis\\+stream:///STREAM"):
-        Destination.from_uri(uri, settings)
+        open_destination(uri, settings)

@@ -33,3 +33,14 @@ class Dispatcher(Protocol):
     ) -> list[InvocationResult]: ...
 
     def close(self) -> None: ...
+
+
+class RecordSink(Protocol):
+    """Where invocation and batch records go (an on-success or on-failure destination):
+    `send` returns once the record is durably stored."""
+
+    uri: str
+
+    def send(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...

@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sandbox.outcome import Outcome
 from warren.function import FunctionSpec
 
 
@@ -22,7 +23,7 @@ class WarmSandbox(Protocol):
 
     def invoke(
         self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
-    ) -> Any: ...
+    ) -> Outcome: ...
 
     def close(self) -> None: ...
 

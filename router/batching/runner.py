@@ -17,7 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Protocol
+from typing import Any
 
 from router.batching.collector import BatchCollector, Gathered
 from router.batching.failure import (
@@ -34,17 +34,13 @@ from warren.aws import function_arn as lambda_arn
 from warren.errors import Unavailable, WarrenError
 from warren.filter import FilterCriteria
 from warren.mapping import MappingSpec
+from warren.ports import RecordSink
 from warren.source import Source, SourceRecord
 from warren.store.mappings import MappingStore
 
 log = logging.getLogger("warren.mapping")
 STATS_EVERY_S = 0.5
 BUSY_WAIT_S = 0.002
-
-
-class Destination(Protocol):
-    def send(self, record: dict[str, Any]) -> None: ...
-    def close(self) -> None: ...
 
 
 class BatchRunner:
@@ -57,7 +53,7 @@ class BatchRunner:
         invoker: Invoker,
         store: MappingStore,
         *,
-        destination: Callable[[str], Destination] | None = None,
+        destination: Callable[[str], RecordSink] | None = None,
         concurrency: int = 1,
         function_arn: str = "",
         poll_wait_s: float = 0.5,
@@ -70,7 +66,7 @@ class BatchRunner:
         self._invoker = invoker
         self._store = store
         self._destination_factory = destination
-        self._destination: Destination | None = None
+        self._destination: RecordSink | None = None
         self.concurrency = max(1, concurrency)
         self._arn = function_arn or (
             lambda_arn(spec.function)

@@ -13,7 +13,7 @@ import redis
 from broker_adapters.sources import open_source
 from router.batching.invoker import Invoker
 from router.batching.runner import BatchRunner
-from router.destination import Destination
+from router.destination import open_destination
 from warren.mapping import MappingSpec
 from warren.settings import Settings
 from warren.store.mappings import MappingStore
@@ -46,7 +46,7 @@ class Harness:
         kw.setdefault("poll_wait_s", 0.1)
         return BatchRunner(
             spec, open_, invoker, self.store,
-            destination=lambda uri: Destination.from_uri(uri, self.settings, self.redis), **kw,
+            destination=lambda uri: open_destination(uri, self.settings, self.redis), **kw,
         )
 
     def start(self, runner: BatchRunner) -> threading.Event:

@@ -16,7 +16,7 @@ from broker_adapters.sources import open_source, purge_source
 from router.admission.semaphore import Semaphore
 from router.batching.invoker import FleetInvoker, Invoker
 from router.batching.runner import BatchRunner
-from router.destination import Destination, DestinationSet
+from router.destination import DestinationSet, open_destination
 from router.dispatch import Dispatcher
 from router.retry import RetryPolicy
 from router.router import Router
@@ -184,7 +184,7 @@ def build_poller(
 
         return BatchRunner(
             spec, open_, invoker(), store,
-            destination=lambda uri: Destination.from_uri(uri, settings, client),
+            destination=lambda uri: open_destination(uri, settings, client),
             concurrency=concurrency,
             function_arn=function_arn(spec.function),
         )

@@ -14,13 +14,14 @@ from warren.errors import InvalidParameter
 from warren.mapping import MappingSpec
 from warren.settings import Settings
 from warren.store.mappings import MappingStore
+from warren.store.redis import connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _redis(ctx: click.Context) -> redis.Redis[bytes]:
     settings: Settings = ctx.find_root().obj.settings
-    client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
+    client = connect(settings.redis)
     ctx.call_on_close(client.close)
     return client
 
