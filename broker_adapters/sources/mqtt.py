@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import threading
 import time
@@ -99,20 +98,21 @@ class MqttSource:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         payload, topic = bytes(message.payload), message.topic
-        digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=6).hexdigest()
+        raw = self._json(payload, topic)
         with self._cond:
             generation = self._generation
-            # Stable across a restart (a redelivery keeps its packet id), unique while un-acked.
             if message.qos:
-                rid = f"{generation}.{message.mid}.{digest}"
+                # Stable across a restart (a redelivery keeps its packet id), unique while
+                # un-acked.
+                rid = f"{generation}.{message.mid}"
+                self._acks[rid] = (generation, message.mid, message.qos)
             else:
                 self._counter += 1
-                rid = f"{generation}.q{self._counter}.{digest}"
-            raw = self._json(payload, topic)
-            self._acks[rid] = (generation, message.mid, message.qos)
+                rid = f"{generation}.q{self._counter}"
+            if not self._buffer:
+                self._cond.notify()  # a reader waits only on an empty buffer
             self._buffer.append(SourceRecord(rid, payload, None, len(raw) + 1, time.time(),
                                              partition=topic, json=raw))
-            self._cond.notify()
 
     def _json(self, payload: bytes, topic: str) -> bytes:
         try:

@@ -14,6 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from broker_adapters.sources.mqtt_client import BufferedClient
 from warren.errors import InvalidParameter, Unavailable
 
 _URI_HINT = (
@@ -84,7 +85,7 @@ def client_id(mapping_id: str) -> str:
 
 
 def new_client(location: MqttLocation, mapping_id: str) -> mqtt.Client:
-    client = mqtt.Client(
+    client = BufferedClient(
         CallbackAPIVersion.VERSION2, client_id=client_id(mapping_id),
         protocol=mqtt.MQTTv5, manual_ack=True,
     )
