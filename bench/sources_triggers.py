@@ -192,7 +192,8 @@ import os, time, redis
 r = redis.Redis.from_url(os.environ["BENCH_REDIS"])
 def handler(event, context):
     now = time.time()
-    r.hset(os.environ["BENCH_TIMES"], event["Records"][0]["Sns"]["MessageId"], repr(now))
+    key = event["Records"][0]["Sns"]["MessageId"] if "Records" in event else event["id"]
+    r.hset(os.environ["BENCH_TIMES"], key, repr(now))
 '''
 
 
@@ -219,10 +220,21 @@ def topic_latency(b: Bench, n_lat: int, slots: int) -> dict[str, Any]:
                 time.sleep(0.02)
             wait(lambda: b.redis.hlen(times) >= n_lat, 60)
             got = {k.decode(): float(v) for k, v in b.redis.hgetall(times).items()}
+            # The same handler invoked asynchronously without a topic, for comparison.
+            b.redis.delete(times)
+            plain: dict[str, float] = {}
+            for n in range(n_lat):
+                plain[f"i{n}"] = time.time()
+                client.invoke("benchtopic", {"id": f"i{n}"}, invocation_type="Event")
+                time.sleep(0.02)
+            wait(lambda: b.redis.hlen(times) >= n_lat, 60)
+            got_plain = {k.decode(): float(v) for k, v in b.redis.hgetall(times).items()}
         finally:
             client.delete_topic("bench")
     out = summary(sorted(1000 * (got[m] - t) for m, t in written.items() if m in got), n_lat)
     out["path"] = "publish (confirmed) -> relay -> async -> router -> worker -> sandbox"
+    out["async_invoke_same_run"] = summary(
+        sorted(1000 * (got_plain[m] - t) for m, t in plain.items() if m in got_plain), n_lat)
     return out
 
 
