@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import psycopg
 import pytest
 import redis
@@ -226,3 +227,41 @@ def test_powertools_reads_the_event_as_a_dynamodb_stream_event(pg_server, db, st
         assert remove.dynamodb.old_image["name"] == "pen"
     finally:
         source.close()
+
+
+def test_the_cli_refuses_a_table_without_a_primary_key_with_the_fix(pg_server, redis_url,
+                                                                    unique, tmp_path):
+    from click.testing import CliRunner
+
+    from warren.cli import cli
+
+    conn = psycopg.connect(pg_server.conninfo(), autocommit=True)
+    conn.execute(f"CREATE TABLE cli_{unique} (a int)")
+    env = {"WARREN_REDIS_URL": redis_url, "WARREN_PREFIX": f"tt-{unique}"}
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    return None\n")
+
+    def run(*args):
+        return CliRunner().invoke(cli, list(args), env=env, auto_envvar_prefix="WARREN")
+
+    try:
+        assert run("function", "create", "f", "--code", str(code), "--handler",
+                   "app.handler").exit_code == 0
+        result = run("mapping", "create", "--function", "f", "--source",
+                     f"{pg_server.url}?table=cli_{unique}")
+        assert result.exit_code != 0
+        assert f"ALTER TABLE public.cli_{unique} ADD PRIMARY KEY" in result.output
+        conn.execute(f"ALTER TABLE cli_{unique} ADD PRIMARY KEY (a)")
+        conn.execute(f"ALTER TABLE cli_{unique} REPLICA IDENTITY FULL")
+        made = run("mapping", "create", "--function", "f", "--source",
+                   f"{pg_server.url}?table=cli_{unique}", "-o", "json")
+        assert made.exit_code == 0, made.output
+        uuid = orjson.loads(made.output)["uuid"]
+        slot = f"warren_{uuid.replace('-', '')}"
+        assert slot in _slots(conn)
+        assert run("mapping", "delete", uuid).exit_code == 0
+        assert slot not in _slots(conn)
+    finally:
+        conn.execute(f"DROP TABLE cli_{unique}")
+        conn.close()
