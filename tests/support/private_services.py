@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("WARREN_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """Debian's newest PostgreSQL server binaries (or WARREN_TEST_PG_BIN)."""
+    if os.environ.get("WARREN_TEST_PG_BIN"):
+        return Path(os.environ["WARREN_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
