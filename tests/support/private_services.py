@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+
 def _pg_bin() -> Path:
     """Debian's newest PostgreSQL server binaries (or WARREN_TEST_PG_BIN)."""
     if os.environ.get("WARREN_TEST_PG_BIN"):
