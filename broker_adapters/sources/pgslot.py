@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ _URI_HINT = (
     f"[&view={'|'.join(VIEWS)}]"
 )
 log = logging.getLogger("warren.sources")
+_DROP_ATTEMPTS = 25
 
 
 @dataclass(frozen=True)
@@ -177,10 +179,18 @@ def drop_slot(uri: str, mapping_id: str) -> None:
     conn = location.connect()
     try:
         with pg_errors(f"replication slot {slot}"):
-            if conn.execute(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone():
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            for attempt in range(_DROP_ATTEMPTS):
+                # A peek in progress holds the slot for a moment: wait it out, briefly.
+                try:
+                    if conn.execute(
+                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+                    ).fetchone():
+                        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if attempt == _DROP_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.2)
             conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(slot)))
     finally:
         conn.close()
