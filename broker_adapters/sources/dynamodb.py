@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,8 @@ def attribute(type_oid: int, text: str) -> dict[str, Any]:
     if type_oid == _BOOL:
         return {"BOOL": text == "t"}
     if type_oid in _JSON:
-        return json_attribute(orjson.loads(text))
+        # Numbers keep their text: orjson would turn 10**20 into a float and lose digits.
+        return json_attribute(json.loads(text, parse_int=_Number, parse_float=_Number))
     if type_oid == _BYTEA:
         raw = bytes.fromhex(text[2:]) if text.startswith("\\x") else text.encode()
         return {"B": base64.b64encode(raw).decode()}
@@ -40,16 +42,24 @@ def attribute(type_oid: int, text: str) -> dict[str, Any]:
     return {"S": text}
 
 
+class _Number(str):
+    """A JSON number's own text."""
+
+
 def json_attribute(value: Any) -> dict[str, Any]:
     """A JSON value as DynamoDB types it: objects M, arrays L, strings S, numbers N."""
+    if isinstance(value, _Number):
+        return {"N": str(value)}
     if isinstance(value, dict):
         return {"M": {k: json_attribute(v) for k, v in value.items()}}
     if isinstance(value, list):
         return {"L": [json_attribute(v) for v in value]}
     if isinstance(value, bool):
         return {"BOOL": value}
-    if isinstance(value, (int, float)):
-        return {"N": orjson.dumps(value).decode()}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, float):
+        return {"N": repr(value)}
     if value is None:
         return {"NULL": True}
     return {"S": str(value)}
