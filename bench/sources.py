@@ -185,8 +185,12 @@ def triggers(b: Bench, quick: bool, slots: int, results: dict[str, Any]) -> None
 def report(results: dict[str, Any]) -> None:
     print(f"{'path':<11} {'measure':<24} {'result':>40}")
     for path in ("in-process", "fleet", "triggers"):
-        for name, r in results.get(path, {}).items():
-            if not isinstance(r, dict):
+        rows = dict(results.get(path, {}))
+        nested = rows.pop("fleet", None) if path == "triggers" else None
+        if isinstance(nested, dict):  # the triggers' fleet runs
+            rows.update({f"fleet {k}": v for k, v in nested.items()})
+        for name, r in rows.items():
+            if not isinstance(r, dict) or not ("records_per_s" in r or "samples" in r):
                 continue
             if "records_per_s" in r:
                 shown = f"{r['records_per_s']:>8} rec/s ({r['records']} in {r['seconds']} s)"

@@ -12,6 +12,7 @@ port with `max_queued_messages 0` (the stock broker keeps at most 1000 queued pe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +132,9 @@ def _free_port() -> int:
 def mqtt_runs(b: Bench, count: int, n_lat: int) -> dict[str, Any]:
     import paho.mqtt.client as mqtt
 
-    port, tmp = _free_port(), tempfile.mkdtemp(prefix="warren-bench-mqtt-")
-    conf = Path(tmp) / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                    "max_queued_messages 0\nmax_inflight_messages 0\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
     store = MappingStore(b.redis, b.prefix, prepare=prepare_source, purge=purge_source)
     out: dict[str, Any] = {}
-    try:
-        wait(lambda: _answers(port), 10)
+    with _broker() as port:
         uri = f"mqtt://127.0.0.1:{port}/bench/#"
         spec = store.create(function="bench", source=uri, batch_size=100)
         lines = b"".join(b'{"n":%d}\n' % n for n in range(count))
@@ -170,10 +165,6 @@ def mqtt_runs(b: Bench, count: int, n_lat: int) -> dict[str, Any]:
         out["mqtt_latency_batch1"] = summary(
             sorted(1000 * (times[n] - written[n]) for n in written if n in times), n_lat)
         store.delete(spec.uuid)
-    finally:
-        broker.send_signal(signal.SIGTERM)
-        broker.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -238,6 +229,103 @@ def topic_latency(b: Bench, n_lat: int, slots: int) -> dict[str, Any]:
     return out
 
 
+COUNT_HANDLER = '''
+import os, time, redis
+r = redis.Redis.from_url(os.environ["BENCH_REDIS"])
+def handler(event, context):
+    now = time.time()
+    n = len(event) if isinstance(event, list) else len(event.get("Records", [event]))
+    pipe = r.pipeline(transaction=False)
+    pipe.hsetnx(os.environ["BENCH_COUNT"], "first", repr(now))
+    pipe.hincrby(os.environ["BENCH_COUNT"], "records", n)
+    pipe.hset(os.environ["BENCH_COUNT"], "last", repr(time.time()))
+    pipe.execute()
+'''
+
+
+def fleet_trigger_runs(b: Bench, count: int, slots: int) -> dict[str, Any]:
+    """Table and MQTT at batch 100 through a real `warren up`: the poller invokes each batch
+    synchronously through the fleet (a sandboxed handler counting in Redis)."""
+    from sources_fleet import fleet
+
+    store = MappingStore(b.redis, b.prefix, prepare=prepare_source, purge=purge_source)
+    out: dict[str, Any] = {"slots": slots}
+    with fleet(b.prefix, slots) as (client, _pid), tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / "bench"
+        code.mkdir()
+        (code / "app.py").write_text(COUNT_HANDLER)
+        for kind in ("table", "mqtt"):
+            key = f"{b.prefix}:fleet-count:{kind}"
+            client.create_function(f"bench-{kind}", code=code, handler="app.handler",
+                                   env={"BENCH_REDIS": REDIS, "BENCH_COUNT": key})
+
+            def seen(key: str = key) -> tuple[int, float, float]:
+                got = {k.decode(): float(v) for k, v in b.redis.hgetall(key).items()}
+                return int(got.get("records", 0)), got.get("first", 0.0), got.get("last", 0.0)
+
+            with _filled(kind, store, f"bench-{kind}", count) as spec_id:
+                wait(lambda seen=seen: seen()[0] >= count, 300)
+                records, first, last = seen()
+                elapsed = max(last - first, 1e-6)
+                out[f"{kind}_batch100"] = {
+                    "records": records, "seconds": round(elapsed, 3),
+                    "complete": records >= count, "batch_size": 100,
+                    "records_per_s": round(records / elapsed),
+                    "succeeded": store.stats(spec_id)["succeeded"]}
+            print(kind, out[f"{kind}_batch100"], flush=True)
+    return out
+
+
+@contextlib.contextmanager
+def _filled(kind: str, store: MappingStore, function: str, count: int) -> Iterator[str]:
+    """A mapping of `function` on a new table or MQTT topic holding `count` records."""
+    if kind == "table":
+        conn = psycopg.connect(PG.replace("postgres://", "postgresql://"), autocommit=True)
+        table = f"bench_{uuid.uuid4().hex[:8]}"
+        conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int, body text)")
+        conn.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+        spec = store.create(function=function, source=f"{PG}?table=public.{table}",
+                            batch_size=100)
+        try:
+            for first in range(0, count, 1000):
+                conn.execute(f"INSERT INTO {table} SELECT g, g, 'row ' || g FROM "
+                             "generate_series(%s::int, %s::int) g", (first, first + 999))
+            yield spec.uuid
+        finally:
+            store.delete(spec.uuid)
+            conn.execute(f"DROP TABLE {table}")
+            conn.close()
+        return
+    with _broker() as port:
+        spec = store.create(function=function, source=f"mqtt://127.0.0.1:{port}/bench/#",
+                            batch_size=100)
+        try:
+            lines = b"".join(b'{"n":%d}\n' % n for n in range(count))
+            subprocess.run(["mosquitto_pub", "-p", str(port), "-q", "1", "-t", "bench/a", "-l"],
+                           input=lines, check=True)
+            yield spec.uuid
+        finally:
+            store.delete(spec.uuid)
+
+
+@contextlib.contextmanager
+def _broker() -> Iterator[int]:
+    """A private mosquitto that queues without limit (the stock one drops past 1000)."""
+    port, tmp = _free_port(), tempfile.mkdtemp(prefix="warren-bench-mqtt-")
+    conf = Path(tmp) / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                    "max_queued_messages 0\nmax_inflight_messages 0\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait(lambda: _answers(port), 10)
+        yield port
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def trigger_runs(b: Bench, count: int, n_lat: int, slots: int) -> dict[str, Any]:
     """The three triggers beside a Redis stream of the same size, in one run."""
     out: dict[str, Any] = {}
@@ -255,6 +343,7 @@ def trigger_runs(b: Bench, count: int, n_lat: int, slots: int) -> dict[str, Any]
     out.update(table_runs(b, count, n_lat))
     out.update(mqtt_runs(b, count, n_lat))
     out["topic_latency_fleet"] = topic_latency(b, n_lat, slots)
+    out["fleet"] = fleet_trigger_runs(b, count // 2, slots)
     return out
 
 
