@@ -81,11 +81,20 @@ class MappingStore:
         ))
         if self._prepare is not None:
             self._prepare(source, mapping_id=spec.uuid)
-        with redis_errors("event source mappings", self.redis):
-            pipe = self.redis.pipeline()
-            pipe.set(self.key(spec.uuid, "spec"), orjson.dumps(spec.to_dict()))
-            pipe.sadd(self.keys.mappings, spec.uuid)
-            pipe.execute()
+        try:
+            with redis_errors("event source mappings", self.redis):
+                pipe = self.redis.pipeline()
+                pipe.set(self.key(spec.uuid, "spec"), orjson.dumps(spec.to_dict()))
+                pipe.sadd(self.keys.mappings, spec.uuid)
+                pipe.execute()
+        except WarrenError:
+            if self._purge is not None:  # no slot or session may outlive a failed create
+                try:
+                    self._purge(source, mapping_id=spec.uuid, redis=self.redis,
+                                prefix=self.prefix)
+                except WarrenError:  # Redis is down: the slot and session are gone already
+                    pass
+            raise
         if enabled and not self.live_pollers():
             return self.set_state(spec.uuid, "Enabled")
         return spec
