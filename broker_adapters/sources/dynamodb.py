@@ -138,15 +138,22 @@ def sequence_number(commit_lsn: int, index: int) -> str:
 
 
 class RecordShaper:
-    """Builds a mapping's DynamoDB stream records (its key columns, view, ARN fixed)."""
+    """Builds a mapping's DynamoDB stream records (its key columns, view, ARN fixed).
+
+    The record's JSON is assembled from its parts' JSON (each image serialised once, its
+    length the record's SizeBytes) around constants escaped once here.
+    """
 
     def __init__(self, keys: Sequence[str], view: str, arn: str, region: str) -> None:
         self._keys = tuple(keys)
         self._view = view
         self._new = view in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
         self._old = view in ("NEW_AND_OLD_IMAGES", "OLD_IMAGE")
-        self._head = {"eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": region}
-        self._arn = arn
+        self._names = {op: orjson.dumps(name) for op, name in EVENT_NAMES.items()}
+        self._middle = (b',"eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":'
+                        + orjson.dumps(region) + b',"dynamodb":{"ApproximateCreationDateTime":')
+        self._tail = (b',"StreamViewType":' + orjson.dumps(view) + b'},"eventSourceARN":'
+                      + orjson.dumps(arn) + b"}")
 
     def record(self, txn: Transaction, change: Change) -> tuple[str, bytes]:
         """The change's SequenceNumber and its record as JSON."""
@@ -154,25 +161,20 @@ class RecordShaper:
         new = image(columns, change.new, change.old) if change.new is not None else None
         old = image(columns, change.old) if change.old is not None else None
         row = new if new is not None else old or {}
-        keys = {k: row[k] for k in self._keys if k in row}
-        dynamodb: dict[str, Any] = {
-            "ApproximateCreationDateTime": int(txn.commit_time_s), "Keys": keys,
-        }
+        keys = orjson.dumps({k: row[k] for k in self._keys if k in row})
+        size = len(keys)
+        parts = [b'{"eventID":"%016x%08x","eventName":' % (txn.commit_lsn, change.index),
+                 self._names[change.op], self._middle, b"%d" % int(txn.commit_time_s),
+                 b',"Keys":', keys]
         if self._new and new is not None:
-            dynamodb["NewImage"] = new
+            encoded = orjson.dumps(new)
+            size += len(encoded)
+            parts += (b',"NewImage":', encoded)
         if self._old and old is not None and change.op != "I":
-            dynamodb["OldImage"] = old
+            encoded = orjson.dumps(old)
+            size += len(encoded)
+            parts += (b',"OldImage":', encoded)
         sequence = sequence_number(txn.commit_lsn, change.index)
-        dynamodb["SequenceNumber"] = sequence
-        dynamodb["SizeBytes"] = len(orjson.dumps(keys)) + sum(
-            len(orjson.dumps(dynamodb[k])) for k in ("NewImage", "OldImage") if k in dynamodb
-        )
-        dynamodb["StreamViewType"] = self._view
-        record = {
-            "eventID": f"{txn.commit_lsn:016x}{change.index:08x}",
-            "eventName": EVENT_NAMES[change.op],
-            **self._head,
-            "dynamodb": dynamodb,
-            "eventSourceARN": self._arn,
-        }
-        return sequence, orjson.dumps(record)
+        parts += (b',"SequenceNumber":"', sequence.encode(), b'","SizeBytes":%d' % size,
+                  self._tail)
+        return sequence, b"".join(parts)

@@ -154,11 +154,12 @@ class TableSource:
             txn = decoder.feed(bytes(message))
             if txn is None:
                 continue
+            base = txn.commit_lsn * 100_000_000  # int(SequenceNumber) of its first change
             for change in txn.changes:
-                sequence, raw = shaper.record(txn, change)
-                position = int(sequence)
+                position = base + change.index
                 if position <= self._read_through:
                     continue  # read before, still in flight or being retried
+                sequence, raw = shaper.record(txn, change)
                 self._read_through = position
                 self._pending.append(
                     _Pending(position, txn.commit_lsn, txn.end_lsn, txn.commit_time_s)
