@@ -93,9 +93,10 @@ def open_source(
         from broker_adapters.sources.pgslot import TableLocation
         from broker_adapters.sources.pgtable import TableSource
 
+        table = TableLocation.parse(uri)
         return TableSource(
-            TableLocation.parse(uri), identity,
-            poll_interval_s=float(opts.get("poll_interval_s", 0.02)),
+            table, identity,
+            poll_interval_s=float(opts.get("poll_interval_s", table.poll_ms / 1000)),
         )
     if kind == "mqtt":
         from broker_adapters.sources.mqtt import MqttSource

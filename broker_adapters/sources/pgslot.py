@@ -18,7 +18,7 @@ from warren.errors import InvalidParameter, Unavailable
 
 _URI_HINT = (
     "a table source looks like postgres://USER:PASS@HOST:5432/DB?table=SCHEMA.NAME"
-    f"[&view={'|'.join(VIEWS)}]"
+    f"[&view={'|'.join(VIEWS)}][&poll_ms=20]"
 )
 log = logging.getLogger("warren.sources")
 _DROP_ATTEMPTS = 25
@@ -35,6 +35,7 @@ class TableLocation:
     username: str | None = None
     password: str | None = None
     sslmode: str | None = None
+    poll_ms: int = 20  # how often an idle slot is asked for changes
 
     @classmethod
     def parse(cls, uri: str) -> TableLocation:
@@ -42,7 +43,7 @@ class TableLocation:
         if parts.scheme not in ("postgres", "postgresql"):
             raise InvalidParameter(f"bad source {uri!r}: {_URI_HINT}")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        unknown = set(query) - {"table", "view", "sslmode"}
+        unknown = set(query) - {"table", "view", "sslmode", "poll_ms"}
         db = unquote(parts.path.lstrip("/"))
         table = query.get("table", "")
         if unknown or not db or "/" in db or not table or table.count(".") > 1:
@@ -55,12 +56,15 @@ class TableLocation:
             port = parts.port or 5432
         except ValueError:
             raise InvalidParameter(f"bad port in {uri!r}: {_URI_HINT}") from None
+        poll = query.get("poll_ms", "20")
+        if not poll.isdigit() or not 5 <= int(poll) <= 10_000:
+            raise InvalidParameter(f"bad poll_ms in {uri!r}: 5..10000 milliseconds")
         return cls(
             host=parts.hostname or None, port=port, db=db, schema=schema or "public",
             table=name, view=view,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            sslmode=query.get("sslmode"),
+            sslmode=query.get("sslmode"), poll_ms=int(poll),
         )
 
     @property

@@ -47,3 +47,7 @@ def test_sequence_numbers_sort_as_text_in_commit_order_and_lsns_round_trip():
     for lsn in (0, 0x16B374D848, 2**63 + 5):
         assert parse_lsn(lsn_text(lsn)) == lsn
     assert lsn_text(0x16B374D848) == "16/B374D848"
+
+
+def test_a_sequence_number_is_the_commit_lsn_times_ten_to_the_eighth_plus_the_index():
+    assert int(sequence_number(123456789, 42)) == 123456789 * 10**8 + 42

@@ -179,6 +179,7 @@ def test_mapping_create_refuses_what_cannot_work_saying_how_to_fix_it(
             mappings.create(function="f", source=f"{pg_server.url}?table=absent_{unique}")
         for bad in (f"{pg_server.url}", f"{pg_server.url}?table=a.b.c",
                     f"{pg_server.url}?table={table}&view=ALL", f"{pg_server.url}?tabel={table}",
+                    f"{pg_server.url}?table={table}&poll_ms=1",
                     f"postgres://127.0.0.1:99999/postgres?table={table}",
                     f"postgres://127.0.0.1/?table={table}"):
             with pytest.raises(InvalidParameter, match="postgres://"):
