@@ -70,10 +70,14 @@ fi
 # on 127.0.0.1:1883. Changing wal_level needs one restart of PostgreSQL: done only here, and only
 # when the setting is not logical yet.
 PG_PORT=${WARREN_PG_PORT:-5432}
+# The server binaries are needed even when a server answers: the tests start private ones.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "ensure-services: installing postgresql"; apt_install postgresql
+fi
+if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/null 2>&1; then
+  echo "ensure-services: installing mosquitto"; apt_install mosquitto mosquitto-clients
+fi
 if ! answers "$PG_PORT"; then
-  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-    echo "ensure-services: installing postgresql"; apt_install postgresql
-  fi
   cluster=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1 {print $1" "$2}')
   [ -n "$cluster" ] || { as_root pg_createcluster 15 main >/dev/null; cluster="15 main"; }
   echo "ensure-services: starting PostgreSQL $cluster"
@@ -93,7 +97,6 @@ if [ "$(pg 'show wal_level')" != logical ]; then
 fi
 
 if ! answers 1883; then
-  command -v mosquitto >/dev/null 2>&1 || { echo "ensure-services: installing mosquitto"; apt_install mosquitto mosquitto-clients; }
   echo "ensure-services: starting Mosquitto"
   as_root mosquitto -d -c /etc/mosquitto/mosquitto.conf 2>/dev/null || as_root mosquitto -d -p 1883
   wait_for 1883 20 Mosquitto
