@@ -155,9 +155,11 @@ class MqttSource:
         with self._cond:
             generation = self._generation if self._connected else -1
             acks = [self._acks.pop(r.id, None) for r in records]
-        for ack in acks:
-            if ack is not None and ack[0] == generation and ack[2] > 0:
-                self._client.ack(ack[1], ack[2])
+        live = [a for a in acks if a is not None and a[0] == generation]
+        self._client.ack_all([mid for _, mid, qos in live if qos == 1])
+        for _, mid, qos in live:
+            if qos == 2:
+                self._client.ack(mid, qos)
 
     def retry(self, records: Sequence[SourceRecord]) -> None:
         with self._cond:

@@ -1,14 +1,19 @@
-"""paho's MQTT client with buffered socket reads: a stream of small messages costs far fewer
-system calls (paho reads each packet's header a byte at a time, one recv per byte)."""
+"""paho's MQTT client with buffered socket reads and batched acks: a stream of small messages
+costs far fewer system calls (paho reads each packet's header a byte at a time, one recv per
+byte, and writes each PUBACK with a send of its own)."""
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 _READ_BYTES = 256 * 1024
+_PUBACK = 0x40
+_PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length 2, packet id (success)
 
 
 class BufferedClient(mqtt.Client):
@@ -46,3 +51,10 @@ class BufferedClient(mqtt.Client):
             if rc > 0:
                 return self._loop_rc_handle(rc)
         return MQTTErrorCode.MQTT_ERR_SUCCESS if rc == MQTTErrorCode.MQTT_ERR_AGAIN else rc
+
+    def ack_all(self, mids: Sequence[int]) -> None:
+        """The PUBACKs of these QoS 1 messages, in this order, as one write (one wake-up of
+        paho's network thread instead of one per message)."""
+        if mids:
+            data = b"".join([_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids])
+            self._packet_queue(_PUBACK, data, 0, 1)

@@ -84,7 +84,7 @@ def client_id(mapping_id: str) -> str:
     return f"warren-{mapping_id}"
 
 
-def new_client(location: MqttLocation, mapping_id: str) -> mqtt.Client:
+def new_client(location: MqttLocation, mapping_id: str) -> BufferedClient:
     client = BufferedClient(
         CallbackAPIVersion.VERSION2, client_id=client_id(mapping_id),
         protocol=mqtt.MQTTv5, manual_ack=True,
