@@ -93,7 +93,9 @@ class MqttSource:
         with self._cond:
             self._connected = False
             self._error = f"disconnected: {reason}"
-            self._buffer.clear()  # the broker sends all of it again on the next connection
+            for record in self._buffer:  # the broker sends all of it again on the next one
+                self._acks.pop(record.id, None)
+            self._buffer.clear()
             self._cond.notify_all()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
