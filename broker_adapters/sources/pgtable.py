@@ -142,7 +142,9 @@ class TableSource:
         """Peek at the slot for changes newer than the last one read; True if any came."""
         limit = 2 * len(self._pending) + self._peek_rows
         with pg_errors(self._where):
-            row = self._conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            # The flush LSN, not the write LSN: decoding reads only flushed WAL, and a peek
+            # that stopped short of `upto` must not let the slot advance past what it missed.
+            row = self._conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
             upto = row[0] if row else None
             with self._conn.cursor(binary=True) as cursor:
                 cursor.execute(_PEEK, (self._slot, upto, limit, self._slot))

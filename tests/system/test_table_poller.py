@@ -49,17 +49,18 @@ def _insert(conn, table, count, per_txn=50):
 def test_kill_9_of_a_table_poller_loses_nothing_and_keeps_commit_order(h, table, redis_url,
                                                                        amqp_url):
     conn, name, uri = table
-    count = 3000
+    count = 5000
     seen_key = f"{h.prefix}:seen"
     h.store.create(function="recorder", source=uri, batch_size=100)
     _insert(conn, name, count)
-    first = _spawn(redis_url, amqp_url, h.prefix, seen_key, sleep_s=0.05)
+    first = _spawn(redis_url, amqp_url, h.prefix, seen_key, sleep_s=0.1)
     second = None
     try:
         wait_for(lambda: len(_seen(h.redis, seen_key)) >= count // 5, timeout=60,
                  what="the first poller at work")
-        second = _spawn(redis_url, amqp_url, h.prefix, seen_key, sleep_s=0.05)
-        time.sleep(1.5)
+        second = _spawn(redis_url, amqp_url, h.prefix, seen_key, sleep_s=0.1)
+        # The second poller is up and idle (the mapping is the first one's): now kill -9.
+        wait_for(lambda: len(h.store.live_pollers()) >= 2, timeout=60, what="two pollers")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         assert len(_seen(h.redis, seen_key)) < count, "finished before it was killed"
