@@ -20,12 +20,11 @@ from typing import Any
 
 import orjson
 
-from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
-from broker_adapters.topics import TopicBus
+from router.topics import TopicBroker
 from warren import codec
 from warren.errors import DecodeError, InvalidParameter, NotFound, Unavailable
-from warren.ports import Dispatcher
+from warren.ports import Broker, Delivery, Dispatcher
 from warren.store.topics import TopicStore
 from warren.topic import MESSAGE_KIND, Subscription, TopicMessage, sns_event
 
@@ -35,8 +34,8 @@ log = logging.getLogger("warren.topics")
 class TopicRelay:
     def __init__(
         self,
-        connect: Callable[[], Backbone],
-        bus: Callable[[], TopicBus],
+        connect: Callable[[], Broker],
+        bus: Callable[[], TopicBroker],
         store: TopicStore,
         dispatcher: Callable[[], Dispatcher],
         *,
@@ -79,7 +78,7 @@ class TopicRelay:
             self._dispatcher.close()
             self._dispatcher = None
 
-    def _serve(self, backbone: Backbone, stop: threading.Event) -> None:
+    def _serve(self, backbone: Broker, stop: threading.Event) -> None:
         consumers: dict[str, tuple[str, Subscription]] = {}
         bus = self._bus()
         try:
@@ -95,7 +94,7 @@ class TopicRelay:
         finally:
             bus.close()
 
-    def _refresh(self, backbone: Backbone, bus: TopicBus,
+    def _refresh(self, backbone: Broker, bus: TopicBroker,
                  consumers: dict[str, tuple[str, Subscription]]) -> None:
         """Consume new subscriptions' queues, stop consuming removed ones."""
         current = {s.id: s for s in self.store.all_subscriptions()}
@@ -113,7 +112,7 @@ class TopicRelay:
             queue = backbone.keys.subscription_queue(subscription.topic, sid)
             consumers[sid] = (backbone.consume(queue, on_delivery, self.prefetch), subscription)
 
-    def relay(self, backbone: Backbone, batch: list[tuple[Subscription, Delivery]]) -> None:
+    def relay(self, backbone: Broker, batch: list[tuple[Subscription, Delivery]]) -> None:
         """Submit the matching messages of `batch` as async invocations, then ack it all."""
         groups: dict[str, list[Any]] = defaultdict(list)
         for subscription, delivery in batch:

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from broker_adapters.topics import TopicBus
 from warren import codec
 from warren.aws import iso_time
 from warren.errors import InvalidParameter
@@ -22,6 +21,18 @@ from warren.topic import (
 )
 
 
+class TopicBroker(Protocol):
+    """Topics on the message broker (broker_adapters.topics.TopicBus is RabbitMQ's): an
+    exchange per topic, a durable queue per subscription, confirmed publishes."""
+
+    def create(self, topic: str) -> None: ...
+    def delete(self, topic: str, subscription_ids: list[str]) -> None: ...
+    def subscribe(self, topic: str, subscription_id: str) -> None: ...
+    def unsubscribe(self, topic: str, subscription_id: str) -> None: ...
+    def publish(self, topic: str, body: bytes, message_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
 class FunctionLookup(Protocol):
     def get_function(self, name: str, qualifier: str | None = None) -> Any: ...
 
@@ -33,7 +44,7 @@ class Topics:
     after that reaches it; the relay in `warren router` turns each into an async invocation.
     """
 
-    def __init__(self, store: TopicStore, bus: TopicBus,
+    def __init__(self, store: TopicStore, bus: TopicBroker,
                  functions: FunctionLookup | None = None) -> None:
         self.store = store
         self.bus = bus
