@@ -16,8 +16,12 @@ Redis (p = prefix):
     p:mappings                  set of mapping uuids; p:mapping:<uuid>:<part> its spec, stats,
                                 lease, attempts and its source's checkpoints
     p:pollers                   zset poller id -> heartbeat expiry (ms)
+    p:topics                    set of topic names; p:topic:<name> its subscriptions
+                                (hash id -> JSON)
 RabbitMQ:
     p.async, p.work.<pool>, p.delay.<ms>, p.dead
+    p.topic.<name> (a fanout exchange per topic), p.topic.<name>.<subscription id> (its
+    subscriptions' durable queues)
 """
 
 from __future__ import annotations
@@ -130,3 +134,20 @@ class Keys:
     @property
     def pollers(self) -> str:
         return f"{self.prefix}:pollers"
+
+    # ---- topics -----------------------------------------------------------------------------
+    @property
+    def topics(self) -> str:
+        return f"{self.prefix}:topics"
+
+    def topic(self, name: str) -> str:
+        """A topic's subscriptions (hash: subscription id -> JSON)."""
+        return f"{self.prefix}:topic:{name}"
+
+    def topic_exchange(self, name: str) -> str:
+        """The fanout exchange a topic's messages are published to."""
+        return f"{self.prefix}.topic.{name}"
+
+    def subscription_queue(self, topic: str, subscription_id: str) -> str:
+        """One subscription's durable queue, bound to its topic's exchange."""
+        return f"{self.prefix}.topic.{topic}.{subscription_id}"

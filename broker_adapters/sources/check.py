@@ -53,6 +53,8 @@ def _parse(uri: str) -> tuple[str, int] | None:
         parts = urlsplit(uri)
         default = 5671 if parts.scheme == "amqps" else 5672
         return (parts.hostname, parts.port or default) if parts.hostname else None
+    if kind != "s3":
+        return None  # checked when the mapping is prepared (broker_adapters.sources)
     from broker_adapters.sources.bucket import BucketLocation
 
     BucketLocation.parse(uri)

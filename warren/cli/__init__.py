@@ -15,6 +15,7 @@ from warren.cli import (
     process,
     queues,
     status,
+    topic,
 )
 from warren.cli.root import Root, WarrenGroup
 
@@ -35,7 +36,7 @@ def cli(ctx: click.Context, amqp_url: str | None, redis_url: str | None) -> None
 
 # Every command module, named here: a module that fails to import fails `warren` loudly.
 for _module in (
-    local, function, alias, concurrency, invoke, logs, status, mapping, process, queues
+    local, function, alias, concurrency, invoke, logs, status, mapping, topic, process, queues
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
