@@ -10,6 +10,8 @@ Redis (p = prefix):
     p:code:<sha256>             a code bundle; p:coderefs[:<sha256>] who references it
     p:logs:<function>           invocation log stream
     p:stats:<function>          invocation/error counters (hash)
+    p:usage:<hour>              metered usage of one hour, per function and version (hash,
+                                store/usage.py); p:throttles throttles per function (hash)
     p:sem:pool, p:sem:fn:<f>    concurrency leases (zsets of "<function>|<request id>")
     p:reply:<request id>        a sync result, when the reply travels on a Redis list
     p:worker:<id>               a worker's heartbeat
@@ -95,6 +97,15 @@ class Keys:
 
     def stats(self, function: str) -> str:
         return f"{self.prefix}:stats:{function}"
+
+    def usage(self, hour: int) -> str:
+        """Metered usage of one hour (`hour` = unix time // 3600)."""
+        return f"{self.prefix}:usage:{hour}"
+
+    @property
+    def throttles(self) -> str:
+        """Throttles per function: `<f>|sync` (429s at the caller), `<f>|async` (deferrals)."""
+        return f"{self.prefix}:throttles"
 
     @property
     def account_leases(self) -> str:

@@ -32,6 +32,7 @@ from warren.store.logs import LogStore
 from warren.store.mappings import MappingStore
 from warren.store.redis import connect
 from warren.store.registry import Registry
+from warren.store.usage import UsageMeter
 from workers.codecache import CodeCache
 from workers.completion import Completion
 from workers.executor import Executor
@@ -110,6 +111,7 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
         LogStore(client, settings.prefix),
         DestinationSet(settings, client),
         policy,
+        meter=UsageMeter(settings.prefix, settings.usage_retention_days * 86400),
     )
     return Worker(config, _connector(settings), executor, completion)
 
