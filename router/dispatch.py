@@ -15,7 +15,7 @@ from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
 from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
-from warren.errors import InvalidParameter, TooManyRequests, Unavailable
+from warren.errors import InvalidParameter, StoreUnavailable, TooManyRequests, Unavailable
 from warren.function import LATEST, FunctionSpec, is_version
 from warren.invocation import (
     DRY_RUN,
@@ -30,6 +30,7 @@ from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings
 from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry
+from warren.store.throttles import ThrottleStore
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -347,6 +348,7 @@ class Dispatcher:
         with redis_errors("admission", self._redis):
             grant = self.semaphore.acquire(name, [lease_id], wait_s, finished)
         if not grant.admitted:
+            self._count_throttle(name)
             raise TooManyRequests(
                 f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
                 f"concurrency limit {grant.limit})",
@@ -359,3 +361,10 @@ class Dispatcher:
         lease = ParkedLease(grant.key, lease_id, grant.expires, now + ttl_s, now)
         return replace(invocation, held_lease=lease_id), lease
 
+    def _count_throttle(self, name: str) -> None:
+        # Counted for the fleet's metrics; a 429 must not turn into an outage error.
+        try:
+            with redis_errors("counting a throttle", self._redis):
+                ThrottleStore(self._redis, self.settings.prefix).add(name, "sync")
+        except StoreUnavailable:
+            pass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -45,9 +45,15 @@ class Metered(NamedTuple):
 class UsageMeter:
     """Turns finished runs into raw HINCRBY commands for `execute_raw` (one round trip)."""
 
-    def __init__(self, prefix: str, retention_s: float = DEFAULT_RETENTION_DAYS * 86400) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        retention_s: float = DEFAULT_RETENTION_DAYS * 86400,
+        tap: Callable[[list[Metered]], None] | None = None,
+    ) -> None:
         self._keys = Keys(prefix)
         self.retention_s = retention_s
+        self.tap = tap  # also handed each chunk's runs (the worker's /metrics counters)
         self._expiring_hour = -1  # the hour whose key this process has set an expiry on
 
     def commands(
@@ -55,6 +61,9 @@ class UsageMeter:
     ) -> list[tuple[str | int, ...]]:
         hour = int((time.time() if now is None else now) // HOUR_S)
         key = self._keys.usage(hour)
+        runs = list(runs)
+        if self.tap is not None:
+            self.tap(runs)
         counts: dict[str, int] = defaultdict(int)
         for run in runs:
             stem = f"{run.function}|{run.version}|"

@@ -1,0 +1,30 @@
+"""The Prometheus registry's text format, without services."""
+
+from __future__ import annotations
+
+from warren.observe.metrics import Registry
+
+
+def test_counters_gauges_and_histograms_render_in_the_text_format() -> None:
+    registry = Registry()
+    calls = registry.counter("warren_x_total", "Calls.", ("function",))
+    calls.inc(("a",))
+    calls.inc(("a",), 2)
+    calls.inc(('we"ird\\',))
+    registry.gauge("warren_up", "Up.").set((), 1)
+    hist = registry.histogram("warren_t_seconds", "Time.", ("function",), buckets=(0.1, 1.0))
+    for v in (0.05, 0.5, 0.7, 3.0):
+        hist.observe(("a",), v)
+    registry.computed("warren_c", "Computed.", ("k",), lambda: {("z",): 1.5})
+    text = registry.render()
+    assert "# TYPE warren_x_total counter" in text
+    assert 'warren_x_total{function="a"} 3' in text
+    assert 'warren_x_total{function="we\\"ird\\\\"} 1' in text
+    assert "warren_up 1" in text
+    assert 'warren_t_seconds_bucket{function="a",le="0.1"} 1' in text
+    assert 'warren_t_seconds_bucket{function="a",le="1"} 3' in text
+    assert 'warren_t_seconds_bucket{function="a",le="+Inf"} 4' in text
+    assert 'warren_t_seconds_count{function="a"} 4' in text
+    assert 'warren_t_seconds_sum{function="a"} 4.25' in text
+    assert 'warren_c{k="z"} 1.5' in text
+    assert text.endswith("\n")
