@@ -229,7 +229,7 @@ def test_the_real_command_runs_in_a_subprocess(redis_url: str, prefix: str, code
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["name"] == "sub"
     missing = warren("function", "get", "nope")
-    assert missing.returncode == 1
+    assert missing.returncode == 3  # not found
     assert missing.stderr.strip() == "Error: function nope does not exist"
     assert missing.stdout == ""
 

@@ -75,6 +75,8 @@ class Settings:
     sync_reply: str = "amqp"
     mapping_sync_reply: str = "redis"  # the poller's own batch invokes (docs/mappings.md)
     usage_retention_days: float = DEFAULT_USAGE_RETENTION_DAYS  # metered usage (docs/operate.md)
+    log_maxlen: int = 10_000  # invocation log blocks kept per function (store/logs.py)
+    log_max_age_days: float = 7.0  # and for how long
 
     @classmethod
     def from_environ(
@@ -104,6 +106,14 @@ class Settings:
         sync_reply = _sync_reply(environ, "WARREN_SYNC_REPLY", "amqp")
         mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
         retention = _days(environ, "WARREN_USAGE_RETENTION_DAYS", DEFAULT_USAGE_RETENTION_DAYS)
+        log_age = _days(environ, "WARREN_LOG_MAX_AGE_DAYS", 7.0)
+        raw_maxlen = environ.get("WARREN_LOG_MAXLEN", "10000")
+        try:
+            log_maxlen = int(raw_maxlen)
+        except ValueError:
+            log_maxlen = 0
+        if log_maxlen < 10:
+            raise ConfigError(f"WARREN_LOG_MAXLEN must be at least 10 entries, got {raw_maxlen!r}")
         return cls(
             amqp=AmqpSettings.from_url(
                 amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
@@ -117,6 +127,8 @@ class Settings:
             sync_reply=sync_reply,
             mapping_sync_reply=mapping_sync_reply,
             usage_retention_days=retention,
+            log_maxlen=log_maxlen,
+            log_max_age_days=log_age,
         )
 
 

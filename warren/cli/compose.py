@@ -39,6 +39,7 @@ from warren.store.usage import UsageMeter
 from workers.codecache import CodeCache
 from workers.completion import Completion
 from workers.executor import Executor
+from workers.logship import ShippingLogStore
 from workers.metrics import MeteredExecutor, WorkerMetrics
 from workers.pool import SandboxPool, WarmSandbox
 from workers.worker import Worker, WorkerConfig
@@ -91,9 +92,10 @@ def _connector(settings: Settings) -> Callable[[str], Backbone]:
 
 def build_worker(
     settings: Settings, config: WorkerConfig, policy: RetryPolicy,
-    metrics: WorkerMetrics | None = None,
+    metrics: WorkerMetrics | None = None, log_stdout: bool = False,
 ) -> Worker:
-    """A worker; with `metrics`, its invocations are also counted for its /metrics."""
+    """A worker; with `metrics`, its invocations are also counted for its /metrics; with
+    `log_stdout`, their logs also go to stdout as JSON lines."""
     from sandbox import Isolation
 
     isolation = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT, checked now
@@ -116,7 +118,9 @@ def build_worker(
         client,
         settings.prefix,
         semaphore,
-        LogStore(client, settings.prefix),
+        (ShippingLogStore if log_stdout else LogStore)(
+            client, settings.prefix, settings.log_maxlen, settings.log_max_age_days * 86400
+        ),
         DestinationSet(settings, client),
         policy,
         meter=UsageMeter(

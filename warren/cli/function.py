@@ -151,7 +151,7 @@ def list_(ctx: click.Context, output: str) -> None:
     client = make_client(ctx)
     reservations = client.registry.reservations()
     specs = client.list_functions()
-    if output == "json":
+    if output != "table":
         echo([function_view(s, reservations.get(s.name)) for s in specs], output)
         return
     echo(
@@ -179,7 +179,7 @@ def list_(ctx: click.Context, output: str) -> None:
 def versions(ctx: click.Context, name: str, output: str) -> None:
     """List $LATEST and every published version of NAME."""
     specs = make_client(ctx).list_versions(name)
-    if output == "json":
+    if output != "table":
         echo([s.to_dict() for s in specs], output)
         return
     echo(

@@ -132,7 +132,7 @@ def list_command(ctx: click.Context, function: str | None, output: str) -> None:
     """List mappings with their state and counters."""
     store = _store(ctx)
     specs = store.list_mappings(function)
-    if output == "json":
+    if output != "table":
         echo([view(store, s) for s in specs], output)
     else:
         echo([_row(store, s) for s in specs], output)

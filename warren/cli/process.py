@@ -77,9 +77,12 @@ def setup_logging() -> None:
     help="Hours a code bundle may go unused before it is removed from the cache dir.",
 )
 @metrics_port_option
+@click.option("--log-stdout", is_flag=True,
+              help="Also print invocation logs to stdout as Lambda's JSON log lines.")
 @click.pass_obj
 def worker_command(
-    obj: Root, slots: int, pool_name: str, cache_dir: Path, cache_ttl_h: float, metrics_port: int
+    obj: Root, slots: int, pool_name: str, cache_dir: Path, cache_ttl_h: float, metrics_port: int,
+    log_stdout: bool,
 ) -> None:
     """Run invocations in warm sandboxes; SIGTERM drains and exits 0."""
     setup_logging()
@@ -89,7 +92,7 @@ def worker_command(
     )
     registry = Registry()
     metrics = WorkerMetrics(registry) if metrics_port else None
-    worker = build_worker(settings, config, retry_policy(os.environ), metrics)
+    worker = build_worker(settings, config, retry_policy(os.environ), metrics, log_stdout)
     if metrics is not None:
         metrics.slots_collector(worker.status)
         deps = probes.dependencies(settings)
