@@ -67,3 +67,24 @@ def test_worker_can_also_print_logs_as_json_lines(fleet: Fleet) -> None:
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert any(r.get("type") == "platform.report" and r["record"]["requestId"] == rid
                for r in records)
+
+
+def test_shell_completion_offers_function_names_and_mapping_ids(fleet: Fleet) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fleet.function("alpha-fn")
+    fleet.redis.sadd(fleet.keys.mappings, "1234-abcd")
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**fleet.env, "_WARREN_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(cword)}
+        done = subprocess.run([sys.executable, "-c", "from warren.cli import main; main()"],
+                              env=env, capture_output=True, text=True, check=False,
+                              cwd=os.getcwd())
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete("warren invoke alp", 2) == ["alpha-fn"]
+    assert complete("warren logs ", 2) == ["alpha-fn"]
+    assert complete("warren mapping get 12", 3) == ["1234-abcd"]

@@ -195,7 +195,7 @@ def test_the_env_file_cannot_contradict_the_flags_it_feeds(monkeypatch):
     (argv,) = [a for a in _unit_argvs(env) if a[0] == "worker"]
     root = cli.make_context("warren", list(argv), auto_envvar_prefix="WARREN")
     with root:
-        command = cli.commands["worker"]
+        command = cli.get_command(root, "worker")
         ctx = command.make_context("worker", argv[1:], parent=root)
         assert ctx.params["slots"] == int(env["WARREN_WORKER_SLOTS"])
         assert ctx.params["pool_name"] == env["WARREN_WORKER_POOL"]

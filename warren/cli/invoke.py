@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from warren.cli.complete import function_names
 from warren.cli.output import output_option, render
 from warren.cli.root import EXIT_FAILED, EXIT_FUNCTION_ERROR
 from warren.codec import dumps_json
@@ -38,7 +39,7 @@ def split_name(target: str) -> tuple[str, str | None]:
 
 
 @click.command("invoke")
-@click.argument("target", metavar="NAME[:QUALIFIER]")
+@click.argument("target", metavar="NAME[:QUALIFIER]", shell_complete=function_names)
 @click.option("--payload", help="The event: JSON text, @file or - for stdin.")
 @click.option("--async", "is_async", is_flag=True, help="Invoke as an Event (202, runs later).")
 @click.option("--dry-run", is_flag=True, help="Only check the function can be invoked (204).")

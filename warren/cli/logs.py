@@ -9,6 +9,7 @@ from typing import Any
 import click
 import orjson
 
+from warren.cli.complete import function_names
 from warren.cli.output import output_option, render
 from warren.logformat import records
 from warren.store.logs import LogEntry, LogStore
@@ -43,7 +44,7 @@ def _show(entry: LogEntry, function: str, output: str) -> None:
 
 
 @click.command("logs")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new invocations' logs.")
 @click.option("--since", help="Only logs newer than this (30s, 10m, 2h, 1d).")
 @output_option

@@ -9,6 +9,7 @@ import click
 import redis
 
 from broker_adapters.sources import purge_source
+from warren.cli.complete import mapping_ids
 from warren.cli.output import echo, output_option
 from warren.errors import InvalidParameter
 from warren.mapping import MappingSpec
@@ -139,7 +140,7 @@ def list_command(ctx: click.Context, function: str | None, output: str) -> None:
 
 
 @mapping_group.command("get")
-@click.argument("uuid")
+@click.argument("uuid", shell_complete=mapping_ids)
 @output_option
 @click.pass_context
 def get_command(ctx: click.Context, uuid: str, output: str) -> None:
@@ -149,7 +150,7 @@ def get_command(ctx: click.Context, uuid: str, output: str) -> None:
 
 
 @mapping_group.command("update")
-@click.argument("uuid")
+@click.argument("uuid", shell_complete=mapping_ids)
 @click.option("--function", "function", default=None, metavar="NAME[:QUALIFIER]")
 @_settings_options(create=False)
 @output_option
@@ -167,7 +168,7 @@ def update_command(ctx: click.Context, /, uuid: str, output: str, **settings: An
 
 def _state_command(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
-    @click.argument("uuid")
+    @click.argument("uuid", shell_complete=mapping_ids)
     @output_option
     @click.pass_context
     def command(ctx: click.Context, uuid: str, output: str) -> None:

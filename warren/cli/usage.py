@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from warren.cli.complete import function_names
 from warren.cli.logs import parse_since
 from warren.cli.output import echo, output_option
 from warren.cli.root import Root, pass_root
@@ -69,7 +70,7 @@ def usage_document(rows: list[Any], since: str, since_s: float) -> dict[str, Any
 
 
 @click.command("usage")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=function_names)
 @since_option
 @output_option
 @pass_root
