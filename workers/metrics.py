@@ -8,6 +8,7 @@ invocations per function are counted around each run by `MeteredExecutor`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,13 +43,20 @@ class WorkerMetrics:
     def observe(self, runs: Iterable[Metered]) -> None:
         """Count one finished chunk's runs (the usage meter's tap)."""
         invocations, errors = self.invocations.values, self.errors.values
+        duration, bounds = self.duration, [b * 1000 for b in self.duration.buckets]
         with self.registry.lock:
+            key: tuple[str, ...] = ()
+            counts: list[int] = []
             for run in runs:
-                key = (run.function, run.version)
+                if key != (run.function, run.version):  # chunks are mostly of one version
+                    key = (run.function, run.version)
+                    counts = duration.counts.get(key) or duration.counts.setdefault(
+                        key, [0] * (len(bounds) + 1))
+                counts[bisect_left(bounds, run.duration_ms)] += 1
+                duration.sums[key] = duration.sums.get(key, 0.0) + run.duration_ms / 1000
                 invocations[key] = invocations.get(key, 0) + 1
                 if run.error:
                     errors[key] = errors.get(key, 0) + 1
-                self.duration.observe_locked(key, run.duration_ms / 1000)
                 if run.init_ms is not None:
                     self.init.observe_locked(key, run.init_ms / 1000)
 

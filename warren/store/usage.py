@@ -20,12 +20,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from math import ceil, log2
 from typing import Any, NamedTuple
 
 import redis
 
 from warren.keys import Keys
-from warren.usage import Usage, bucket_of
+from warren.usage import PER_DOUBLING, Usage
 
 HOUR_S = 3600
 DEFAULT_RETENTION_DAYS = 90.0  # as settings.DEFAULT_USAGE_RETENTION_DAYS
@@ -64,19 +65,31 @@ class UsageMeter:
         runs = list(runs)
         if self.tap is not None:
             self.tap(runs)
-        counts: dict[str, int] = defaultdict(int)
+        # Summed per version first: a chunk of 100 runs of one function is a handful of fields.
+        groups: dict[tuple[str, str], list[Any]] = {}
         for run in runs:
-            stem = f"{run.function}|{run.version}|"
-            counts[f"{stem}d{bucket_of(run.duration_ms)}"] += 1
-            counts[stem + "mbms"] += billed_ms(run.duration_ms) * run.memory_mb
+            group = groups.get((run.function, run.version))
+            if group is None:
+                group = groups[(run.function, run.version)] = [0, 0, 0, 0, defaultdict(int)]
+            duration = run.duration_ms
+            group[4][0 if duration <= 1.0 else ceil(PER_DOUBLING * log2(duration))] += 1
+            whole = int(duration)
+            group[0] += (whole + (whole != duration) or 1) * run.memory_mb  # billed_ms, inline
             if run.init_ms is not None:
-                counts[stem + "imbms"] += billed_ms(run.init_ms) * run.memory_mb
-                counts[stem + "cold"] += 1
+                group[1] += billed_ms(run.init_ms) * run.memory_mb
+                group[2] += 1
             if run.error:
-                counts[stem + "err"] += 1
-        commands: list[tuple[str | int, ...]] = [
-            ("HINCRBY", key, field, n) for field, n in counts.items()
-        ]
+                group[3] += 1
+        commands: list[tuple[str | int, ...]] = []
+        for (function, version), (mb_ms, init_mb_ms, cold, errors, buckets) in groups.items():
+            stem = f"{function}|{version}|"
+            commands += [("HINCRBY", key, f"{stem}d{i}", n) for i, n in buckets.items()]
+            commands.append(("HINCRBY", key, stem + "mbms", mb_ms))
+            if cold:
+                commands += [("HINCRBY", key, stem + "imbms", init_mb_ms),
+                             ("HINCRBY", key, stem + "cold", cold)]
+            if errors:
+                commands.append(("HINCRBY", key, stem + "err", errors))
         if commands and hour != self._expiring_hour:
             # Once per hour per process: the key lives its hour plus the retention.
             commands.append(("EXPIREAT", key, int((hour + 1) * HOUR_S + self.retention_s)))
