@@ -53,7 +53,7 @@ def test_usage_and_cost_meter_every_invocation_as_the_report_lines_bill_it(fleet
     assert metered["cold_starts"] == 1
     assert metered["versions"]["$LATEST"]["requests"] == 6
     # The handler sleeps 20 ms: the percentiles sit there, within the histogram's 9 % buckets
-    assert 20 <= metered["duration_p50_ms"] <= 40
+    assert 20 / 1.1 <= metered["duration_p50_ms"] <= 40  # one 9 % bucket below, at most
     assert metered["duration_p50_ms"] <= metered["duration_p99_ms"]
     assert usage["functions"]["failing"]["errors"] == 3
     # And one function alone
