@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fleet_handlers.harness import Fleet
+from support.fleet import Fleet
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import urllib.request
 
 import orjson
 import pytest
-from fleet_handlers.harness import Fleet
+from support.fleet import Fleet
 
 from warren.errors import TooManyRequests
 from warren.store.mappings import MappingStore

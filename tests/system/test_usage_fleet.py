@@ -6,7 +6,7 @@ import re
 
 import orjson
 import pytest
-from fleet_handlers.harness import Fleet
+from support.fleet import Fleet
 
 pytestmark = pytest.mark.slow
 
