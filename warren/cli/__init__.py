@@ -57,7 +57,7 @@ def _register() -> None:
     # Each room's commands live in their own module exposing COMMANDS; a module that is not
     # written yet is simply absent.
     names = ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "process")
-    for name in (*names, "mapping"):
+    for name in (*names, "mapping", "gateway"):
         try:
             module = __import__(f"warren.cli.{name}", fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:
