@@ -140,13 +140,22 @@ async def readyz(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    from gateway import aliases_api, config_api, functions_api, invoke_api, mappings_api, urls_api
+    from gateway import (
+        aliases_api,
+        config_api,
+        functions_api,
+        invoke_api,
+        mappings_api,
+        urlinvoke,
+        urls_api,
+    )
 
     found: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
-    for module in (invoke_api, functions_api, aliases_api, config_api, mappings_api, urls_api):
+    modules = (invoke_api, functions_api, aliases_api, config_api, mappings_api, urls_api)
+    for module in (*modules, urlinvoke):
         found.extend(module.ROUTES)
     return found
 
