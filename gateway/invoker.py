@@ -151,8 +151,9 @@ class GatewayInvoker:
         waiting = _Waiting(invocation)
         self._batch.append(waiting)
         if not self._flushing:
+            # The flush runs on the loop's next turn: requests parsed in this one join it.
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+            asyncio.ensure_future(self._flush())
         wait_s = self._wait_s(spec)
         try:
             await waiting.admitted
@@ -174,9 +175,6 @@ class GatewayInvoker:
         return spec.timeout_s + self.queue_wait_s
 
     # -- batching -------------------------------------------------------------------------
-    def _start_flush(self) -> None:
-        asyncio.ensure_future(self._flush())
-
     async def _flush(self) -> None:
         try:
             while self._batch:
@@ -209,9 +207,13 @@ class GatewayInvoker:
         for waiting in batch:
             by_function[waiting.invocation.spec.name].append(waiting)
         await self._refresh_reservations()
-        calls = [self._acquire_for(name, group) for name, group in by_function.items()]
         with store_errors(self._redis):  # type: ignore[arg-type]
-            groups = await asyncio.gather(*calls)
+            if len(by_function) == 1:  # the usual case: no tasks to gather
+                ((name, group),) = by_function.items()
+                groups = [await self._acquire_for(name, group)]
+            else:
+                calls = [self._acquire_for(name, group) for name, group in by_function.items()]
+                groups = await asyncio.gather(*calls)
         return [waiting for group in groups for waiting in group]
 
     async def _acquire_for(self, name: str, group: list[_Waiting]) -> list[_Waiting]:

@@ -31,8 +31,8 @@ def _plain(status: int, message: str, request_id: str) -> Response:
 
 
 def _relative_path(request: Request, url_id: str) -> str:
-    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
-    raw = raw.split("?", 1)[0]
+    raw_bytes: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    raw = raw_bytes.decode("latin-1").split("?", 1)[0]
     rest = raw[len(URL_PATH) + len(url_id) :]
     return rest if rest.startswith("/") else "/" + rest
 
