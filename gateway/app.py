@@ -105,6 +105,7 @@ class Gateway:
             log.warning("starting without RabbitMQ: %s", exc)
 
     async def close(self) -> None:
+        await self.invoker.park.close()
         await self.broker.close()
         await self.aredis.aclose()  # type: ignore[attr-defined]
         self.redis.close()

@@ -15,13 +15,14 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis.asyncio
 
 from broker_adapters.asyncbroker import AsyncBroker
 from broker_adapters.topology import DEFAULT_POOL, Topology
+from gateway.parking import LeasePark
 from router.semaphore import ACCOUNT_REASON, ACQUIRE, RESERVED_REASON, Grant
 from warren import codec
 from warren.codestore import store_errors
@@ -34,6 +35,7 @@ from warren.invocation import (
     Invocation,
     encode_chunk,
 )
+from warren.leasepark import ParkedLease
 from warren.registry import Registry
 from warren.settings import Settings
 
@@ -73,6 +75,7 @@ class _Waiting:
     admitted: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    keep: ParkedLease | None = None  # a held lease this call parks once its reply is in
 
 
 class GatewayInvoker:
@@ -102,6 +105,7 @@ class GatewayInvoker:
         self._finished: dict[str, list[str]] = defaultdict(list)
         self._batch: list[_Waiting] = []
         self._flushing = False
+        self.park = LeasePark(client, settings.sync_lease_idle_s)
 
     # -- spec resolution ------------------------------------------------------------------
     async def resolve(self, name: str, qualifier: str | None) -> FunctionSpec:
@@ -146,15 +150,24 @@ class GatewayInvoker:
         if len(event) > MAX_SYNC_PAYLOAD:
             raise InvalidParameter("RequestTooLargeException: a sync payload is at most 6 MB")
         await self.broker.declare(spec.pool)  # connected first: no lease for a call that can't go
+        wait_s = self._wait_s(spec)
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
-        reply = self.broker.expect(request_id)
         waiting = _Waiting(invocation)
+        parked = self.park.take(spec.name, wait_s) if self.park.enabled else None
+        if parked is not None:  # no Redis call: this lease is the gateway's already
+            waiting.invocation = replace(
+                invocation,
+                lease_key=parked.key,
+                lease_expires=parked.expires,
+                held_lease=parked.lease_id,
+            )
+            waiting.keep = parked
+        reply = self.broker.expect(request_id)
         self._batch.append(waiting)
         if not self._flushing:
             # The flush runs on the loop's next turn: requests parsed in this one join it.
             self._flushing = True
             asyncio.ensure_future(self._flush())
-        wait_s = self._wait_s(spec)
         try:
             await waiting.admitted
             data = await asyncio.wait_for(reply, wait_s)
@@ -166,9 +179,12 @@ class GatewayInvoker:
             ) from None
         finally:
             self.broker.forget(request_id)
-        # The worker releases the lease after replying; the next acquire for this function
-        # releases it too, in the same Lua call, so a quick next call never races that release.
-        self._finished[spec.name].append(invocation.lease_id)
+        if waiting.keep is not None:
+            self.park.park(spec.name, replace(waiting.keep, idle_since=time.monotonic()))
+        else:
+            # The worker releases the lease after replying; the next acquire for this function
+            # releases it too, in the same Lua call, so a quick next call never races it.
+            self._finished[spec.name].append(waiting.invocation.lease_id)
         return Reply.decode(data)
 
     def _wait_s(self, spec: FunctionSpec) -> float:
@@ -189,8 +205,12 @@ class GatewayInvoker:
             admitted = await self._admit(batch)
             await self._publish(admitted)
         except WarrenError as exc:
-            for waiting in admitted:  # their leases go back with the next acquire
-                self._finished[waiting.invocation.spec.name].append(waiting.invocation.lease_id)
+            # Leases of calls that did not go out are released by the next acquire.
+            for waiting in batch:
+                if waiting in admitted or waiting.keep is not None:
+                    self._finished[waiting.invocation.spec.name].append(
+                        waiting.invocation.lease_id
+                    )
             for waiting in batch:
                 _fail(waiting.admitted, exc)
             return
@@ -203,9 +223,13 @@ class GatewayInvoker:
                 waiting.admitted.set_result(None)
 
     async def _admit(self, batch: list[_Waiting]) -> list[_Waiting]:
+        leased = [waiting for waiting in batch if waiting.keep is not None]
         by_function: dict[str, list[_Waiting]] = defaultdict(list)
         for waiting in batch:
-            by_function[waiting.invocation.spec.name].append(waiting)
+            if waiting.keep is None:
+                by_function[waiting.invocation.spec.name].append(waiting)
+        if not by_function:
+            return leased
         await self._refresh_reservations()
         with store_errors(self._redis):  # type: ignore[arg-type]
             if len(by_function) == 1:  # the usual case: no tasks to gather
@@ -214,7 +238,7 @@ class GatewayInvoker:
             else:
                 calls = [self._acquire_for(name, group) for name, group in by_function.items()]
                 groups = await asyncio.gather(*calls)
-        return [waiting for group in groups for waiting in group]
+        return leased + [waiting for group in groups for waiting in group]
 
     async def _acquire_for(self, name: str, group: list[_Waiting]) -> list[_Waiting]:
         key, limit, reason = self._limit_for(name)
@@ -224,10 +248,19 @@ class GatewayInvoker:
         reply = await self._acquire(keys=[key], args=[ttl_s, limit, len(finished), *finished, *ids])
         grant = Grant.from_reply(reply, key, limit, reason)
         chosen = set(grant.admitted)
+        # With room to spare under the limit, the gateway keeps these leases after their calls.
+        hold = self.park.enabled and grant.in_use < grant.limit
+        now = time.monotonic()
         admitted = []
         for index, waiting in enumerate(group):
             if index in chosen:
-                waiting.invocation = waiting.invocation.leased(grant.key, grant.expires)
+                invocation = waiting.invocation.leased(grant.key, grant.expires)
+                if hold:
+                    lease_id = invocation.lease_id
+                    invocation = replace(invocation, held_lease=lease_id)
+                    waiting.keep = ParkedLease(grant.key, lease_id, grant.expires,
+                                               now + ttl_s, now)
+                waiting.invocation = invocation
                 admitted.append(waiting)
             else:
                 _fail(
