@@ -151,12 +151,14 @@ def routes() -> list[BaseRoute]:
         urls_api,
     )
 
+    # Starlette tries routes in order: the hot ones first (function URLs, Invoke, health).
     found: list[BaseRoute] = [
+        *urlinvoke.ROUTES,
+        *invoke_api.ROUTES,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
-    modules = (invoke_api, functions_api, aliases_api, config_api, mappings_api, urls_api)
-    for module in (*modules, urlinvoke):
+    for module in (functions_api, aliases_api, config_api, mappings_api, urls_api):
         found.extend(module.ROUTES)
     return found
 
