@@ -30,6 +30,7 @@ test: install services lint
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install services
 	$(PY) -m pip install -q -e '.[bench]'

@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from broker_adapters.backbone import Backbone  # noqa: E402
-from broker_adapters.topology import Topology  # noqa: E402
+from broker_adapters.amqp import Backbone  # noqa: E402
 from warren.client import Client  # noqa: E402
+from warren.keys import Keys  # noqa: E402
 from warren.settings import Settings  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return event\n"
@@ -99,9 +99,9 @@ class Fleet:
                 proc.kill()
                 proc.wait()
         self.client.close()
-        topology = Topology(self.prefix)
-        backbone = Backbone(self.settings.amqp, topology, name="warren-bench-cleanup")
-        for queue in [*topology.all_queues(), topology.delay_queue(500)]:
+        keys = Keys(self.prefix)
+        backbone = Backbone(self.settings.amqp, keys, name="warren-bench-cleanup")
+        for queue in [*keys.all_queues(), keys.delay_queue(500)]:
             backbone.delete_queue(queue)
         backbone.close()
         keys = list(self.redis.scan_iter(f"{self.prefix}:*"))

@@ -34,14 +34,17 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from gateway.accesskeys import AccessKeys  # noqa: E402
 from warren.client import Client  # noqa: E402
 from warren.settings import Settings  # noqa: E402
+from warren.store.accesskeys import AccessKeys  # noqa: E402
 
 HANDLER = (
     "def handler(event, context):\n    return event\n\n"
     "def web(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
 )
+
+
+SOCKET_ERRORS = r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -202,7 +205,7 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", done).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", done).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done)
+    sock = re.search(SOCKET_ERRORS, done)
     latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", done, re.M))
     return {
         "connections": connections,
@@ -231,7 +234,7 @@ def soak(fleet: Fleet, url: str, seconds: int) -> dict[str, Any]:
     output = proc.stdout.read() if proc.stdout else ""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    sock = re.search(SOCKET_ERRORS, output)
     rss = [kb for _, kb in samples[1:]] or [samples[0][1]]
     return {
         "seconds": seconds,
@@ -267,7 +270,7 @@ def main() -> None:
         fleet.client.create_function("web", code=fleet.code, handler="app.web")
         fleet.wait_ready()
         key, secret = AccessKeys(fleet.redis, fleet.prefix).create("bench")
-        from gateway.urlstore import UrlStore
+        from warren.store.urls import UrlStore
 
         url_id = UrlStore(fleet.redis, None, fleet.prefix).create("web", None, "NONE").url_id
         url = f"{fleet.endpoint}/url/{url_id}/"

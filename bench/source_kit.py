@@ -24,10 +24,11 @@ sys.path.insert(0, str(ROOT))
 from process_cpu import cpu_us_per_record, fleet_cpu  # noqa: E402
 
 from broker_adapters.sources import open_source  # noqa: E402
-from router.batch_invoker import Invoker  # noqa: E402
-from router.batch_runner import BatchRunner  # noqa: E402
-from warren.mapping import MappingSpec, MappingStore  # noqa: E402
+from router.batching.invoker import Invoker  # noqa: E402
+from router.batching.runner import BatchRunner  # noqa: E402
+from warren.mapping import MappingSpec  # noqa: E402
 from warren.settings import Settings  # noqa: E402
+from warren.store.mappings import MappingStore  # noqa: E402
 
 AMQP = os.environ.get("WARREN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 REDIS = os.environ.get("WARREN_REDIS_URL", "redis://127.0.0.1:6379/0")

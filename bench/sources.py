@@ -39,7 +39,7 @@ from source_kit import (  # noqa: E402
 )
 from sources_fleet import SLOW_HANDLER_S, fleet_runs  # noqa: E402
 
-from router.batch_invoker import PythonInvoker  # noqa: E402
+from router.batching.invoker import PythonInvoker  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sources.json"
 

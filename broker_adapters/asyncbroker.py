@@ -20,9 +20,9 @@ import pika
 import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from broker_adapters.backbone import REPLY_TO, _coalesce_frames, redact
-from broker_adapters.topology import DEFAULT_POOL, Topology
+from broker_adapters.amqp import REPLY_TO, _coalesce_frames, redact
 from warren.errors import BrokerUnavailable
+from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
 
 log = logging.getLogger("warren.gateway.broker")
@@ -56,7 +56,7 @@ class AsyncBroker:
     """Sync requests and confirmed publishes for one event loop; not shared across loops."""
 
     def __init__(
-        self, amqp: AmqpSettings, topology: Topology, *, name: str = "warren-gateway"
+        self, amqp: AmqpSettings, topology: Keys, *, name: str = "warren-gateway"
     ) -> None:
         self.amqp = amqp
         self.topology = topology

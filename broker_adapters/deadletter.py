@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 
 
 def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str) -> None:
@@ -14,4 +14,4 @@ def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str)
         "x-warren-queue": queue,
         "x-warren-time": int(time.time() * 1000),
     }
-    backbone.publish(backbone.topology.dead_queue, delivery.body, headers=headers, confirm=True)
+    backbone.publish(backbone.keys.dead_queue, delivery.body, headers=headers, confirm=True)

@@ -26,7 +26,8 @@ from typing import Protocol
 import redis
 
 from warren.errors import WarrenError
-from warren.mapping import ACTIVE, MappingSpec, MappingStore
+from warren.mapping import ACTIVE, MappingSpec
+from warren.store.mappings import MappingStore
 
 log = logging.getLogger("warren.poller")
 

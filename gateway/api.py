@@ -15,8 +15,8 @@ from starlette.responses import Response
 
 from gateway.errors import ApiError, bad_content, error_response, from_warren, too_large
 from gateway.sigv4 import SignedRequest
+from warren.aws import new_request_id
 from warren.errors import WarrenError
-from warren.invocation import new_request_id
 
 log = logging.getLogger("warren.gateway")
 

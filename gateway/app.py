@@ -18,16 +18,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from broker_adapters.asyncbroker import AsyncBroker
-from broker_adapters.topology import Topology
-from gateway.accesskeys import SecretLookup
+from broker_adapters.sources import purge_source
 from gateway.invoker import GatewayInvoker
 from gateway.sigv4 import SigV4Verifier
-from gateway.urlstore import UrlStore
-from warren.codestore import CodeStore
 from warren.errors import ConfigError, WarrenError
-from warren.mapping import MappingStore
-from warren.registry import Registry
+from warren.keys import Keys
 from warren.settings import Settings
+from warren.store.accesskeys import SecretLookup
+from warren.store.codes import CodeStore
+from warren.store.mappings import MappingStore
+from warren.store.registry import Registry
+from warren.store.urls import UrlStore
 
 log = logging.getLogger("warren.gateway")
 
@@ -70,7 +71,7 @@ class Gateway:
     def __init__(self, settings: Settings, options: GatewayOptions) -> None:
         self.settings = settings
         self.options = options
-        self.topology = Topology(settings.prefix)
+        self.topology = Keys(settings.prefix)
         # Management calls use the core's sync stores from worker threads; the hot path
         # (keys, admission, URL lookups) uses the async client on the loop.
         self.redis = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
@@ -83,7 +84,9 @@ class Gateway:
             prefix=settings.prefix,
             account_concurrency=settings.account_concurrency,
         )
-        self.mappings = MappingStore(self.redis, settings.prefix, functions=self.registry)
+        self.mappings = MappingStore(
+            self.redis, settings.prefix, functions=self.registry, purge=purge_source
+        )
         self.urls = UrlStore(self.redis, self.aredis, settings.prefix)
         self.broker = AsyncBroker(
             settings.amqp, self.topology, name=f"warren-gateway-{os.getpid()}"

@@ -17,7 +17,7 @@ from gateway.errors import invalid
 from gateway.invoke_api import split_function_name
 from gateway.shapes import function_configuration, page
 from warren.function import LATEST, FunctionSpec
-from warren.registry import Registry
+from warren.store.registry import Registry
 
 FUNCTIONS = "/2015-03-31/functions"
 ONE = FUNCTIONS + "/{FunctionName}"

@@ -21,11 +21,10 @@ from typing import Any
 import redis.asyncio
 
 from broker_adapters.asyncbroker import AsyncBroker
-from broker_adapters.topology import DEFAULT_POOL, Topology
 from gateway.parking import LeasePark
-from router.semaphore import ACCOUNT_REASON, ACQUIRE, RESERVED_REASON, Grant
+from router.admission.parking import ParkedLease
+from router.admission.semaphore import ACCOUNT_REASON, ACQUIRE, RESERVED_REASON, Grant
 from warren import codec
-from warren.codestore import store_errors
 from warren.errors import InvalidParameter, TooManyRequests, Unavailable, WarrenError
 from warren.function import LATEST, FunctionSpec, is_version
 from warren.invocation import (
@@ -35,9 +34,10 @@ from warren.invocation import (
     Invocation,
     encode_chunk,
 )
-from warren.leasepark import ParkedLease
-from warren.registry import Registry
+from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings
+from warren.store.redis import redis_errors
+from warren.store.registry import Registry
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -93,7 +93,7 @@ class GatewayInvoker:
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.topology = Topology(settings.prefix)
+        self.topology = Keys(settings.prefix)
         self.broker = broker
         self.queue_wait_s = queue_wait_s
         self.max_chunk = max_chunk
@@ -231,7 +231,7 @@ class GatewayInvoker:
         if not by_function:
             return leased
         await self._refresh_reservations()
-        with store_errors(self._redis):  # type: ignore[arg-type]
+        with redis_errors("admission", self._redis):  # type: ignore[arg-type]
             if len(by_function) == 1:  # the usual case: no tasks to gather
                 ((name, group),) = by_function.items()
                 groups = [await self._acquire_for(name, group)]
@@ -293,7 +293,7 @@ class GatewayInvoker:
         now = time.monotonic()
         if now - self._reserved_at <= 1.0:
             return
-        with store_errors(self._redis):  # type: ignore[arg-type]
+        with redis_errors("admission", self._redis):  # type: ignore[arg-type]
             raw = await self._redis.hgetall(self.registry.reservations_key)
         self._reserved = {k.decode(): int(v) for k, v in raw.items()}
         self._reserved_at = now

@@ -12,7 +12,7 @@ from gateway.api import Call, operation
 from gateway.errors import invalid
 from gateway.invoke_api import split_function_name
 from gateway.shapes import page
-from warren.function import function_arn
+from warren.aws import function_arn
 from warren.mapping import MappingSpec
 
 MAPPINGS = "/2015-03-31/event-source-mappings"

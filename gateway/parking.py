@@ -17,9 +17,9 @@ from collections import defaultdict
 
 import redis.asyncio
 
-from warren.codestore import store_errors
+from router.admission.parking import ParkedLease
 from warren.errors import StoreUnavailable
-from warren.leasepark import ParkedLease
+from warren.store.redis import redis_errors
 
 log = logging.getLogger("warren.gateway")
 
@@ -87,7 +87,7 @@ class LeasePark:
         if not leases:
             return
         try:
-            with store_errors(self._redis):  # type: ignore[arg-type]
+            with redis_errors("parked leases", self._redis):  # type: ignore[arg-type]
                 pipe = self._redis.pipeline(transaction=False)
                 for lease in leases:
                     pipe.zrem(lease.key, lease.lease_id)

@@ -7,7 +7,8 @@ import hashlib
 from typing import Any
 
 from gateway.errors import invalid
-from warren.function import ACCOUNT_ID, LATEST, REGION, Alias, AsyncConfig, FunctionSpec
+from warren.aws import ACCOUNT_ID, REGION
+from warren.function import LATEST, Alias, AsyncConfig, FunctionSpec
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/warren-function"  # Warren has no IAM; a fixed stand-in
 EPHEMERAL_MB = 512

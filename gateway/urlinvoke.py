@@ -14,8 +14,8 @@ from gateway.errors import ApiError
 from gateway.invoker import MAX_SYNC_PAYLOAD
 from gateway.urlevent import HttpRequest, cors_headers, event, response
 from gateway.urls_api import URL_PATH
+from warren.aws import new_request_id
 from warren.errors import NotFound, TooManyRequests, Unavailable, WarrenError
-from warren.invocation import new_request_id
 
 log = logging.getLogger("warren.gateway")
 

@@ -12,8 +12,8 @@ from gateway.api import Call, operation
 from gateway.errors import invalid
 from gateway.invoke_api import split_function_name
 from gateway.shapes import page
-from gateway.urlstore import UrlConfig
-from warren.function import function_arn
+from warren.aws import function_arn
+from warren.store.urls import UrlConfig
 
 URL_CONFIG = "/2021-10-31/functions/{FunctionName}/url"
 URL_LIST = "/2021-10-31/functions/{FunctionName}/urls"

@@ -3,49 +3,23 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import Topology
+from broker_adapters.amqp import Backbone
 from warren.codec import dumps_json
-from warren.errors import InvalidParameter, StoreUnavailable
+from warren.errors import InvalidParameter
+from warren.keys import Keys
+from warren.ports import RecordSink
 from warren.settings import Settings
-
-
-class RecordSink(Protocol):
-    """Where invocation records go: `send` returns once the record is durably stored."""
-
-    uri: str
-
-    def send(self, record: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Destination:
-    """Base of the destination kinds; `Destination.from_uri(uri, settings)` opens one."""
-
-    uri: str
-
-    @staticmethod
-    def from_uri(
-        uri: str, settings: Settings, redis_client: redis.Redis[bytes] | None = None
-    ) -> Destination:
-        return open_destination(uri, settings, redis_client)
-
-    def send(self, record: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
+from warren.store.redis import connect, redis_errors
 
 
 def open_destination(
     uri: str, settings: Settings, redis_client: redis.Redis[bytes] | None = None
-) -> Destination:
+) -> RecordSink:
     """`amqp:///QUEUE` (a durable queue on the fleet's broker) or `redis+stream:///STREAM`."""
     parts = urlsplit(uri)
     name = parts.path.lstrip("/")
@@ -56,21 +30,21 @@ def open_destination(
     if parts.scheme == "amqp":
         return QueueDestination(uri, name, settings)
     if parts.scheme == "redis+stream":
-        client = redis_client or redis.Redis.from_url(settings.redis.url)
+        client = redis_client or connect(settings.redis)
         return StreamDestination(uri, name, client, owns=redis_client is None)
     raise InvalidParameter(
         f"destination {uri!r} is invalid: use amqp:///QUEUE or redis+stream:///STREAM"
     )
 
 
-class QueueDestination(Destination):
+class QueueDestination:
     """A durable queue; a record is sent once RabbitMQ confirmed it."""
 
     def __init__(self, uri: str, queue: str, settings: Settings) -> None:
         self.uri = uri
         self.queue = queue
         self._backbone = Backbone(
-            settings.amqp, Topology(settings.prefix), name="warren-destination"
+            settings.amqp, Keys(settings.prefix), name="warren-destination"
         )
         self._backbone.declare_queue(queue)
         self._lock = threading.Lock()  # one pika connection: one thread at a time
@@ -83,7 +57,7 @@ class QueueDestination(Destination):
         self._backbone.close()
 
 
-class StreamDestination(Destination):
+class StreamDestination:
     """A Redis stream; a record is sent once XADD was acknowledged (field `record`, JSON)."""
 
     def __init__(
@@ -95,10 +69,8 @@ class StreamDestination(Destination):
         self._owns = owns
 
     def send(self, record: dict[str, Any]) -> None:
-        try:
+        with redis_errors(f"writing to Redis stream {self.stream!r}"):
             self._redis.xadd(self.stream, {"record": dumps_json(record)})
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"cannot write to Redis stream {self.stream!r}: {exc}") from None
 
     def close(self) -> None:
         if self._owns:
@@ -111,10 +83,10 @@ class DestinationSet:
     def __init__(self, settings: Settings, redis_client: redis.Redis[bytes] | None = None) -> None:
         self._settings = settings
         self._redis = redis_client
-        self._open: dict[str, Destination] = {}
+        self._open: dict[str, RecordSink] = {}
         self._lock = threading.Lock()
 
-    def get(self, uri: str) -> Destination:
+    def get(self, uri: str) -> RecordSink:
         with self._lock:
             if uri not in self._open:
                 self._open[uri] = open_destination(uri, self._settings, self._redis)

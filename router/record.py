@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
+from warren.aws import ASYNC_RETRIES_EXHAUSTED, iso_time
 from warren.codec import loads_json
 from warren.errors import DecodeError
 from warren.invocation import Invocation
 
 SUCCESS = "Success"
-RETRIES_EXHAUSTED = "RetriesExhausted"
+RETRIES_EXHAUSTED = ASYNC_RETRIES_EXHAUSTED
 EVENT_AGE_EXCEEDED = "EventAgeExceeded"
 
 
@@ -38,9 +38,7 @@ def invocation_record(
         response_context["functionError"] = function_error
     record: dict[str, Any] = {
         "version": "1.0",
-        "timestamp": datetime.now(timezone.utc)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "timestamp": iso_time(),
         "requestContext": {
             "requestId": invocation.request_id,
             "functionArn": spec.qualified_arn,

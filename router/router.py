@@ -13,17 +13,16 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-import redis
-
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
-from broker_adapters.topology import DEFAULT_POOL
+from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import EVENT_AGE_EXCEEDED, RETRIES_EXHAUSTED, invocation_record
 from router.retry import RetryPolicy
-from router.semaphore import Semaphore
 from warren.errors import DecodeError, Unavailable
 from warren.invocation import Invocation, decode_chunk, encode_chunk
+from warren.keys import DEFAULT_POOL
+from warren.store.redis import redis_errors
 
 log = logging.getLogger("warren.router")
 
@@ -63,8 +62,9 @@ class Router:
                 stop.wait(1.0)
                 continue
             try:
-                self._serve(backbone, stop)
-            except (Unavailable, redis.RedisError) as exc:
+                with redis_errors("admission"):
+                    self._serve(backbone, stop)
+            except Unavailable as exc:
                 # Nothing of the current batch was acked: closing the connection requeues it.
                 log.warning("%s; reconnecting", exc)
                 self._batch.clear()
@@ -75,7 +75,7 @@ class Router:
     def _serve(self, backbone: Backbone, stop: threading.Event) -> None:
         backbone.declare(self.pool)
         backbone.declare_delay(self._throttle_ms)
-        backbone.consume(backbone.topology.async_queue, self._on_delivery, self.prefetch)
+        backbone.consume(backbone.keys.async_queue, self._on_delivery, self.prefetch)
         while not stop.is_set():
             backbone.process(0.2)
             if self._batch:
@@ -96,7 +96,7 @@ class Router:
             try:
                 invocations = decode_chunk(delivery.body)
             except DecodeError as exc:
-                dead_letter(backbone, delivery, backbone.topology.async_queue, str(exc))
+                dead_letter(backbone, delivery, backbone.keys.async_queue, str(exc))
                 continue
             for inv in invocations:
                 if self.policy.expired(inv):
@@ -128,7 +128,7 @@ class Router:
             by_pool[inv.spec.pool].append(inv)
         for pool, invs in by_pool.items():
             backbone.declare(pool)  # once per pool and connection
-            backbone.publish_many(backbone.topology.work_queue(pool), self._chunks(invs))
+            backbone.publish_many(backbone.keys.work_queue(pool), self._chunks(invs))
         if deferred:
             delay_queue = backbone.declare_delay(self._throttle_ms)
             backbone.publish_many(delay_queue, self._chunks(deferred))

@@ -32,8 +32,8 @@ from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, describe_status, make_outcome
 from sandbox.tmpdir import remove_tree
 from sandbox.uidpool import UidLease, UidsExhausted
+from warren import aws
 from warren.errors import InvalidParameter, SandboxError
-from warren.invocation import new_request_id
 
 MB = 1024 * 1024
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -73,7 +73,7 @@ class Sandbox:
         self.function_version = function_version
         self.region = region
         self.invoked_function_arn = invoked_function_arn or (
-            f"arn:aws:lambda:{region}:000000000000:function:{self.function_name}"
+            aws.function_arn(self.function_name, region=region)
         )
         self._env = dict(env or {})
         self._iso = isolation or Isolation()
@@ -134,7 +134,7 @@ class Sandbox:
                 payload = orjson.dumps(event)
             except TypeError as exc:
                 raise InvalidParameter(f"the event is not JSON-serialisable: {exc}") from None
-        rid = request_id or new_request_id()
+        rid = request_id or aws.new_request_id()
         with self._lock:
             if self._closed:
                 raise SandboxError("this sandbox is closed")
@@ -303,7 +303,7 @@ class Sandbox:
         self._awaiting_ready = False
         if got == TIMEOUT:
             message = f"Init timed out after {self._iso.init_timeout_s:.2f} seconds"
-            return self._failed(rid, logs, "timeout", "Sandbox.Timedout", message, started, None)
+            return self._failed(rid, logs, "timeout", aws.SANDBOX_TIMEDOUT, message, started, None)
         if got == EXITED:
             return self._exited(rid, logs, started, None)
         assert isinstance(got, bytes)
@@ -328,7 +328,8 @@ class Sandbox:
             got = EXITED
         if got == TIMEOUT:
             message = f"Task timed out after {self.timeout_s:.2f} seconds"
-            return self._failed(rid, logs, "timeout", "Sandbox.Timedout", message, started, init_ms)
+            timedout = aws.SANDBOX_TIMEDOUT
+            return self._failed(rid, logs, "timeout", timedout, message, started, init_ms)
         if got == EXITED:
             return self._exited(rid, logs, started, init_ms)
         assert isinstance(got, bytes)
@@ -340,7 +341,7 @@ class Sandbox:
         outcome = self._outcome(
             rid, logs, "success" if ok else "error", error, body, duration_ms, init_ms, max_mb
         )
-        if etype == "Runtime.OutOfMemory":
+        if etype == aws.RUNTIME_OUT_OF_MEMORY:
             self._discard()
         return outcome
 
@@ -348,9 +349,9 @@ class Sandbox:
         child = self._child
         status = child.wait_status(1.0) if child is not None else None
         if self._cgroup is not None and self._cgroup.oom_killed():
-            etype, reason = "Runtime.OutOfMemory", "signal: killed"
+            etype, reason = aws.RUNTIME_OUT_OF_MEMORY, "signal: killed"
         else:
-            etype, reason = "Runtime.ExitError", describe_status(status)
+            etype, reason = aws.RUNTIME_EXIT_ERROR, describe_status(status)
         message = f"Runtime exited with error: {reason}"
         return self._failed(rid, logs, "error", etype, message, started, init_ms)
 
@@ -366,7 +367,7 @@ class Sandbox:
     ) -> Outcome:
         """A failure the platform detected: the child is killed and discarded."""
         duration_ms = (time.monotonic() - started) * 1000
-        max_mb = self.memory_mb if etype == "Runtime.OutOfMemory" else self._child_peak_mb()
+        max_mb = self.memory_mb if etype == aws.RUNTIME_OUT_OF_MEMORY else self._child_peak_mb()
         if self._cgroup is not None:
             max_mb = max(max_mb, -(-self._cgroup.peak_bytes() // MB))
         if self._channel is not None:

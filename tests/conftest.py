@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 # The queue source tests' broker fixtures (channel, queue, store), shared by two files.
-pytest_plugins = ["mapping_handlers.queue_kit"]
+pytest_plugins = ["support.queue_kit"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -159,8 +159,8 @@ def conn(redis_url: str) -> Iterator[Any]:
 
 @pytest.fixture
 def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Any) -> Iterator[Any]:
-    """A fleet under a unique prefix (tests/fleet_handlers/harness.py), torn down after."""
-    from fleet_handlers.harness import make_fleet
+    """A fleet under a unique prefix (tests/support/fleet.py), torn down after."""
+    from support.fleet import make_fleet
 
     f = make_fleet(amqp_url, redis_url, unique, tmp_path)
     yield f
@@ -183,14 +183,14 @@ def _collect_garbage_sockets_at_the_end() -> Iterator[None]:
         gc.collect()
 
 
-# ---- the registry (tests/test_registry*.py) ---------------------------------------------------
+# ---- the registry (tests/integration/registry/) --------------------------------------------------
 
 
 @pytest.fixture
 def make_registry(conn: Any, unique: str) -> Iterator[Any]:
     """Registries under a unique prefix (optionally with another account limit)."""
-    from warren.codestore import CodeStore
-    from warren.registry import Registry
+    from warren.store.codes import CodeStore
+    from warren.store.registry import Registry
 
     prefix = f"test-{unique}"
 

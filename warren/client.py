@@ -8,14 +8,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import redis
-
-from warren.codestore import CodeStore
 from warren.function import Alias, FunctionSpec
-from warren.registry import Registry
+from warren.invocation import InvocationResult
+from warren.ports import Dispatcher
 from warren.settings import Settings
-
-REDIS_CONNECT_TIMEOUT_S = 5.0
+from warren.store.codes import CodeStore
+from warren.store.redis import connect
+from warren.store.registry import Registry
 
 
 class Client:
@@ -38,9 +37,7 @@ class Client:
                 os.environ if environ is None else environ, amqp_url=amqp_url, redis_url=redis_url
             )
         self.settings = settings
-        self.redis = redis.Redis.from_url(
-            settings.redis.url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S
-        )
+        self.redis = connect(settings.redis)
         self.codes = CodeStore(self.redis, prefix=settings.prefix)
         self.registry = Registry(
             self.redis,
@@ -48,7 +45,7 @@ class Client:
             prefix=settings.prefix,
             account_concurrency=settings.account_concurrency,
         )
-        self._invoker: Any = None
+        self._invoker: Dispatcher | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Client:
@@ -120,13 +117,13 @@ class Client:
     def get_concurrency(self, name: str) -> int | None:
         return self.registry.get_concurrency(name)
 
-    # ---- invocation (the runtime's Invoker does the work) -----------------------------------
+    # ---- invocation (router.dispatch does the work) -----------------------------------------
     @property
-    def invoker(self) -> Any:
+    def invoker(self) -> Dispatcher:
         if self._invoker is None:
-            from warren.invoker import Invoker
+            from router.dispatch import Dispatcher as FleetDispatcher
 
-            self._invoker = Invoker(self.settings, self.registry, self.redis)
+            self._invoker = FleetDispatcher(self.settings, self.registry, self.redis)
         return self._invoker
 
     def invoke(
@@ -136,20 +133,22 @@ class Client:
         qualifier: str | None = None,
         invocation_type: str = "RequestResponse",
         log_tail: bool = False,
-    ) -> Any:
+    ) -> InvocationResult:
         """Invoke as Lambda does; the result has status_code, payload, function_error,
         executed_version and log_result."""
         return self.invoker.invoke(
             name, payload, qualifier=qualifier, invocation_type=invocation_type, log_tail=log_tail
         )
 
-    def invoke_many(self, name: str, payloads: Iterable[Any], **options: Any) -> Any:
+    def invoke_many(
+        self, name: str, payloads: Iterable[Any], **options: Any
+    ) -> list[InvocationResult]:
         """Batch submission (e.g. many `Event` invocations, each 202 backed by a confirm)."""
         return self.invoker.invoke_many(name, payloads, **options)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        if self._invoker is not None and hasattr(self._invoker, "close"):
+        if self._invoker is not None:
             self._invoker.close()
         self._invoker = None
         self.redis.close()

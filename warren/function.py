@@ -6,15 +6,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
+from warren.aws import function_arn, iso_time
 from warren.errors import InvalidParameter
 
-REGION = "us-east-1"
-ACCOUNT_ID = "000000000000"
 LATEST = "$LATEST"
 
 MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240
@@ -28,7 +26,7 @@ ALIAS_MAX = 128
 
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _POOL = re.compile(r"[A-Za-z0-9_-]{1,64}")
-DEFAULT_POOL = "default"  # the pool of a function that names none (topology.work_queue)
+DEFAULT_POOL = "default"  # the pool of a function that names none (keys.work_queue)
 _ALIAS_NAME = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]+")
 _VERSION = re.compile(r"[1-9][0-9]*")
 _ENV_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]+")
@@ -63,15 +61,6 @@ RESERVED_ENV = frozenset(
     }
 )
 
-
-def now_iso() -> str:
-    """The current UTC time as Lambda's LastModified (ISO-8601, milliseconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def function_arn(name: str, qualifier: str | None = None) -> str:
-    base = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
-    return f"{base}:{qualifier}" if qualifier else base
 
 
 @dataclass(frozen=True)
@@ -184,7 +173,7 @@ class FunctionSpec:
             self,
             version=version,
             description=self.description if description is None else description,
-            last_modified=now_iso(),
+            last_modified=iso_time(zulu=False),
         )
 
     def validate(self) -> FunctionSpec:

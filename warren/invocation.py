@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -12,21 +11,16 @@ from typing import Any
 from warren import codec
 from warren.errors import DecodeError
 from warren.function import FunctionSpec
+from warren.keys import REPLY_LIST_SCHEME, Keys, lease_member
 
 REQUEST_RESPONSE = "RequestResponse"
 EVENT = "Event"
 DRY_RUN = "DryRun"
 INVOCATION_TYPES = (REQUEST_RESPONSE, EVENT, DRY_RUN)
-REDIS_REPLY = "redis+list:///"  # a sync request's reply_to when its result comes through Redis
 
 CHUNK_KIND = "invocations"
 RESULT_KIND = "result"
 LOG_TAIL_BYTES = 4096
-
-
-def redis_reply_key(prefix: str, request_id: str) -> str:
-    """The Redis list a sync caller pops its result from (WARREN_SYNC_REPLY=redis)."""
-    return f"{prefix}:reply:{request_id}"
 
 
 def reply_list(reply_to: str | None, prefix: str) -> str | None:
@@ -35,19 +29,13 @@ def reply_list(reply_to: str | None, prefix: str) -> str | None:
     Anything else under that scheme is refused (None): a worker writes only its own fleet's
     reply keys, never a key a message names at will.
     """
-    if not reply_to or not reply_to.startswith(REDIS_REPLY):
+    if not reply_to or not reply_to.startswith(REPLY_LIST_SCHEME):
         return None
-    key = reply_to[len(REDIS_REPLY) :]
-    own = redis_reply_key(prefix, "")
+    key = reply_to[len(REPLY_LIST_SCHEME) :]
+    own = Keys(prefix).reply("")
     if not key.startswith(own) or not 0 < len(key) - len(own) <= 64:
         return None
     return key
-
-
-def new_request_id() -> str:
-    """A random version-4 UUID, as Lambda's request ids; half of uuid.uuid4()'s cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class Invocation:
 
     @property
     def lease_id(self) -> str:
-        return self.held_lease or f"{self.spec.name}|{self.request_id}"
+        return self.held_lease or lease_member(self.spec.name, self.request_id)
 
     def age_s(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.accepted_at

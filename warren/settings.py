@@ -11,7 +11,7 @@ from warren.errors import ConfigError
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
-DEFAULT_SYNC_LEASE_IDLE_MS = 50  # how long a sync caller keeps an idle lease (warren/leasepark.py)
+DEFAULT_SYNC_LEASE_IDLE_MS = 50  # a sync caller keeps an idle lease (admission/parking)
 SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md, Wire contracts)
 
 

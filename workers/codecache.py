@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from warren.codestore import CodeStore
 from warren.errors import CodeBundleError
+from warren.store.codes import CodeStore
 
 log = logging.getLogger("warren.worker")
 

@@ -9,20 +9,20 @@ from dataclasses import dataclass, field
 
 import redis
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
+from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
 from router.retry import RetryPolicy
-from router.semaphore import Semaphore
 from warren.invocation import (
-    REDIS_REPLY,
     REQUEST_RESPONSE,
     Invocation,
     encode_chunk,
     reply_list,
 )
-from warren.logstore import LogStore
-from warren.rawpipe import execute_raw
+from warren.keys import REPLY_LIST_SCHEME, Keys
+from warren.store.logs import LogStore
+from warren.store.redis import execute_raw
 from workers.executor import Run
 
 log = logging.getLogger("warren.worker")
@@ -51,10 +51,6 @@ class Chunk:
 
 
 REPLY_KEEP_S = 90  # a reply list outlives the caller's wait (timeout + 30 s) by a minute
-
-
-def stats_key(prefix: str, function: str) -> str:
-    return f"{prefix}:stats:{function}"
 
 
 class Completion:
@@ -87,7 +83,7 @@ class Completion:
         for run in runs:
             if run.invocation.invocation_type != REQUEST_RESPONSE or not reply_to:
                 continue
-            if reply_to.startswith(REDIS_REPLY):
+            if reply_to.startswith(REPLY_LIST_SCHEME):
                 key = reply_list(reply_to, self._prefix)
                 if key is None:
                     log.warning("not replying to %r: not a reply list of this fleet", reply_to)
@@ -140,9 +136,9 @@ class Completion:
         for key, ids in leases.items():
             commands.append(self.semaphore.release_command(key, ids))
         for function, (n, errors) in counts.items():
-            commands.append(("HINCRBY", stats_key(self._prefix, function), "invocations", n))
+            commands.append(("HINCRBY", Keys(self._prefix).stats(function), "invocations", n))
             if errors:
-                commands.append(("HINCRBY", stats_key(self._prefix, function), "errors", errors))
+                commands.append(("HINCRBY", Keys(self._prefix).stats(function), "errors", errors))
         execute_raw(self._redis, commands)
 
     def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:

@@ -6,12 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-import redis
-
-from router.semaphore import Semaphore
+from router.admission.semaphore import Semaphore
 from warren.codec import dumps_json
-from warren.errors import WarrenError
+from warren.errors import StoreUnavailable, WarrenError
 from warren.invocation import Invocation, InvocationResult, log_tail
+from warren.store.redis import redis_errors
 from workers.codecache import CodeCache
 from workers.pool import SandboxPool
 
@@ -66,8 +65,9 @@ class Executor:
         # lease outlives this run (renewing by id never adds a second slot).
         if inv.lease_key and inv.lease_expires < time.time() + inv.spec.timeout_s + 1:
             try:
-                self.semaphore.renew(inv.lease_key, inv.lease_id, inv.spec.timeout_s)
-            except redis.RedisError as exc:
+                with redis_errors("renewing a lease"):
+                    self.semaphore.renew(inv.lease_key, inv.lease_id, inv.spec.timeout_s)
+            except StoreUnavailable as exc:
                 log.warning("cannot renew the lease of %s: %s", inv.request_id, exc)
 
     def _service_error(self, inv: Invocation, exc: Exception) -> Run:

@@ -12,11 +12,11 @@ from typing import Any
 
 import redis
 
+from warren.errors import StoreUnavailable
+from warren.keys import Keys
+from warren.store.redis import redis_errors
+
 log = logging.getLogger("warren.worker")
-
-
-def workers_pattern(prefix: str) -> str:
-    return f"{prefix}:worker:*"
 
 
 class Heartbeat:
@@ -31,7 +31,7 @@ class Heartbeat:
         interval_s: float = 2.0,
     ) -> None:
         self._redis = client
-        self.key = f"{prefix}:worker:{worker_id}"
+        self.key = Keys(prefix).worker(worker_id)
         self._fields = fields
         self.interval_s = interval_s
         self._stop = threading.Event()
@@ -54,8 +54,9 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.beat()
-            except redis.RedisError as exc:
+                with redis_errors("heartbeat"):
+                    self.beat()
+            except StoreUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
@@ -63,6 +64,7 @@ class Heartbeat:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         try:
-            self._redis.delete(self.key)
-        except redis.RedisError:
+            with redis_errors("heartbeat"):
+                self._redis.delete(self.key)
+        except StoreUnavailable:
             pass

@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sandbox.outcome import Outcome
 from warren.function import FunctionSpec
 
 
@@ -22,7 +23,7 @@ class WarmSandbox(Protocol):
 
     def invoke(
         self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
-    ) -> Any: ...
+    ) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -30,7 +31,7 @@ class WarmSandbox(Protocol):
 SandboxFactory = Callable[[FunctionSpec, Path], WarmSandbox]
 
 
-def pool_key(spec: FunctionSpec) -> Hashable:
+def sandbox_key(spec: FunctionSpec) -> Hashable:
     """Sandboxes are interchangeable only for the same code and configuration."""
     return (
         spec.name,
@@ -66,7 +67,7 @@ class SandboxPool:
         if spec is self._last_spec:
             key = self._last_key
         else:
-            key = pool_key(spec)
+            key = sandbox_key(spec)
             self._last_spec, self._last_key = spec, key
         with self._lock:
             self.busy += 1

@@ -1,11 +1,11 @@
-"""A slot: one thread's broker connection (a lane), the deliveries it took, and its lock."""
+"""A slot: one thread's broker connection (a link), the deliveries it took, and its lock."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
 
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 from warren.errors import Unavailable
 
 
@@ -13,11 +13,11 @@ def _nothing() -> None:
     return None
 
 
-class Lane:
+class Link:
     """One connection of a slot and the chunks delivered on it that are not settled yet.
 
     A connection that dies takes its unacked chunks with it (the broker redelivers them), so
-    the count belongs to the connection, not to the slot: a reconnecting slot starts a new lane.
+    the count belongs to the connection, not to the slot: a reconnecting slot starts a new link.
     """
 
     def __init__(self, backbone: Backbone, queue: str) -> None:
@@ -28,7 +28,7 @@ class Lane:
 
 
 class Slot:
-    """What a slot thread owns: its lane, the deliveries its consumer handed over, its lock.
+    """What a slot thread owns: its link, the deliveries its consumer handed over, its lock.
 
     pika connections are not thread-safe. The slot thread holds `lock` whenever it touches its
     connection and releases it only while a sandbox runs; the worker's keeper (main thread)
@@ -40,17 +40,17 @@ class Slot:
     def __init__(self, number: int) -> None:
         self.number = number
         self.lock = threading.Lock()
-        self.lane: Lane | None = None
+        self.link: Link | None = None
         self.pending: deque[Delivery] = deque()
         self.cancelled = False
 
     def wake(self) -> None:
         """Make the slot's `process` return now (safe from any thread)."""
-        lane = self.lane
-        if lane is None:
+        link = self.link
+        if link is None:
             return
         try:
-            lane.backbone.call_soon(_nothing)
+            link.backbone.call_soon(_nothing)
         except Unavailable:
             pass
 
@@ -59,9 +59,9 @@ class Slot:
         if not self.lock.acquire(blocking=False):
             return  # the slot thread is using its connection itself
         try:
-            lane = self.lane
-            if lane is not None and lane.backbone.is_open:
-                lane.backbone.process(0)
+            link = self.link
+            if link is not None and link.backbone.is_open:
+                link.backbone.process(0)
         except Unavailable:
             pass  # the slot thread finds out and reconnects
         finally:

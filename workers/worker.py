@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from broker_adapters.backbone import Backbone, Delivery
+from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
-from broker_adapters.topology import DEFAULT_POOL
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
+from warren.keys import DEFAULT_POOL
+from warren.store.redis import redis_errors
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
-from workers.slot import Lane, Slot
+from workers.slot import Link, Slot
 
 log = logging.getLogger("warren.worker")
 
@@ -43,7 +42,7 @@ class WorkerConfig:
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
-Job = tuple[Chunk, int, Lane]  # an invocation of a chunk, and the lane that acks the chunk
+Job = tuple[Chunk, int, Link]  # an invocation of a chunk, and the link that acks the chunk
 
 
 class Worker:
@@ -53,7 +52,7 @@ class Worker:
     goes from the socket to the sandbox on one thread, and the reply, the finishing Redis round
     trip and the ack leave on that same connection. The first invocation of a chunk runs on
     the slot that took it; the others go to a shared queue that idle slots are woken for. The
-    chunk is finished by whichever slot completes its last invocation and acked on the lane
+    chunk is finished by whichever slot completes its last invocation and acked on the link
     that took it (directly, or through that connection's `call_soon`).
     """
 
@@ -140,25 +139,25 @@ class Worker:
             slot.lock.release()
 
     def _drained(self, slot: Slot) -> bool:
-        lane = slot.lane
-        unsettled = lane is not None and lane.unacked > 0 and lane.backbone.is_open
+        link = slot.link
+        unsettled = link is not None and link.unacked > 0 and link.backbone.is_open
         return not slot.pending and self._jobs.empty() and not unsettled
 
     def _turn(self, slot: Slot) -> None:
         """One step: take a delivery, or run a shared job, or wait on the connection."""
-        if slot.lane is None or not slot.lane.backbone.is_open:
+        if slot.link is None or not slot.link.backbone.is_open:
             self._drop_lane(slot)
             if self._stop.is_set():
                 slot.pending.clear()  # their connection is gone: the broker redelivers them
                 self._run_shared(slot) or self._stop.wait(0.05)
                 return
-            slot.lane = self._open_lane(slot)
-        lane = slot.lane
-        if self._stop.is_set() and not slot.cancelled and lane.tag is not None:
-            lane.backbone.cancel(lane.tag)  # take no more work; what was taken still runs
+            slot.link = self._open_link(slot)
+        link = slot.link
+        if self._stop.is_set() and not slot.cancelled and link.tag is not None:
+            link.backbone.cancel(link.tag)  # take no more work; what was taken still runs
             slot.cancelled = True
         if slot.pending:
-            self._take(slot, lane, slot.pending.popleft())
+            self._take(slot, link, slot.pending.popleft())
             return
         if self._run_shared(slot):
             return
@@ -166,28 +165,28 @@ class Worker:
             self._idle.append(slot)
         try:
             if self._jobs.empty():
-                lane.backbone.process(0.5)
+                link.backbone.process(0.5)
         finally:
             with self._lock:
                 if slot in self._idle:
                     self._idle.remove(slot)
 
-    def _open_lane(self, slot: Slot) -> Lane:
+    def _open_link(self, slot: Slot) -> Link:
         backbone = self._connect(f"warren-worker-slot-{slot.number}")
         try:
             backbone.declare(self.config.pool)
-            lane = Lane(backbone, backbone.topology.work_queue(self.config.pool))
-            lane.tag = backbone.consume(lane.queue, slot.pending.append, 1)
+            link = Link(backbone, backbone.keys.work_queue(self.config.pool))
+            link.tag = backbone.consume(link.queue, slot.pending.append, 1)
         except BaseException:
             backbone.close()
             raise
         slot.cancelled = False
-        return lane
+        return link
 
     def _drop_lane(self, slot: Slot) -> None:
-        if slot.lane is not None:
-            slot.lane.backbone.close()
-            slot.lane = None
+        if slot.link is not None:
+            slot.link.backbone.close()
+            slot.link = None
 
     def _run_shared(self, slot: Slot) -> bool:
         try:
@@ -197,27 +196,27 @@ class Worker:
         self._run(slot, job)
         return True
 
-    def _take(self, slot: Slot, lane: Lane, delivery: Delivery) -> None:
+    def _take(self, slot: Slot, link: Link, delivery: Delivery) -> None:
         try:
             invocations = decode_chunk(delivery.body)
         except DecodeError as exc:
             log.warning("dead-lettering a malformed message: %s", exc)
-            dead_letter(lane.backbone, delivery, lane.queue, str(exc))
-            lane.backbone.ack(delivery.tag)
+            dead_letter(link.backbone, delivery, link.queue, str(exc))
+            link.backbone.ack(delivery.tag)
             return
         chunk = Chunk(delivery, invocations)
         with self._lock:
-            lane.unacked += 1
+            link.unacked += 1
         for index in range(1, len(invocations)):
-            self._jobs.put((chunk, index, lane))
+            self._jobs.put((chunk, index, link))
             with self._lock:
                 idle = self._idle.pop() if self._idle else None
             if idle is not None:
                 idle.wake()
-        self._run(slot, (chunk, 0, lane))
+        self._run(slot, (chunk, 0, link))
 
     def _run(self, slot: Slot, job: Job) -> None:
-        chunk, index, lane = job
+        chunk, index, link = job
         with self._lock:
             self.busy += 1
         slot.lock.release()  # the keeper may service this connection while the sandbox runs
@@ -228,41 +227,42 @@ class Worker:
             with self._lock:
                 self.busy -= 1
         if chunk.done(index, run):
-            self._finish(slot, chunk, lane)
+            self._finish(slot, chunk, link)
 
-    def _finish(self, slot: Slot, chunk: Chunk, lane: Lane) -> None:
-        own = slot.lane
+    def _finish(self, slot: Slot, chunk: Chunk, link: Link) -> None:
+        own = slot.link
         try:
             if own is None or not own.backbone.is_open:
                 raise Unavailable("this slot's broker connection is closed")
-            self.completion.finish(chunk, own.backbone)
-        except (WarrenError, redis.RedisError) as exc:
+            with redis_errors("finishing a chunk"):
+                self.completion.finish(chunk, own.backbone)
+        except WarrenError as exc:
             # Nothing was acked: hand the chunk back so it runs again (at-least-once).
             log.error("cannot finish a chunk, requeueing it: %s", exc)
-            self._settle(slot, lane, chunk.delivery.tag, ack=False)
+            self._settle(slot, link, chunk.delivery.tag, ack=False)
             if own is None or not own.backbone.is_open:
                 raise Unavailable(f"this slot's broker connection is lost: {exc}") from None
             return
         with self._lock:
             self.completed += len(chunk.invocations)
-        self._settle(slot, lane, chunk.delivery.tag, ack=True)
+        self._settle(slot, link, chunk.delivery.tag, ack=True)
 
-    def _settle(self, slot: Slot, lane: Lane, tag: int, ack: bool) -> None:
-        """Ack (or nack) on the lane that took the chunk; only its own thread may touch it."""
+    def _settle(self, slot: Slot, link: Link, tag: int, ack: bool) -> None:
+        """Ack (or nack) on the link that took the chunk; only its own thread may touch it."""
 
         def settle() -> None:
             with self._lock:
-                lane.unacked -= 1
+                link.unacked -= 1
             try:
-                lane.backbone.ack(tag) if ack else lane.backbone.nack(tag, requeue=True)
+                link.backbone.ack(tag) if ack else link.backbone.nack(tag, requeue=True)
             except Unavailable as exc:  # the connection died: the broker redelivers it
                 log.warning("cannot settle a delivery: %s", exc)
 
-        if lane is slot.lane:
+        if link is slot.link:
             settle()
             return
         try:
-            lane.backbone.call_soon(settle)
+            link.backbone.call_soon(settle)
         except Unavailable:
             with self._lock:
-                lane.unacked -= 1
+                link.unacked -= 1

@@ -10,36 +10,13 @@ from typing import Any
 
 import redis
 
-from broker_adapters.sources.base import Source, SourceIdentity, SourceRecord, store_errors
-from broker_adapters.sources.position import StartPosition
 from warren.errors import InvalidParameter
+from warren.keys import Keys
+from warren.mapping import SOURCE_HINT, StartPosition, source_kind
+from warren.source import Source, SourceIdentity
+from warren.store.redis import redis_errors
 
-__all__ = [
-    "Source", "SourceRecord", "StartPosition", "open_source", "purge_source", "source_kind"
-]
-
-_URI_HINT = (
-    "a source is one of s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&suffix=.jpg, "
-    "redis+stream://HOST:PORT/DB/STREAM, amqp://USER:PASS@HOST:PORT/VHOST/QUEUE, "
-    "schedule:rate(5 minutes) or schedule:cron(0 12 * * ? *)"
-)
-
-
-def source_kind(uri: str) -> str:
-    """The kind of source a URI names: stream, queue, s3 or schedule; InvalidParameter if none."""
-    scheme = uri.partition(":")[0].lower()
-    kinds = {
-        "redis+stream": "stream",
-        "rediss+stream": "stream",
-        "amqp": "queue",
-        "amqps": "queue",
-        "s3": "s3",
-        "schedule": "schedule",
-    }
-    if scheme not in kinds or ":" not in uri:
-        raise InvalidParameter(f"unknown source {uri!r}: {_URI_HINT}")
-    return kinds[scheme]
-
+__all__ = ["open_source", "purge_source"]
 
 def open_source(
     uri: str,
@@ -109,7 +86,7 @@ def open_source(
             rule_name=opts.get("rule_name"),
             max_age_s=float(opts.get("max_age_s", 86400.0)),
         )
-    raise InvalidParameter(f"source kind {kind!r} is not available yet: {_URI_HINT}")
+    raise InvalidParameter(f"source kind {kind!r} is not available yet: {SOURCE_HINT}")
 
 
 def purge_source(
@@ -119,18 +96,18 @@ def purge_source(
     schedule state in Redis. The source's own data (stream entries, messages, objects) stays.
     """
     kind = source_kind(uri)
-    base = f"{prefix}:mapping:{mapping_id}"
+    base = Keys(prefix).mapping(mapping_id)
     if kind == "stream":
         from broker_adapters.sources.stream import StreamLocation
 
         location = StreamLocation.parse(uri)
         client = location.client(redis)
         try:
-            with store_errors(f"stream {location.stream!r}"):
+            with redis_errors(f"stream {location.stream!r}"):
                 client.xgroup_destroy(location.stream, f"warren-{mapping_id}")  # type: ignore[no-untyped-call]
         finally:
             client.close()
-    with store_errors("source checkpoints"):
+    with redis_errors("source checkpoints"):
         for pattern in (f"{base}:s3:*", f"{base}:schedule*", f"{base}:tick:*"):
             keys = list(redis.scan_iter(match=pattern, count=1000))
             if keys:

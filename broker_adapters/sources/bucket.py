@@ -15,9 +15,10 @@ from urllib.parse import parse_qs, quote_plus, unquote, urlsplit
 import orjson
 import redis
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_errors
-from broker_adapters.sources.position import StartPosition
 from warren.errors import ConfigError, InvalidParameter, NotFound, StoreUnavailable
+from warren.mapping import StartPosition
+from warren.source import SourceIdentity, SourceRecord
+from warren.store.redis import redis_errors
 
 _URI_HINT = (
     "a bucket source looks like s3://BUCKET/PREFIX?endpoint=http://HOST:9000&suffix=.jpg "
@@ -149,7 +150,7 @@ class BucketSource:
         self._next_poll = 0.0
         with _s3_errors(location.bucket):
             self._s3.head_bucket(Bucket=location.bucket)
-        with store_errors("bucket checkpoint"):
+        with redis_errors("bucket checkpoint"):
             # LastModified has whole seconds: start one second early rather than miss one.
             store.set(identity.key("s3", "since"), math.floor(start.since()) - 1, nx=True)
             self._since = float(store.get(identity.key("s3", "since")) or 0)
@@ -163,7 +164,7 @@ class BucketSource:
         while True:
             if not self._queue and time.monotonic() >= self._next_poll:
                 self._next_poll = time.monotonic() + self._poll_interval_s
-                with _s3_errors(self._where.bucket), store_errors("bucket checkpoint"):
+                with _s3_errors(self._where.bucket), redis_errors("bucket checkpoint"):
                     self._poll()
             if self._queue:
                 return self._take(max_records)
@@ -175,10 +176,13 @@ class BucketSource:
     def event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
         return {"Records": [r.record for r in records]}
 
+    def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
+        return self.event(records)
+
     def commit(self, records: Sequence[SourceRecord]) -> None:
         found = [self._inflight.get(_key_of(r)) for r in records]
         objects = [o for o in found if o is not None]
-        with store_errors("bucket checkpoint"):
+        with redis_errors("bucket checkpoint"):
             pipe = self._store.pipeline(transaction=False)
             for i in range(0, len(objects), _HSET_CHUNK):
                 chunk = objects[i : i + _HSET_CHUNK]
@@ -273,7 +277,7 @@ class BucketSource:
 
     def _take(self, limit: int) -> list[SourceRecord]:
         count = min(limit, len(self._queue))
-        with store_errors("bucket checkpoint"):
+        with redis_errors("bucket checkpoint"):
             last = int(self._store.incrby(self._identity.key("s3", "seq"), count))
         taken = [self._queue.popleft() for _ in range(count)]
         out = []

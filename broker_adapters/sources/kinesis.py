@@ -1,31 +1,8 @@
-"""A stream entry in Kinesis' record shape, kept as JSON: built once from a per-mapping template."""
+"""A stream entry in Kinesis' record shape, as JSON: built from a per-mapping template."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
-
-from broker_adapters.sources.base import SourceRecord
-
-
-class StreamRecord(SourceRecord):
-    """A stream record that carries its Kinesis record as JSON (`json`) and its partition key.
-
-    The fleet path sends `json` as it is; the `record` dict is parsed from it only when
-    something asks for it (an in-process handler, a failure record, a test), so it is always
-    exactly what the JSON says.
-    """
-
-    json: bytes
-    partition: str
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "record":
-            raise AttributeError(name)
-        record = orjson.loads(self.__dict__["json"])
-        self.__dict__["record"] = record
-        return record
 
 
 def kinesis_template(role: str, region: str, arn: str) -> bytes:

@@ -19,10 +19,10 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.spec import Basic, BasicProperties
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord, fast_record
 from broker_adapters.sources.rmq_frames import DeliveryFrames, settle_frames
 from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
+from warren.source import SourceIdentity, SourceRecord, records_json
 
 _URI_HINT = "a queue source looks like amqp://USER:PASS@HOST:5672/VHOST/QUEUE (vhost / is %2F)"
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
@@ -177,11 +177,8 @@ class QueueSource:
     def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
         """`event(records)` with each message already JSON (`orjson.Fragment`): its size was
         measured by serialising it when it was read, so it is not serialised twice."""
-        parts = [getattr(r, "json", None) or orjson.dumps(r.record) for r in records]
         event = self.event(())
-        event["rmqMessagesByQueue"] = {
-            self._queue_key: orjson.Fragment(b"[" + b",".join(parts) + b"]")
-        }
+        event["rmqMessagesByQueue"] = {self._queue_key: orjson.Fragment(records_json(records))}
         return event
 
     def commit(self, records: Sequence[SourceRecord]) -> None:
@@ -388,4 +385,4 @@ class QueueSource:
         record = rmq_message(props, body, delivery.redelivered)
         raw = orjson.dumps(record)
         arrival = float(props.timestamp) if props.timestamp else time.time()
-        return fast_record(record_id, body, record, len(raw), arrival, json=raw)
+        return SourceRecord(record_id, body, record, len(raw), arrival, json=raw)

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 import redis
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_errors
 from broker_adapters.sources.rate import ScheduleExpression
 from warren.errors import InvalidParameter
+from warren.source import SourceIdentity, SourceRecord
+from warren.store.redis import redis_errors
 
 # Claims a tick and lists it as pending in one step, so a crash cannot leave it claimed but
 # unlisted (and so never offered).
@@ -72,7 +73,7 @@ class ScheduleSource:
         self._resource = f"arn:aws:events:{identity.region}:{identity.account}:rule/{rule}"
         self._retry: list[float] = []
         self._inflight: set[float] = set()
-        with store_errors("schedule"):
+        with redis_errors("schedule"):
             first = self._expression.next_after(time.time() - 0.001)
             self._next = self._move(first if first is not None else _NEVER, initial=True)
             adopted = store.zrange(self._pending, 0, -1, withscores=True)
@@ -83,7 +84,7 @@ class ScheduleSource:
     def read(self, max_records: int, wait_s: float) -> list[SourceRecord]:
         deadline = time.monotonic() + max(0.0, wait_s)
         while True:
-            with store_errors("schedule"):
+            with redis_errors("schedule"):
                 out = self._take(max_records)
             remaining = deadline - time.monotonic()
             if out or remaining <= 0:
@@ -98,8 +99,11 @@ class ScheduleSource:
             )
         return records[0].record
 
+    def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
+        return self.event(records)
+
     def commit(self, records: Sequence[SourceRecord]) -> None:
-        with store_errors("schedule"):
+        with redis_errors("schedule"):
             pipe = self._store.pipeline(transaction=False)
             for record in records:
                 pipe.set(self._tick_key(record.arrival), "done", xx=True, keepttl=True)

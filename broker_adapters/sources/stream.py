@@ -12,10 +12,11 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import redis
 
-from broker_adapters.sources.base import SourceIdentity, SourceRecord, store_errors
-from broker_adapters.sources.kinesis import StreamRecord, kinesis_template
-from broker_adapters.sources.position import StartPosition
+from broker_adapters.sources.kinesis import kinesis_template
 from warren.errors import InvalidParameter, StoreUnavailable
+from warren.mapping import StartPosition
+from warren.source import SourceIdentity, SourceRecord, records_json
+from warren.store.redis import redis_errors
 
 _MAX_SEQ = 18446744073709551615  # the largest sequence part a stream entry id can have
 _XACK_CHUNK = 5000
@@ -159,7 +160,7 @@ class StreamSource:
     def read(self, max_records: int, wait_s: float) -> list[SourceRecord]:
         out: list[SourceRecord] = []
         try:
-            with store_errors(f"stream {self._stream!r}"):
+            with redis_errors(f"stream {self._stream!r}"):
                 self._maybe_claim()
                 out = self._replay(max_records)
                 if len(out) < max_records:
@@ -176,21 +177,16 @@ class StreamSource:
 
     def event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
         # One parse of the whole list (a fresh copy: a handler may change it freely).
-        return {"Records": orjson.loads(self._records_json(records))}
+        return {"Records": orjson.loads(records_json(records))}
 
     def encoded_event(self, records: Sequence[SourceRecord]) -> dict[str, Any]:
         """`event(records)` with its record list already JSON (an `orjson.Fragment`): what an
         invoker that serialises with orjson sends, without building a dict per record."""
-        return {"Records": orjson.Fragment(self._records_json(records))}
-
-    @staticmethod
-    def _records_json(records: Sequence[SourceRecord]) -> bytes:
-        parts = [getattr(r, "json", None) or orjson.dumps(r.record) for r in records]
-        return b"[" + b",".join(parts) + b"]"
+        return {"Records": orjson.Fragment(records_json(records))}
 
     def commit(self, records: Sequence[SourceRecord]) -> None:
         ids = [r.id for r in records]
-        with store_errors(f"stream {self._stream!r}"):
+        with redis_errors(f"stream {self._stream!r}"):
             if len(ids) <= _XACK_CHUNK:
                 # One command, no pipeline object: the common case is one batch of ids.
                 self._client.execute_command("XACK", self._key, self._group, *ids)
@@ -209,7 +205,7 @@ class StreamSource:
         self._rewind(_just_below(lowest))
 
     def lag_s(self) -> float | None:
-        with store_errors(f"stream {self._stream!r}"):
+        with redis_errors(f"stream {self._stream!r}"):
             oldest: list[int] = []
             summary = self._client.xpending(self._key, self._group)  # type: ignore[no-untyped-call]
             if summary and summary.get("pending"):
@@ -239,7 +235,7 @@ class StreamSource:
             start = _just_below(f"{int(self._start.since() * 1000)}-0")
         else:
             start = "0-0"
-        with store_errors(f"stream {self._stream!r}"):
+        with redis_errors(f"stream {self._stream!r}"):
             try:
                 self._client.xgroup_create(self._key, self._group, id=start, mkstream=True)
             except redis.exceptions.ResponseError as exc:
@@ -356,12 +352,9 @@ class StreamSource:
         _, arrival, arrival_json = self._stamp
         encoded = binascii.b2a_base64(payload, newline=False)
         raw = self._template % (partition_json, raw_id, encoded, arrival_json, raw_id)
-        made = object.__new__(StreamRecord)
-        made.__dict__.update(
-            id=raw_id.decode(), data=payload, size=len(raw) + 1, arrival=arrival, json=raw,
-            partition=partition,
+        return SourceRecord(
+            raw_id.decode(), payload, None, len(raw) + 1, arrival, partition=partition, json=raw
         )
-        return made
 
 
 def _entries(reply: Any) -> Any:

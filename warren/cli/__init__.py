@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import click
 
-from warren.errors import WarrenError
-from warren.settings import Settings
-
-
-class WarrenGroup(click.Group):
-    """A group that turns any WarrenError into one clear line on stderr instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except WarrenError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
-
-
-class Root:
-    """What every command receives as ctx.obj: settings built once, on first use."""
-
-    def __init__(self, amqp_url: str | None, redis_url: str | None) -> None:
-        self._amqp_url = amqp_url
-        self._redis_url = redis_url
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = Settings.from_environ(
-                os.environ, amqp_url=self._amqp_url, redis_url=self._redis_url
-            )
-        return self._settings
+from warren.cli import (
+    alias,
+    concurrency,
+    function,
+    gateway,
+    invoke,
+    local,
+    logs,
+    mapping,
+    process,
+    status,
+)
+from warren.cli.root import Root, WarrenGroup
 
 
 @click.group(cls=WarrenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,22 +33,12 @@ def cli(ctx: click.Context, amqp_url: str | None, redis_url: str | None) -> None
     ctx.obj = Root(amqp_url, redis_url)
 
 
-def _register() -> None:
-    # Each room's commands live in their own module exposing COMMANDS; a module that is not
-    # written yet is simply absent.
-    names = ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "process")
-    for name in (*names, "mapping", "gateway"):
-        try:
-            module = __import__(f"warren.cli.{name}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"warren.cli.{name}":
-                raise
-            continue
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
+# Every command module, named here: a module that fails to import fails `warren` loudly.
+for _module in (
+    local, function, alias, concurrency, invoke, logs, status, mapping, process, gateway
+):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 
 def main() -> None:

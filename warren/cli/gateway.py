@@ -9,7 +9,6 @@ import redis
 
 from warren.cli.invoke import split_name
 from warren.cli.output import echo, output_option
-from warren.cli.process import UP_EXTRA
 
 
 @click.command("gateway")
@@ -42,7 +41,7 @@ def key_group() -> None:
 
 
 def _keys(obj: Any) -> Any:
-    from gateway.accesskeys import AccessKeys
+    from warren.store.accesskeys import AccessKeys
 
     settings = obj.settings
     return AccessKeys(redis.Redis.from_url(settings.redis.url), settings.prefix)
@@ -86,7 +85,7 @@ def url_group() -> None:
 
 
 def _urls(obj: Any) -> Any:
-    from gateway.urlstore import UrlStore
+    from warren.store.urls import UrlStore
 
     settings = obj.settings
     return UrlStore(redis.Redis.from_url(settings.redis.url), None, settings.prefix)
@@ -157,8 +156,5 @@ def url_delete(obj: Any, name: str, qualifier: str | None) -> None:
     _urls(obj).delete(fn, qualifier)
     click.echo(f"deleted the URL of {name}", err=True)
 
-
-if ["gateway"] not in UP_EXTRA:
-    UP_EXTRA.append(["gateway"])
 
 COMMANDS = [gateway_command, key_group, url_group]

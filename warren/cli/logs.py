@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from warren.codestore import store_errors
-from warren.logstore import LogEntry, LogStore
+from warren.store.logs import LogEntry, LogStore
+from warren.store.redis import redis_errors
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -44,7 +44,7 @@ def logs_command(obj: Any, name: str, follow: bool, since: str | None) -> None:
     with Client.from_settings(obj.settings) as client:
         client.get_function(name)  # an unknown function is a clear error, not silence
         store = LogStore(client.redis, obj.settings.prefix)
-        with store_errors(client.redis):
+        with redis_errors("logs", client.redis):
             if not follow:
                 for entry in store.read(name, since_s):
                     _show(entry)

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import sys
-import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
 import redis
 
+from broker_adapters.sources import purge_source
 from warren.cli.output import echo, output_option
 from warren.errors import InvalidParameter
-from warren.mapping import MappingSpec, MappingStore
+from warren.mapping import MappingSpec
 from warren.settings import Settings
+from warren.store.mappings import MappingStore
+from warren.store.redis import connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _redis(ctx: click.Context) -> redis.Redis[bytes]:
     settings: Settings = ctx.find_root().obj.settings
-    client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
+    client = connect(settings.redis)
     ctx.call_on_close(client.close)
     return client
 
@@ -33,11 +31,11 @@ def _store(ctx: click.Context, check_functions: bool = False) -> MappingStore:
     client = _redis(ctx)
     functions = None
     if check_functions:
-        from warren.codestore import CodeStore
-        from warren.registry import Registry
+        from warren.store.codes import CodeStore
+        from warren.store.registry import Registry
 
         functions = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
-    return MappingStore(client, settings.prefix, functions=functions)
+    return MappingStore(client, settings.prefix, functions=functions, purge=purge_source)
 
 
 def view(store: MappingStore, spec: MappingSpec) -> dict[str, Any]:
@@ -186,95 +184,4 @@ for _name, _help in (("enable", "Resume polling (Enabling, then Enabled)."),
     mapping_group.add_command(_state_command(_name, _help))
 
 
-DEFAULT_QUEUE_CONCURRENCY = 5  # Lambda starts an SQS mapping with 5 concurrent batches
-
-
-def runner_concurrency(spec: MappingSpec, reserved: int | None) -> int:
-    """Batches a mapping may run at once: a stream its parallelization factor, a schedule one,
-    else its own cap; never more than the function's reserved concurrency (throttles would
-    follow)."""
-    if spec.kind == "schedule":
-        return 1
-    if spec.kind == "stream":
-        limit = spec.parallelization_factor
-    else:
-        limit = spec.max_concurrency or DEFAULT_QUEUE_CONCURRENCY
-    if reserved is not None:
-        limit = min(limit, max(1, reserved))
-    return limit
-
-
-def build_poller(
-    settings: Settings, *, lease_s: float = 8.0, poller_id: str | None = None,
-    invoker_factory: Callable[[], Any] | None = None,
-) -> Any:
-    """Compose a Poller whose runners read real sources and invoke through the fleet
-    (or through `invoker_factory()`, e.g. an in-process PythonInvoker)."""
-    from broker_adapters.poller import Poller
-    from broker_adapters.sources import open_source
-    from router.batch_invoker import FleetInvoker
-    from router.batch_runner import BatchRunner
-    from router.destination import Destination
-    from warren.client import Client
-    from warren.codestore import CodeStore
-    from warren.function import ACCOUNT_ID, REGION
-    from warren.registry import Registry
-
-    client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis.url)
-    store = MappingStore(client, settings.prefix)
-    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
-
-    # The batch invokes take their results from Redis unless WARREN_MAPPING_SYNC_REPLY=amqp:
-    # one broker message less per batch (docs/mappings.md).
-    invoking = replace(settings, sync_reply=settings.mapping_sync_reply)
-
-    def fleet() -> Any:
-        return FleetInvoker(lambda: Client.from_settings(invoking))
-
-    invoker = invoker_factory or fleet
-
-    def runner(spec: MappingSpec, poller: str) -> BatchRunner:
-        concurrency = runner_concurrency(spec, registry.get_concurrency(spec.function_name))
-
-        def open_() -> Any:
-            return open_source(
-                spec.source, mapping_id=spec.uuid, start_position=spec.start_position,
-                redis=client, prefix=settings.prefix,
-                options={"consumer": poller, "batch_size": spec.batch_size,
-                         "prefetch": max(1000, spec.batch_size * (concurrency + 2))},
-            )
-
-        return BatchRunner(
-            spec, open_, invoker(), store,
-            destination=lambda uri: Destination.from_uri(uri, settings, client),
-            concurrency=concurrency,
-            function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{spec.function}",
-        )
-
-    return Poller(store, runner, lease_s=lease_s, poller_id=poller_id)
-
-
-@click.command("poller")
-@click.option("--lease", "lease_s", type=click.FloatRange(2, 60), default=8.0, show_default=True,
-              help="Seconds before a dead poller's mappings are taken over.")
-@click.pass_context
-def poller_command(ctx: click.Context, lease_s: float) -> None:
-    """Run enabled mappings: each on exactly one poller of the fleet; SIGTERM drains and exits."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    settings: Settings = ctx.find_root().obj.settings
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    poller = build_poller(settings, lease_s=lease_s)
-    click.echo(f"warren poller {poller.id}: prefix {settings.prefix}", err=True)
-    poller.run(stop)
-
-
-COMMANDS = [mapping_group, poller_command]
+COMMANDS = [mapping_group]

@@ -8,14 +8,12 @@ from typing import Any
 import click
 import redis
 
-from broker_adapters.backbone import Backbone
-from broker_adapters.topology import DEFAULT_POOL, Topology
-from router.semaphore import Semaphore
+from broker_adapters.amqp import Backbone
+from router.admission.semaphore import Semaphore
 from warren.cli.output import render
-from warren.codestore import store_errors
+from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings
-from workers.completion import stats_key
-from workers.heartbeat import workers_pattern
+from warren.store.redis import redis_errors
 
 
 def _text(value: Any) -> str:
@@ -26,9 +24,9 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
     """The status document: {"workers": [...], "queues": [...], "functions": [...]}."""
     rdb: redis.Redis[bytes] = client.redis
     now = time.time()
-    with store_errors(rdb):
+    with redis_errors("fleet status", rdb):
         workers = []
-        for key in sorted(rdb.scan_iter(workers_pattern(settings.prefix))):
+        for key in sorted(rdb.scan_iter(Keys(settings.prefix).workers_pattern)):
             fields = {_text(k): _text(v) for k, v in rdb.hgetall(key).items()}
             if not fields:
                 continue
@@ -59,7 +57,7 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
             pools.add(spec.pool)
             stats = {
                 _text(k): int(v)
-                for k, v in rdb.hgetall(stats_key(settings.prefix, spec.name)).items()
+                for k, v in rdb.hgetall(Keys(settings.prefix).stats(spec.name)).items()
             }
             functions.append(
                 {
@@ -71,15 +69,15 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
                     "errors": stats.get("errors", 0),
                 }
             )
-    topology = Topology(settings.prefix)
-    backbone = Backbone(settings.amqp, topology, name="warren-status")
+    keys = Keys(settings.prefix)
+    backbone = Backbone(settings.amqp, keys, name="warren-status")
     try:
         queues = [
             {"name": name, "messages": backbone.depth(name)}
             for name in (
-                topology.async_queue,
-                *(topology.work_queue(pool) for pool in sorted(pools)),
-                topology.dead_queue,
+                keys.async_queue,
+                *(keys.work_queue(pool) for pool in sorted(pools)),
+                keys.dead_queue,
             )
         ]
     finally:
@@ -93,7 +91,7 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
 
 def _mappings(settings: Settings, rdb: redis.Redis[bytes]) -> list[dict[str, Any]] | None:
     try:
-        from warren.mapping import MappingStore
+        from warren.store.mappings import MappingStore
     except ImportError:
         return None
     try:

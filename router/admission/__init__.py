@@ -1,0 +1,1 @@
+"""Admission: fleet-wide concurrency leases and the sync leases a caller keeps."""

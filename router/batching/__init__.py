@@ -1,0 +1,1 @@
+"""Batching for event source mappings: collect, filter, invoke, judge, retry, give up."""

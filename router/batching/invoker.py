@@ -1,0 +1,153 @@
+"""How a mapping hands a batch to its function: one seam, an in-process and a fleet adapter."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from warren.aws import function_arn
+from warren.errors import TooManyRequests, Unavailable
+from warren.ports import Dispatcher
+
+
+@dataclass(frozen=True)
+class InvokeReply:
+    """What came back from one synchronous invocation of a batch.
+
+    `ok` is False when the batch never reached the function (throttled, fleet unreachable):
+    Lambda does not count those as attempts. `function_error` is set ("Unhandled", or the
+    platform's own code such as "Sandbox.Timedout") when the function ran and failed.
+    """
+
+    ok: bool
+    payload: Any = None
+    function_error: str | None = None
+    throttled: bool = False
+    retry_after_s: float = 0.0
+    error: str | None = None
+    executed_version: str = "$LATEST"
+    request_id: str = ""
+
+
+class Invoker(Protocol):
+    """How a mapping's runner invokes its function on one batch's event."""
+
+    # True when the invoker serialises events with orjson itself, so a source's pre-encoded
+    # event (`Source.encoded_event`, with `orjson.Fragment` parts) can go out as it is.
+    takes_encoded_events: bool
+
+    def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
+        """Run the function (NAME or NAME:QUALIFIER) on one event, synchronously."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Context:
+    """The Lambda context object an in-process handler receives."""
+
+    def __init__(self, function_name: str, timeout_s: float) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = (
+            function_arn(function_name)
+        )
+        self.memory_limit_in_mb = 128
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class PythonInvoker:
+    """Calls a Python handler in this process: for `warren local`-style runs, tests and benches.
+
+    The handler is a real `handler(event, context)`; an exception becomes an Unhandled function
+    error with Lambda's error object as the payload, exactly as the fleet reports one.
+    """
+
+    takes_encoded_events = False
+
+    def __init__(
+        self, handler: Callable[[dict[str, Any], Any], Any], timeout_s: float = 3.0
+    ) -> None:
+        self._handler = handler
+        self._timeout_s = timeout_s
+
+    def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
+        context = _Context(function_ref.split(":", 1)[0], self._timeout_s)
+        try:
+            result = self._handler(event, context)
+        except Exception as exc:
+            error = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_tb(exc.__traceback__)[-5:],
+            }
+            return InvokeReply(True, error, "Unhandled", request_id=context.aws_request_id)
+        return InvokeReply(True, result, request_id=context.aws_request_id)
+
+    def close(self) -> None:
+        pass
+
+
+class FleetInvoker:
+    """Invokes through the fleet (a `Dispatcher`, RequestResponse) as Lambda does.
+
+    A dispatcher serves one thread at a time, so each invoking thread gets its own from
+    `dispatcher_factory`; `close()` closes them all. The dispatcher serialises an event with
+    orjson, so a source's pre-encoded event (`orjson.Fragment` parts) goes out as it is.
+    """
+
+    takes_encoded_events = True
+
+    def __init__(self, dispatcher_factory: Callable[[], Dispatcher]) -> None:
+        self._factory = dispatcher_factory
+        self._local = threading.local()
+        self._dispatchers: list[Dispatcher] = []
+        self._lock = threading.Lock()
+
+    def _dispatcher(self) -> Dispatcher:
+        dispatcher: Dispatcher | None = getattr(self._local, "dispatcher", None)
+        if dispatcher is None:
+            dispatcher = self._local.dispatcher = self._factory()
+            with self._lock:
+                self._dispatchers.append(dispatcher)
+        return dispatcher
+
+    def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
+        name, _, qualifier = function_ref.partition(":")
+        try:
+            result = self._dispatcher().invoke(name, event, qualifier=qualifier or None)
+        except TooManyRequests as exc:
+            return InvokeReply(
+                False, throttled=True, retry_after_s=exc.retry_after_s, error=str(exc)
+            )
+        except Unavailable as exc:
+            return InvokeReply(False, error=str(exc))
+        status = result.status_code
+        if status == 429:
+            return InvokeReply(False, throttled=True, retry_after_s=1.0, error="throttled")
+        if status >= 300:
+            return InvokeReply(False, error=f"invoke returned {status}")
+        return InvokeReply(
+            True,
+            result.payload,
+            result.function_error,
+            executed_version=result.executed_version or "$LATEST",
+            request_id=result.request_id,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            dispatchers, self._dispatchers = self._dispatchers, []
+        for dispatcher in dispatchers:
+            dispatcher.close()

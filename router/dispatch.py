@@ -1,0 +1,361 @@
+"""Invoking a function: sync at the edge (admit, publish, await the direct reply), async durably."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import redis
+
+from broker_adapters.amqp import Backbone, Delivery
+from router.admission.parking import LeaseParking, ParkedLease
+from router.admission.semaphore import Semaphore
+from warren.aws import new_request_id
+from warren.codec import dumps_json, loads_json
+from warren.errors import InvalidParameter, TooManyRequests, Unavailable
+from warren.function import LATEST, FunctionSpec, is_version
+from warren.invocation import (
+    DRY_RUN,
+    EVENT,
+    INVOCATION_TYPES,
+    REQUEST_RESPONSE,
+    Invocation,
+    InvocationResult,
+    encode_chunk,
+)
+from warren.keys import DEFAULT_POOL, Keys
+from warren.settings import Settings
+from warren.store.redis import dedicated, redis_errors, sharing
+from warren.store.registry import Registry
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 1024 * 1024
+SUBMIT_WINDOW = 10  # chunks in flight before their confirms are awaited
+
+
+def event_bytes(payload: Any) -> bytes:
+    """The event as JSON bytes: text/bytes must already be JSON (Lambda's 400 otherwise)."""
+    if payload is None:
+        return b"{}"
+    if isinstance(payload, (bytes, bytearray, memoryview, str)):
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        try:
+            loads_json(raw)
+        except Exception:
+            raise InvalidParameter(
+                "InvalidRequestContentException: the payload is not valid JSON"
+            ) from None
+        return raw
+    try:
+        return dumps_json(payload)
+    except TypeError as exc:
+        raise InvalidParameter(f"the payload cannot be encoded as JSON: {exc}") from None
+
+
+class Dispatcher:
+    """The one sync/async dispatcher: what `Client.invoke` and the mappings' batch invokes use.
+
+    One per caller, used from one thread at a time.
+
+    Sync (`RequestResponse`): the caller acquires the concurrency lease itself (429 at once over
+    the limit), publishes straight to the work queue with reply-to = direct reply-to, and waits
+    for the worker's reply (or, with `reply="redis"`, pops it from a Redis list).
+    Async (`Event`): published durably to the router's queue; the 202 is returned only after
+    RabbitMQ confirmed the message.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        redis_client: redis.Redis[bytes],
+        *,
+        pool: str = DEFAULT_POOL,
+        queue_wait_s: float = 30.0,
+        reply: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.keys = Keys(settings.prefix)
+        self.pool = pool
+        self.queue_wait_s = queue_wait_s
+        # How sync results come back: "amqp" (direct reply-to) or "redis" (a list per call).
+        self.reply = reply or settings.sync_reply
+        self._redis = redis_client
+        self._semaphore: Semaphore | None = None
+        self._backbone: Backbone | None = None
+        self._replies: dict[str, bytes] = {}
+        self._awaiting: str | None = None
+        self._pickers: dict[tuple[str, str | None], tuple[float, Any]] = {}
+        self._finished: dict[str, list[str]] = {}
+        self.spec_ttl_s = 1.0
+        self._parking: LeaseParking | None = None
+
+    @property
+    def semaphore(self) -> Semaphore:
+        """Admission on a Redis connection of its own (connected on first use).
+
+        A sync call makes one Redis call; on a dedicated connection it skips the pool's
+        checkout and its liveness probe, which cost about a tenth of that call here.
+        """
+        if self._semaphore is None:
+            client = dedicated(self._redis)
+            self._semaphore = Semaphore(
+                client,
+                self.settings.prefix,
+                self.settings.account_concurrency,
+                self.registry.reservations,
+            )
+        return self._semaphore
+
+    @property
+    def parking(self) -> LeaseParking:
+        """Sync leases kept between calls (admission/parking.py), on a connection of its own."""
+        if self._parking is None:
+            client = sharing(self._redis)
+            self._parking = LeaseParking(client, self.settings.sync_lease_idle_s)
+        return self._parking
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None or not self._backbone.is_open:
+            backbone = Backbone(self.settings.amqp, self.keys, name="warren-invoker")
+            backbone.declare(self.pool)
+            backbone.consume_replies(self._on_reply)
+            self._backbone = backbone
+        return self._backbone
+
+    def _on_reply(self, delivery: Delivery) -> None:
+        # Only the awaited call's reply is kept: a late reply to a call that timed out is
+        # dropped instead of piling up.
+        if delivery.correlation_id and delivery.correlation_id == self._awaiting:
+            self._replies[delivery.correlation_id] = delivery.body
+
+    # -- public -------------------------------------------------------------------------------
+    def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        qualifier: str | None = None,
+        invocation_type: str = REQUEST_RESPONSE,
+        log_tail: bool = False,
+    ) -> InvocationResult:
+        if invocation_type not in INVOCATION_TYPES:
+            raise InvalidParameter(
+                f"invocation type {invocation_type!r} is invalid: use one of "
+                + ", ".join(INVOCATION_TYPES)
+            )
+        event = event_bytes(payload)
+        spec = self._picker(name, qualifier)()
+        if invocation_type == DRY_RUN:
+            return InvocationResult(204, executed_version=spec.version)
+        if invocation_type == EVENT:
+            return self.invoke_many(name, [event], qualifier=qualifier)[0]
+        if len(event) > MAX_SYNC_PAYLOAD:
+            raise InvalidParameter("RequestTooLargeException: a sync payload is at most 6 MB")
+        return self._call(spec, event, log_tail)
+
+    def invoke_many(
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        qualifier: str | None = None,
+        invocation_type: str = EVENT,
+        chunk_size: int = 100,
+    ) -> list[InvocationResult]:
+        """Submit many `Event` invocations, `chunk_size` per message, each chunk confirmed.
+
+        Every returned 202 is backed by a broker confirm of the chunk that carries it.
+        """
+        if invocation_type == DRY_RUN:
+            spec = self.registry.resolve(name, qualifier)
+            return [InvocationResult(204, executed_version=spec.version) for _ in payloads]
+        if invocation_type != EVENT:
+            raise InvalidParameter("invoke_many submits Event (or DryRun) invocations only")
+        pick = self._picker(name, qualifier)
+        results: list[InvocationResult] = []
+        window: list[list[Invocation]] = []
+        chunk: list[Invocation] = []
+        for payload in payloads:
+            event = event_bytes(payload)
+            if len(event) > MAX_ASYNC_PAYLOAD:
+                raise InvalidParameter("RequestTooLargeException: an async payload is at most 1 MB")
+            chunk.append(Invocation(new_request_id(), pick(), event, EVENT))
+            if len(chunk) >= chunk_size:
+                window.append(chunk)
+                chunk = []
+                if len(window) >= SUBMIT_WINDOW:
+                    results.extend(self._submit(window))
+                    window = []
+        if chunk:
+            window.append(chunk)
+        if window:
+            results.extend(self._submit(window))
+        return results
+
+    def close(self) -> None:
+        if self._parking is not None:
+            self._parking.close()
+            self._parking = None
+        if self._semaphore is not None:
+            self._semaphore.redis.close()
+            self._semaphore = None
+        if self._backbone is not None:
+            self._backbone.close()
+            self._backbone = None
+
+    # -- internals ----------------------------------------------------------------------------
+    def _submit(self, chunks: Sequence[Sequence[Invocation]]) -> list[InvocationResult]:
+        """Publish chunks with pipelined confirms; 202s only once all of them are confirmed."""
+        bodies = [encode_chunk(chunk) for chunk in chunks]
+        self.backbone.publish_many(self.keys.async_queue, bodies)
+        return [
+            InvocationResult(202, executed_version=inv.spec.version, request_id=inv.request_id)
+            for chunk in chunks
+            for inv in chunk
+        ]
+
+    def _picker(self, name: str, qualifier: str | None) -> Any:
+        """A function drawing the spec one invocation runs, cached for `spec_ttl_s`.
+
+        The registry is read at most once a second per target (a change takes effect within
+        that, as Lambda's own updates are eventually consistent); an alias's weighted version
+        is drawn per invocation.
+        """
+        now = time.monotonic()
+        cached = self._pickers.get((name, qualifier))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        picker = self._resolver(name, qualifier)
+        self._pickers[(name, qualifier)] = (now + self.spec_ttl_s, picker)
+        return picker
+
+    def _resolver(self, name: str, qualifier: str | None) -> Any:
+        if qualifier is None or qualifier == LATEST or is_version(qualifier):
+            spec = self.registry.resolve(name, qualifier)
+            return lambda: spec
+        alias = self.registry.get_alias(name, qualifier)
+        primary = self.registry.get_function(name, alias.version)
+        extras = [(self.registry.get_function(name, v), w) for v, w in alias.weights.items()]
+
+        def pick() -> FunctionSpec:
+            for spec, weight in extras:
+                if random.random() < weight:
+                    return spec
+            return primary
+
+        return pick
+
+    def _call(self, spec: FunctionSpec, event: bytes, log_tail: bool) -> InvocationResult:
+        request_id = new_request_id()
+        invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
+        wait_s = spec.timeout_s + self.queue_wait_s
+        backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
+        backbone.declare(spec.pool)  # once per pool and connection: the queue must exist
+        invocation, parked = self._admit(invocation, wait_s)
+        self._awaiting = request_id
+        queue, body = self.keys.work_queue(spec.pool), encode_chunk([invocation])
+        if self.reply == "redis":
+            reply = self._reply_via_redis(backbone, queue, body, request_id, wait_s)
+        else:
+            reply = self._reply_via_amqp(backbone, queue, body, request_id, wait_s)
+        if reply is None:
+            # A held lease is neither parked nor released: the call may still be running
+            # somewhere, so it stays counted until its TTL ends.
+            raise Unavailable(
+                f"no worker answered {spec.name} within {wait_s:.0f} s (is a "
+                + ("`warren worker`" if spec.pool == DEFAULT_POOL else
+                   f"`warren worker --pool {spec.pool}`")
+                + " running for this fleet?)"
+            )
+        if parked is not None:
+            self.parking.park(spec.name, replace(parked, idle_since=time.monotonic()))
+        else:
+            # The worker releases the lease right after replying; we hold the reply, so the
+            # next acquire for this function releases it too, in the same Lua call (no race).
+            self._finished.setdefault(spec.name, []).append(invocation.lease_id)
+        return InvocationResult.decode(reply)
+
+    def _reply_via_amqp(
+        self, backbone: Backbone, queue: str, body: bytes, request_id: str, wait_s: float
+    ) -> bytes | None:
+        """Publish with reply-to = direct reply-to and wait on this connection (the default)."""
+        backbone.request(queue, body, correlation_id=request_id, expiration_ms=int(wait_s * 1000))
+        deadline = time.monotonic() + wait_s
+        while request_id not in self._replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            backbone.process(min(remaining, 1.0))
+        return self._replies.pop(request_id)
+
+    def _reply_via_redis(
+        self, backbone: Backbone, queue: str, body: bytes, request_id: str, wait_s: float
+    ) -> bytes | None:
+        """WARREN_SYNC_REPLY=redis: the worker pushes the result onto a list of the request's
+        own, in the Redis round trip it makes anyway; the caller pops it on its admission
+        connection. One broker hop instead of two."""
+        key = self.keys.reply(request_id)
+        backbone.publish(
+            queue,
+            body,
+            reply_to=self.keys.reply_to(request_id),
+            correlation_id=request_id,
+            expiration_ms=int(wait_s * 1000),
+            confirm=False,
+        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            # A second at a time, servicing the broker connection in between: its heartbeats
+            # go on, and a broker that went away fails the call now, as direct reply-to would.
+            with redis_errors("admission", self._redis):
+                got = self.semaphore.redis.blpop([key], timeout=1)
+            if got is not None:
+                return bytes(got[1])
+            if time.monotonic() >= deadline:
+                return None
+            backbone.process(0)
+
+    def _admit(
+        self, invocation: Invocation, wait_s: float
+    ) -> tuple[Invocation, ParkedLease | None]:
+        """The invocation under a lease: this caller's parked one, or a new one (429 if none).
+
+        Returns the lease to park again after the call when this caller keeps it (see
+        router/admission/parking.py), else None and the worker releases it.
+        """
+        name = invocation.spec.name
+        now = time.monotonic()
+        parked = self.parking.take(name) if self.parking.enabled else None
+        if parked is not None and parked.usable_for(wait_s, now):
+            return (
+                replace(
+                    invocation,
+                    lease_key=parked.key,
+                    lease_expires=parked.expires,
+                    held_lease=parked.lease_id,
+                ),
+                parked,
+            )
+        finished = self._finished.pop(name, [])
+        lease_id = invocation.lease_id
+        if parked is not None:  # too close to its expiry: renew it under the same id
+            lease_id = parked.lease_id
+        with redis_errors("admission", self._redis):
+            grant = self.semaphore.acquire(name, [lease_id], wait_s, finished)
+        if not grant.admitted:
+            raise TooManyRequests(
+                f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
+                f"concurrency limit {grant.limit})",
+                reason=grant.reason,
+            )
+        invocation = invocation.leased(grant.key, grant.expires)
+        if not self.parking.enabled or grant.in_use >= grant.limit:
+            return invocation, None  # no room to spare: the worker gives it back at once
+        ttl_s = self.semaphore.ttl_s(wait_s)
+        lease = ParkedLease(grant.key, lease_id, grant.expires, now + ttl_s, now)
+        return replace(invocation, held_lease=lease_id), lease
+

@@ -1,1 +1,0 @@
-"""Handlers and a process harness for the fleet's integration tests."""

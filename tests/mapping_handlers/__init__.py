@@ -1,1 +1,0 @@
-"""Handlers and a small harness for the event source mapping tests."""

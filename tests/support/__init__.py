@@ -1,0 +1,1 @@
+"""What the tests share: process harnesses, broker fixtures, and handler code (handlers/)."""

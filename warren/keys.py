@@ -1,0 +1,148 @@
+"""Every Redis key and queue name of one fleet, derived from its prefix, so fleets never mix.
+
+`prefix` is settings.prefix (WARREN_PREFIX, default "warren"); the tests run fleets side by
+side under unique prefixes. Redis keys join with ":", queue names with ".".
+
+Redis (p = prefix):
+    p:functions                 set of function names
+    p:fn:<name>                 a function's specs, versions, aliases, async config (hash)
+    p:reservations              reserved concurrency per function (hash)
+    p:code:<sha256>             a code bundle; p:coderefs[:<sha256>] who references it
+    p:logs:<function>           invocation log stream
+    p:stats:<function>          invocation/error counters (hash)
+    p:sem:pool, p:sem:fn:<f>    concurrency leases (zsets of "<function>|<request id>")
+    p:reply:<request id>        a sync result, when the reply travels on a Redis list
+    p:worker:<id>               a worker's heartbeat
+    p:mappings                  set of mapping uuids; p:mapping:<uuid>:<part> its spec, stats,
+                                lease, attempts and its source's checkpoints
+    p:pollers                   zset poller id -> heartbeat expiry (ms)
+    p:accesskeys                the gateway's access keys (hash id -> name, secret, created)
+    p:urls, p:urlof             function URL configs by id, and their ids by function|qualifier
+RabbitMQ:
+    p.async, p.work.<pool>, p.delay.<ms>, p.dead
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_POOL = "default"  # the work-queue pool of a function that names none
+REPLY_LIST_SCHEME = "redis+list:///"  # a reply_to naming a Redis list instead of an AMQP queue
+
+
+def lease_member(function: str, request_id: str) -> str:
+    """A concurrency lease's member in its semaphore zset."""
+    return f"{function}|{request_id}"
+
+
+def lease_function(member: bytes | str) -> str:
+    """The function a lease member belongs to."""
+    text = member.decode() if isinstance(member, bytes) else member
+    return text.split("|", 1)[0]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The names one fleet uses."""
+
+    prefix: str = "warren"
+
+    # ---- RabbitMQ queues --------------------------------------------------------------------
+    @property
+    def async_queue(self) -> str:
+        """Accepted `Event` invocations (and retries / throttled ones coming back) for routers."""
+        return f"{self.prefix}.async"
+
+    @property
+    def dead_queue(self) -> str:
+        """Messages no process could decode, with the reason in their headers."""
+        return f"{self.prefix}.dead"
+
+    def work_queue(self, pool: str = DEFAULT_POOL) -> str:
+        """Admitted invocations for the workers of one pool."""
+        return f"{self.prefix}.work.{pool}"
+
+    def delay_queue(self, delay_ms: int) -> str:
+        """A holding queue whose messages dead-letter back to the async queue after `delay_ms`."""
+        return f"{self.prefix}.delay.{delay_ms}"
+
+    def all_queues(self, pool: str = DEFAULT_POOL) -> list[str]:
+        return [self.async_queue, self.work_queue(pool), self.dead_queue]
+
+    # ---- registry and code ------------------------------------------------------------------
+    @property
+    def functions(self) -> str:
+        return f"{self.prefix}:functions"
+
+    def function(self, name: str) -> str:
+        return f"{self.prefix}:fn:{name}"
+
+    @property
+    def reservations(self) -> str:
+        return f"{self.prefix}:reservations"
+
+    def code(self, sha256: str) -> str:
+        return f"{self.prefix}:code:{sha256}"
+
+    @property
+    def coderefs(self) -> str:
+        return f"{self.prefix}:coderefs"
+
+    def coderef(self, sha256: str) -> str:
+        return f"{self.prefix}:coderefs:{sha256}"
+
+    # ---- running ----------------------------------------------------------------------------
+    def logs(self, function: str) -> str:
+        return f"{self.prefix}:logs:{function}"
+
+    def stats(self, function: str) -> str:
+        return f"{self.prefix}:stats:{function}"
+
+    @property
+    def account_leases(self) -> str:
+        """Leases of functions without reserved concurrency: the account's unreserved share."""
+        return f"{self.prefix}:sem:pool"
+
+    def function_leases(self, function: str) -> str:
+        return f"{self.prefix}:sem:fn:{function}"
+
+    def reply(self, request_id: str) -> str:
+        return f"{self.prefix}:reply:{request_id}"
+
+    def reply_to(self, request_id: str) -> str:
+        """The AMQP reply_to that names `reply(request_id)` as a Redis list."""
+        return REPLY_LIST_SCHEME + self.reply(request_id)
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def workers_pattern(self) -> str:
+        return f"{self.prefix}:worker:*"
+
+    # ---- mappings ---------------------------------------------------------------------------
+    @property
+    def mappings(self) -> str:
+        return f"{self.prefix}:mappings"
+
+    def mapping(self, mapping_id: str, *parts: str) -> str:
+        """A mapping's own keys: its spec, stats, lease, attempts and source checkpoints."""
+        return ":".join((self.prefix, "mapping", mapping_id, *parts))
+
+    @property
+    def pollers(self) -> str:
+        return f"{self.prefix}:pollers"
+
+    # ---- the gateway ------------------------------------------------------------------------
+    @property
+    def access_keys(self) -> str:
+        return f"{self.prefix}:accesskeys"
+
+    @property
+    def urls(self) -> str:
+        return f"{self.prefix}:urls"
+
+    @property
+    def url_index(self) -> str:
+        """Function URL ids by "<function>|<qualifier>"."""
+        return f"{self.prefix}:urlof"
