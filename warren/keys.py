@@ -18,6 +18,8 @@ Redis (p = prefix):
     p:mappings                  set of mapping uuids; p:mapping:<uuid>:<part> its spec, stats,
                                 lease, attempts and its source's checkpoints
     p:pollers                   zset poller id -> heartbeat expiry (ms)
+    p:accesskeys                the gateway's access keys (hash id -> name, secret, created)
+    p:urls, p:urlof             function URL configs by id, and their ids by function|qualifier
 RabbitMQ:
     p.async, p.work.<pool>, p.delay.<ms>, p.dead
 """
@@ -141,3 +143,17 @@ class Keys:
     @property
     def pollers(self) -> str:
         return f"{self.prefix}:pollers"
+
+    # ---- the gateway ------------------------------------------------------------------------
+    @property
+    def access_keys(self) -> str:
+        return f"{self.prefix}:accesskeys"
+
+    @property
+    def urls(self) -> str:
+        return f"{self.prefix}:urls"
+
+    @property
+    def url_index(self) -> str:
+        """Function URL ids by "<function>|<qualifier>"."""
+        return f"{self.prefix}:urlof"

@@ -111,15 +111,17 @@ def test_every_yaml_file_parses_and_names_its_kind():
         for doc in docs:
             assert {"apiVersion", "kind", "metadata"} <= set(doc), f"{path}: {doc}"
             assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "warren"
-    assert set(_compose_services()) >= {"rabbitmq", "redis", "minio", "worker", "router", "poller"}
+    assert set(_compose_services()) >= {
+        "rabbitmq", "redis", "minio", "worker", "router", "poller", "gateway"
+    }
 
 
 # -- the commands are real ------------------------------------------------------------------
 
 
-def test_the_fleet_runs_the_three_long_running_processes():
+def test_the_fleet_runs_the_four_long_running_processes():
     names = {argv[0] for _, argv in _fleet_argvs()}
-    assert names == {"worker", "router", "poller"}
+    assert names == {"worker", "router", "poller", "gateway"}
     for where in ("systemd", "compose", "k8s"):
         assert {a[0] for w, a in _fleet_argvs() if w.startswith(where)} == names, where
 
@@ -134,7 +136,7 @@ def test_every_command_and_option_named_exists_in_the_cli(where, argv):
 
 
 def test_python_m_warren_serves_the_processes_the_image_runs():
-    for name in ("worker", "router", "poller"):
+    for name in ("worker", "router", "poller", "gateway"):
         done = subprocess.run(
             [sys.executable, "-m", "warren", name, "--help"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -153,7 +155,7 @@ def test_an_unknown_command_or_option_would_be_caught():
 
 
 def _read_in_source(name: str) -> bool:
-    for room in ("warren", "broker_adapters", "router", "workers", "sandbox"):
+    for room in ("warren", "broker_adapters", "router", "workers", "sandbox", "gateway"):
         for path in (ROOT / room).rglob("*.py"):
             if f'"{name}"' in path.read_text():
                 return True

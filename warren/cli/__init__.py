@@ -33,7 +33,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "worker": ("process", "worker_command", "Run invocations in warm sandboxes."),
     "router": ("process", "router_command", "Admit async invocations and forward them."),
     "poller": ("process", "poller_command", "Run enabled mappings, each on one poller."),
-    "up": ("process", "up_command", "Router, worker and poller in one foreground process tree."),
+    "up": ("process", "up_command",
+           "Router, worker, poller and gateway in one foreground process tree."),
+    "gateway": ("gateway", "gateway_command",
+                "Serve Lambda's HTTP API, function URLs, /healthz and /readyz."),
+    "key": ("gateway", "key_group", "Access keys the gateway accepts (SigV4)."),
+    "url": ("gateway", "url_group", "Function URLs: any HTTP request to one invokes the function."),
 }
 
 

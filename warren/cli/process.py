@@ -159,7 +159,7 @@ def poller_command(obj: Root, lease_s: float, metrics_port: int) -> None:
               "(0: off).")
 @click.pass_obj
 def up_command(obj: Root, slots: int, metrics_port: int) -> None:
-    """Router, worker and poller in one foreground process tree.
+    """Router, worker, poller and gateway (port 9600, or WARREN_GATEWAY_PORT) in one process tree.
 
     Ctrl-C (or SIGTERM) drains them: they take no more work and finish what they run, as long
     as the longest timeout; a second Ctrl-C stops them at once (work taken and not finished
@@ -172,9 +172,10 @@ def up_command(obj: Root, slots: int, metrics_port: int) -> None:
         "WARREN_REDIS_URL": settings.redis.url,
     }
     argvs = [["router"], ["worker", "--slots", str(slots)], ["poller"]]
-    if metrics_port:
+    if metrics_port:  # the gateway serves its fleet-wide /metrics on its own port
         for offset, argv in enumerate(argvs):
             argv += ["--metrics-port", str(metrics_port + offset)]
+    argvs.append(["gateway"])
     say = lambda line: click.echo(line, err=True)  # noqa: E731
     tree = Supervisor([sys.executable, "-m", "warren"], argvs, env, say)
     tree.start()
