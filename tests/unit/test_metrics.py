@@ -28,3 +28,19 @@ def test_counters_gauges_and_histograms_render_in_the_text_format() -> None:
     assert 'warren_t_seconds_sum{function="a"} 4.25' in text
     assert 'warren_c{k="z"} 1.5' in text
     assert text.endswith("\n")
+
+
+def test_probe_server_answers_and_the_wait_helper_waits_for_ready() -> None:
+    from warren.observe.probe import ProbeServer
+    from warren.observe.wait import wait
+
+    missing = ["Redis"]
+    server = ProbeServer(0, Registry(), lambda: list(missing), host="127.0.0.1").start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert wait(base + "/healthz", 5)
+        assert not wait(base + "/readyz", 0.6)  # 503 while something is missing
+        missing.clear()
+        assert wait(base + "/readyz", 5)
+    finally:
+        server.stop()
