@@ -11,7 +11,8 @@ Redis (p = prefix):
     p:logs:<function>           invocation log stream
     p:stats:<function>          invocation/error counters (hash)
     p:usage:<hour>              metered usage of one hour, per function and version (hash,
-                                store/usage.py); p:throttles throttles per function (hash)
+                                store/usage.py); p:usage:m:<minute> per-minute counts for
+                                charts; p:throttles[:m:<minute>] throttles per function
     p:sem:pool, p:sem:fn:<f>    concurrency leases (zsets of "<function>|<request id>")
     p:reply:<request id>        a sync result, when the reply travels on a Redis list
     p:worker:<id>               a worker's heartbeat
@@ -103,6 +104,13 @@ class Keys:
     def usage(self, hour: int) -> str:
         """Metered usage of one hour (`hour` = unix time // 3600)."""
         return f"{self.prefix}:usage:{hour}"
+
+    def usage_minute(self, minute: int) -> str:
+        """Per-minute counts for the console's charts (`minute` = unix time // 60)."""
+        return f"{self.prefix}:usage:m:{minute}"
+
+    def throttles_minute(self, minute: int) -> str:
+        return f"{self.prefix}:throttles:m:{minute}"
 
     @property
     def throttles(self) -> str:

@@ -48,8 +48,10 @@ def test_meter_adds_buckets_memory_init_and_errors_in_one_hash_per_hour() -> Non
         Metered("g", "3", 1024, 0.5, None, False),
     ]
     commands = meter.commands(runs, now=7200.5)
-    hincr = {c[2]: c[3] for c in commands if c[0] == "HINCRBY"}
-    assert {c[1] for c in commands} == {"px:usage:2"}
+    hincr = {c[2]: c[3] for c in commands if c[0] == "HINCRBY" and c[1] == "px:usage:2"}
+    assert {c[1] for c in commands} == {"px:usage:2", "px:usage:m:120"}
+    minute = {c[2]: c[3] for c in commands if c[0] == "HINCRBY" and c[1] == "px:usage:m:120"}
+    assert minute == {"f|req": 2, "f|ms": 22, "f|err": 1, "g|req": 1, "g|ms": 1}
     assert hincr["f|$LATEST|mbms"] == (11 + 11) * 256
     assert hincr["f|$LATEST|imbms"] == 121 * 256
     assert hincr["f|$LATEST|cold"] == 1 and hincr["f|$LATEST|err"] == 1
@@ -57,7 +59,7 @@ def test_meter_adds_buckets_memory_init_and_errors_in_one_hash_per_hour() -> Non
     assert hincr["g|3|mbms"] == 1024 and "g|3|err" not in hincr
     # The expiry goes out once per hour per process: the hour's end plus the retention.
     assert ("EXPIREAT", "px:usage:2", 3 * 3600 + 86400) in commands
-    assert not any(c[0] == "EXPIREAT" for c in meter.commands(runs, now=7300))
+    assert not any(c[0] == "EXPIREAT" for c in meter.commands(runs, now=7210))
     assert any(c[0] == "EXPIREAT" for c in meter.commands(runs, now=3 * 3600 + 1))
 
 

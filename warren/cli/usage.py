@@ -10,6 +10,7 @@ from warren.cli.complete import function_names
 from warren.cli.logs import parse_since
 from warren.cli.output import echo, output_option
 from warren.cli.root import Root, pass_root
+from warren.store.usage import usage_document
 from warren.usage import Usage
 
 since_option = click.option(
@@ -47,26 +48,6 @@ def _workers(client: Any, prefix: str) -> dict[str, Any]:
             count += 1
             slots += int(raw)
     return {"workers_now": count, "slots_now": slots}
-
-
-def usage_document(rows: list[Any], since: str, since_s: float) -> dict[str, Any]:
-    """The `warren usage --output json` document (docs/operate.md lists its keys)."""
-    total = Usage()
-    functions: dict[str, dict[str, Any]] = {}
-    per_function: dict[str, Usage] = {}
-    for row in rows:
-        total.merge(row.usage)
-        per_function.setdefault(row.function, Usage()).merge(row.usage)
-        entry = functions.setdefault(row.function, {"versions": {}})
-        entry["versions"][row.version] = row.usage.summary()
-    for name, usage in per_function.items():
-        functions[name] = {**usage.summary(), "versions": functions[name]["versions"]}
-    return {
-        "since": since,
-        "window_days": round(since_s / 86400, 4),
-        **total.summary(),
-        "functions": functions,
-    }
 
 
 @click.command("usage")

@@ -6,11 +6,13 @@ metrics (`warren_throttles_total{kind="sync"|"async"}`) and the console.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
 
 from warren.keys import Keys
+from warren.store.usage import MINUTE_KEEP_S
 
 KINDS = ("sync", "async")
 
@@ -18,14 +20,22 @@ KINDS = ("sync", "async")
 class ThrottleStore:
     def __init__(self, client: redis.Redis[bytes], prefix: str = "warren") -> None:
         self._redis = client
-        self.key = Keys(prefix).throttles
+        self._keys = Keys(prefix)
+        self.key = self._keys.throttles
 
     def command(self, function: str, kind: str, n: int = 1) -> tuple[Any, ...]:
         """The HINCRBY as a raw command, to ride on a round trip that happens anyway."""
         return ("HINCRBY", self.key, f"{function}|{kind}", n)
 
-    def add(self, function: str, kind: str, n: int = 1) -> None:
-        self._redis.hincrby(self.key, f"{function}|{kind}", n)
+    def add(self, function: str, kind: str, n: int = 1, now: float | None = None) -> None:
+        """Count `n` throttles, in the running total and in this minute's (the charts')."""
+        minute = int((time.time() if now is None else now) // 60)
+        minute_key = self._keys.throttles_minute(minute)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hincrby(self.key, f"{function}|{kind}", n)
+        pipe.hincrby(minute_key, f"{function}|{kind}", n)
+        pipe.expireat(minute_key, (minute + 1) * 60 + MINUTE_KEEP_S)
+        pipe.execute()
 
     def read(self) -> dict[tuple[str, str], int]:
         """{(function, kind): count}."""

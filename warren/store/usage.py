@@ -29,6 +29,7 @@ from warren.keys import Keys
 from warren.usage import PER_DOUBLING, Usage
 
 HOUR_S = 3600
+MINUTE_KEEP_S = 2 * 86400  # the per-minute chart counts: two days
 DEFAULT_RETENTION_DAYS = 90.0  # as settings.DEFAULT_USAGE_RETENTION_DAYS
 
 
@@ -56,11 +57,13 @@ class UsageMeter:
         self.retention_s = retention_s
         self.tap = tap  # also handed each chunk's runs (the worker's /metrics counters)
         self._expiring_hour = -1  # the hour whose key this process has set an expiry on
+        self._expiring_minute = -1
 
     def commands(
         self, runs: Iterable[Metered], now: float | None = None
     ) -> list[tuple[str | int, ...]]:
-        hour = int((time.time() if now is None else now) // HOUR_S)
+        now = time.time() if now is None else now
+        hour = int(now // HOUR_S)
         key = self._keys.usage(hour)
         runs = list(runs)
         if self.tap is not None:
@@ -70,18 +73,27 @@ class UsageMeter:
         for run in runs:
             group = groups.get((run.function, run.version))
             if group is None:
-                group = groups[(run.function, run.version)] = [0, 0, 0, 0, defaultdict(int)]
+                group = groups[(run.function, run.version)] = [0, 0, 0, 0, defaultdict(int), 0]
             duration = run.duration_ms
             group[4][0 if duration <= 1.0 else ceil(PER_DOUBLING * log2(duration))] += 1
             whole = int(duration)
-            group[0] += (whole + (whole != duration) or 1) * run.memory_mb  # billed_ms, inline
+            billed = whole + (whole != duration) or 1  # billed_ms, inline
+            group[0] += billed * run.memory_mb
+            group[5] += billed
             if run.init_ms is not None:
                 group[1] += billed_ms(run.init_ms) * run.memory_mb
                 group[2] += 1
             if run.error:
                 group[3] += 1
         commands: list[tuple[str | int, ...]] = []
-        for (function, version), (mb_ms, init_mb_ms, cold, errors, buckets) in groups.items():
+        minute = int(now // 60)
+        mkey = self._keys.usage_minute(minute)
+        for (function, version), (mb_ms, init_mb_ms, cold, errors, buckets, ms) in groups.items():
+            # The charts' minute: requests, errors and billed milliseconds per function.
+            commands += [("HINCRBY", mkey, f"{function}|req", sum(buckets.values())),
+                         ("HINCRBY", mkey, f"{function}|ms", ms)]
+            if errors:
+                commands.append(("HINCRBY", mkey, f"{function}|err", errors))
             stem = f"{function}|{version}|"
             commands += [("HINCRBY", key, f"{stem}d{i}", n) for i, n in buckets.items()]
             commands.append(("HINCRBY", key, stem + "mbms", mb_ms))
@@ -94,6 +106,9 @@ class UsageMeter:
             # Once per hour per process: the key lives its hour plus the retention.
             commands.append(("EXPIREAT", key, int((hour + 1) * HOUR_S + self.retention_s)))
             self._expiring_hour = hour
+        if commands and minute != self._expiring_minute:
+            commands.append(("EXPIREAT", mkey, (minute + 1) * 60 + MINUTE_KEEP_S))
+            self._expiring_minute = minute
         return commands
 
 
@@ -158,3 +173,23 @@ def fold(hashes: Sequence[dict[Any, Any]], function: str | None = None) -> list[
             usage = totals.setdefault((name, version), Usage())
             usage.add(kind, int(raw_value))
     return [UsageRow(f, v, u) for (f, v), u in sorted(totals.items())]
+
+
+def usage_document(rows: list[UsageRow], since: str, since_s: float) -> dict[str, Any]:
+    """The `warren usage --output json` document (docs/operate.md lists its keys)."""
+    total = Usage()
+    functions: dict[str, dict[str, Any]] = {}
+    per_function: dict[str, Usage] = {}
+    for row in rows:
+        total.merge(row.usage)
+        per_function.setdefault(row.function, Usage()).merge(row.usage)
+        entry = functions.setdefault(row.function, {"versions": {}})
+        entry["versions"][row.version] = row.usage.summary()
+    for name, usage in per_function.items():
+        functions[name] = {**usage.summary(), "versions": functions[name]["versions"]}
+    return {
+        "since": since,
+        "window_days": round(since_s / 86400, 4),
+        **total.summary(),
+        "functions": functions,
+    }
