@@ -176,9 +176,14 @@ class GatewayInvoker:
         reply = self.broker.expect(request_id)
         self._batch.append(waiting)
         if not self._flushing:
-            # The flush runs on the loop's next turn: requests parsed in this one join it.
             self._flushing = True
-            asyncio.ensure_future(self._flush())
+            if self.broker.waiting <= 1:
+                # The only call in flight: dispatch it now, in this coroutine (a loop turn less).
+                await self._flush()
+            else:
+                # Others are in flight: the flush runs on the loop's next turn, and the calls
+                # parsed in this one join its batch.
+                asyncio.ensure_future(self._flush())
         try:
             await waiting.admitted
             data = await asyncio.wait_for(reply, wait_s)

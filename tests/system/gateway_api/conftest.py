@@ -29,8 +29,14 @@ def gw(module_fleet: Fleet) -> Iterator[GatewayKit]:
     kit = GatewayKit(module_fleet)
     yield kit
     kit.close()
-    # A request the gateway refused before reading its body (413) leaves urllib3 a connection
-    # it drops without closing; collect it here, not in whichever test runs next.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sweep_dropped_connections() -> Iterator[None]:
+    # A request the gateway refused before reading its body (413), or one cut by a broker
+    # outage, leaves urllib3 a connection it drops without closing: collect those at the end
+    # of their module, not in whichever test happens to run next.
+    yield
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
