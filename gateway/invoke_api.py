@@ -59,8 +59,9 @@ def event_payload(body: bytes) -> bytes:
     return body
 
 
-def client_context(raw: str | None) -> str | None:
-    """X-Amz-Client-Context: base64 JSON, at most 3583 bytes; passed on as the decoded JSON."""
+def client_context(raw: str | None) -> bytes | None:
+    """X-Amz-Client-Context: base64 JSON, at most 3583 bytes; the handler gets it decoded as
+    `context.client_context` (client, custom, env)."""
     if not raw:
         return None
     if len(raw) > CLIENT_CONTEXT_MAX:
@@ -70,7 +71,7 @@ def client_context(raw: str | None) -> str | None:
         orjson.loads(text)
     except (binascii.Error, orjson.JSONDecodeError):
         raise invalid("Client context must be base64-encoded JSON") from None
-    return text.decode()
+    return text
 
 
 @operation(limit=_limit)
@@ -83,16 +84,18 @@ async def invoke(call: Call) -> Response:
     if log_type not in ("None", "Tail"):
         raise invalid("X-Amz-Log-Type must be None or Tail")
     name, qualifier = split_function_name(call.path("FunctionName"), call.query("Qualifier"))
-    client_context(headers.get("x-amz-client-context"))
+    context = client_context(headers.get("x-amz-client-context"))
     event = event_payload(call.body)
     invoker = call.gateway.invoker
     spec = await invoker.resolve(name, qualifier)
     if kind == DRY_RUN:
         return call.respond(None, 204, {"X-Amz-Executed-Version": spec.version})
     if kind == EVENT:
-        await invoker.submit(spec, event, call.request_id)
+        await invoker.submit(spec, event, call.request_id, context)
         return call.respond(None, 202)
-    reply = await invoker.call(spec, event, call.request_id, log_tail=log_type == "Tail")
+    reply = await invoker.call(
+        spec, event, call.request_id, log_tail=log_type == "Tail", client_context=context
+    )
     out = {
         "x-amzn-RequestId": call.request_id,
         "X-Amz-Executed-Version": reply.executed_version or spec.version or LATEST,

@@ -135,23 +135,34 @@ class GatewayInvoker:
         return pick
 
     # -- invoking -------------------------------------------------------------------------
-    async def submit(self, spec: FunctionSpec, event: bytes, request_id: str) -> None:
+    async def submit(
+        self, spec: FunctionSpec, event: bytes, request_id: str, client_context: bytes | None = None
+    ) -> None:
         """An `Event` invocation, durably queued for the router when this returns (202)."""
         if len(event) > MAX_ASYNC_PAYLOAD:
             raise InvalidParameter("RequestTooLargeException: an async payload is at most 1 MB")
-        invocation = Invocation(request_id, spec, event, EVENT)
+        invocation = Invocation(request_id, spec, event, EVENT, client_context=client_context)
         await self.broker.declare(DEFAULT_POOL)
         await self.broker.publish(self.topology.async_queue, [encode_chunk([invocation])])
 
     async def call(
-        self, spec: FunctionSpec, event: bytes, request_id: str, *, log_tail: bool = False
+        self,
+        spec: FunctionSpec,
+        event: bytes,
+        request_id: str,
+        *,
+        log_tail: bool = False,
+        client_context: bytes | None = None,
     ) -> Reply:
         """A `RequestResponse` invocation: its reply, or TooManyRequests / Unavailable."""
         if len(event) > MAX_SYNC_PAYLOAD:
             raise InvalidParameter("RequestTooLargeException: a sync payload is at most 6 MB")
         await self.broker.declare(spec.pool)  # connected first: no lease for a call that can't go
         wait_s = self._wait_s(spec)
-        invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
+        invocation = Invocation(
+            request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail,
+            client_context=client_context,
+        )
         waiting = _Waiting(invocation)
         parked = self.park.take(spec.name, wait_s) if self.park.enabled else None
         if parked is not None:  # no Redis call: this lease is the gateway's already
@@ -165,9 +176,14 @@ class GatewayInvoker:
         reply = self.broker.expect(request_id)
         self._batch.append(waiting)
         if not self._flushing:
-            # The flush runs on the loop's next turn: requests parsed in this one join it.
             self._flushing = True
-            asyncio.ensure_future(self._flush())
+            if self.broker.waiting <= 1:
+                # The only call in flight: dispatch it now, in this coroutine (a loop turn less).
+                await self._flush()
+            else:
+                # Others are in flight: the flush runs on the loop's next turn, and the calls
+                # parsed in this one join its batch.
+                asyncio.ensure_future(self._flush())
         try:
             await waiting.admitted
             data = await asyncio.wait_for(reply, wait_s)

@@ -57,7 +57,9 @@ class Executor:
         except WarrenError as exc:
             return self._service_error(inv, exc)
         try:
-            outcome = sandbox.invoke(payload=inv.payload, request_id=inv.request_id)
+            outcome = sandbox.invoke(
+                payload=inv.payload, request_id=inv.request_id, client_context=inv.client_context
+            )
         except WarrenError as exc:
             sandbox.close()
             return self._service_error(inv, exc)

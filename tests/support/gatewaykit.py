@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import socket
 import time
-import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from support.fleet import Fleet
 from warren.store.accesskeys import AccessKeys
 
 HANDLERS = Path(__file__).parent / "handlers" / "gateway"
+
+
+def fetch(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any, bytes]:
+    """One request on a connection of its own, closed before returning (urllib's error
+    responses leave their sockets to the garbage collector)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
 
 
 def free_port() -> int:
@@ -46,8 +63,7 @@ class GatewayKit:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.endpoint + "/healthz", timeout=1) as response:
-                return bool(response.status == 200)
+            return fetch(self.endpoint + "/healthz")[0] == 200
         except OSError:
             return False
 

@@ -104,12 +104,19 @@ def test_qualifiers_name_colon_qualifier_and_arns_pick_the_version(gw: GatewayKi
         lam.invoke(FunctionName=f"{name}:1", Qualifier="2")
 
 
-def test_the_client_context_header_is_checked(gw: GatewayKit) -> None:
+def test_the_client_context_reaches_the_handler(gw: GatewayKit) -> None:
+    # Given a function, and a client context as the mobile SDKs send it
     name = unique_name("ctx")
     gw.create(name)
     lam = gw.client()
-    good = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
-    assert lam.invoke(FunctionName=name, ClientContext=good)["StatusCode"] == 200
+    sent = {"client": {"app_title": "shop"}, "custom": {"k": "v"}, "env": {"locale": "en"}}
+    header = base64.b64encode(json.dumps(sent).encode()).decode()
+    # When it is invoked with X-Amz-Client-Context, then context.client_context carries it
+    out = json.loads(lam.invoke(FunctionName=name, ClientContext=header)["Payload"].read())
+    assert out["client_context"] == {"custom": {"k": "v"}, "env": {"locale": "en"},
+                                     "app_title": "shop"}
+    # And without one it is None; a header that is not base64 JSON is refused
+    assert json.loads(lam.invoke(FunctionName=name)["Payload"].read())["client_context"] is None
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         lam.invoke(FunctionName=name, ClientContext="not base64 json!")
 

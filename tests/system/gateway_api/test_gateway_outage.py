@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from botocore.exceptions import ClientError
-from support.gatewaykit import GatewayKit, unique_name
+from support.gatewaykit import GatewayKit, fetch, unique_name
 from support.proxy import CuttableProxy
 
 pytestmark = pytest.mark.slow
@@ -24,12 +22,8 @@ def through(proxy: CuttableProxy, url: str) -> str:
 
 
 def ready(endpoint: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(endpoint + "/readyz", timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
+    status, _, body = fetch(endpoint + "/readyz")
+    return status, json.loads(body)
 
 
 def test_a_broker_that_goes_away_mid_request_gives_a_5xx_then_the_gateway_recovers(

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from support.gatewaykit import GatewayKit, unique_name
+from support.gatewaykit import GatewayKit, fetch, unique_name
 
 pytestmark = pytest.mark.slow
-
-
-def fetch(
-    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any, bytes]:
-    """One request on a connection of its own, closed before returning."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-    try:
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn.request(method, target, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        conn.close()
 
 
 def url_for(gw: GatewayKit, handler: str, auth: str = "NONE", **options: Any) -> tuple[str, str]:

@@ -7,12 +7,16 @@ import time
 
 def echo(event, context):
     print("echo", json.dumps(event))
-    client_context = getattr(context, "client_context", None)
+    cc = context.client_context
     return {
         "event": event,
         "version": context.function_version,
         "request_id": context.aws_request_id,
-        "client_context": client_context if isinstance(client_context, (dict, str)) else None,
+        "client_context": None if cc is None else {
+            "custom": cc.custom,
+            "env": cc.env,
+            "app_title": cc.client.app_title if cc.client else None,
+        },
     }
 
 
