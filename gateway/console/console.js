@@ -85,10 +85,13 @@ async function refreshDetail() {
   const shown = { Handler: fn.handler, Runtime: fn.runtime, "Memory (MB)": fn.memory_mb,
     "Timeout (s)": fn.timeout_s, Pool: fn.pool, ARN: fn.arn, "Code SHA-256": fn.code_sha256 };
   config.replaceChildren(...Object.entries(shown).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const range = state.range;
   const [data, recent] = await Promise.all([
-    api(`series?function=${encodeURIComponent(fn.name)}&range=${state.range}`),
+    api(`series?function=${encodeURIComponent(fn.name)}&range=${range}`),
     api(`logs?function=${encodeURIComponent(fn.name)}&limit=10`),
   ]);
+  // Another function (or range) was chosen meanwhile: its own refresh draws it.
+  if (!state.fn || state.fn.name !== fn.name || state.range !== range) return;
   for (const key of ["invocations", "errors", "throttles", "duration"]) {
     const field = key === "duration" ? "duration_ms" : key;
     drawChart(document.getElementById("chart-" + key), data.points, field);

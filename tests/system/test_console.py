@@ -110,25 +110,36 @@ def test_console_shows_functions_a_chart_with_points_and_a_log_line(fleet: Fleet
         # When a person opens the console
         driver.get(base + "/console/")
 
+        # Read and click through the page's own script: the tables are redrawn every few
+        # seconds, so an element found a moment ago may be gone (stale) by the next call.
         def text_of(element_id: str) -> str:
-            return str(driver.find_element("id", element_id).text)
+            return str(driver.execute_script(
+                "return document.getElementById(arguments[0]).innerText", element_id))
+
+        def click_function(name: str) -> None:
+            driver.execute_script(
+                "for (const tr of document.querySelectorAll('#functions-table tbody tr'))"
+                "  if (tr.cells[0].textContent === arguments[0]) tr.click();", name)
 
         # Then they see the function names, with their counters
         wait_until(lambda: "console-hello" in text_of("functions-table"), "the functions table")
         assert "console-fail" in text_of("functions-table")
         # and, on choosing a function, its invocation chart has data points
-        rows = driver.find_elements("css selector", "#functions-table tbody tr")
-        next(r for r in rows if "console-hello" in r.text).click()
+        click_function("console-hello")
         wait_until(lambda: text_of("detail-name") == "console-hello", "console-hello's detail")
         wait_until(lambda: driver.find_elements("css selector", "#chart-invocations circle.point"),
                    "a data point on the invocations chart")
         # and a log line of a recent invocation
-        wait_until(lambda: "START RequestId:" in text_of("invocations"), "a log line")
-        assert "echo" in text_of("invocations")
+        wait_until(lambda: "START RequestId:" in text_of("invocations")
+                   and "echo {'n'" in text_of("invocations"), "a log line of console-hello")
         # And it updates without a reload: a new invocation shows up in the counters
         fleet.client.invoke("console-hello", {"n": 9})
-        wait_until(lambda: "4" in [c.text for c in driver.find_elements(
-            "css selector", "#functions-table tbody tr td")], "the counter to reach 4")
+        invocations_of_hello = (
+            "const row = [...document.querySelectorAll('#functions-table tbody tr')]"
+            "  .find((tr) => tr.cells[0].textContent === 'console-hello');"
+            "return row ? row.cells[10].textContent : null;")
+        wait_until(lambda: driver.execute_script(invocations_of_hello) == "4",
+                   "the counter to reach 4")
         # and usage and cost are shown
         wait_until(lambda: "requests" in text_of("usage-total"), "the usage line")
         assert "console-hello" in text_of("usage-table")
