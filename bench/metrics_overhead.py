@@ -1,11 +1,14 @@
-"""Metrics on vs off: bench/fleet.py and bench/sources.py (fleet runs) of two source trees,
-run alternately on the same machine, medians compared; writes bench/results/metrics_overhead.json.
+"""Metrics on vs off: bench/fleet.py and bench/sources.py (fleet runs), run alternately on the
+same machine, medians compared; writes bench/results/metrics_overhead.json.
 
-    python bench/metrics_overhead.py --base /tmp/base-tree --new . [--rounds 5]
+    git archive HEAD | tar -x -C /tmp/tree
+    python bench/metrics_overhead.py --base /tmp/tree --new /tmp/tree [--rounds 7]
 
-`--base` is a tree without metering and metrics (the commit before them); `--new` this one,
-run with BENCH_METRICS_PORT set (router, worker and poller serve /metrics, scraped every 5 s).
-A pair's order alternates between rounds so drift in the machine's load hits both alike.
+`--base` runs without BENCH_METRICS_PORT (no /metrics: no per-invocation counters, no probe
+threads), `--new` with it (router, worker and poller serve /metrics, scraped every 5 s). Give
+both the same tree to measure metrics alone (the usage meter runs in both: its own cost is
+bench/metering_cost.py's), or an older tree as `--base` to compare releases. A pair's order
+alternates between rounds so drift in the machine's load hits both alike.
 """
 
 from __future__ import annotations
