@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from warren.errors import StoreUnavailable
+from router.destination import DestinationSet
+from warren.errors import StoreUnavailable, WarrenError
 from warren.invocation import Invocation
 from warren.observe.metrics import Registry
+from warren.settings import Settings
 from warren.store.redis import redis_errors
 from warren.store.throttles import ThrottleStore
 
@@ -72,3 +75,36 @@ class RouterMetrics:
 
     def dead_lettered(self, queue: str) -> None:
         self.dead_letters.inc((queue,))
+
+
+class CountedDestinations(DestinationSet):
+    """A DestinationSet that counts records delivered and delivery failures per function
+    (Lambda: DestinationDeliveryFailures). A failure still raises: the caller requeues."""
+
+    def __init__(
+        self, settings: Settings, redis_client: Any, registry: Registry
+    ) -> None:
+        super().__init__(settings, redis_client)
+        self.failures = registry.counter(
+            "warren_destination_delivery_failures_total",
+            "Destination records that could not be delivered (Lambda: "
+            "DestinationDeliveryFailures); the invocation or batch is retried.", ("function",))
+        self.delivered = registry.counter(
+            "warren_destination_records_total",
+            "Records delivered to on-success / on-failure destinations.", ("function",))
+
+    def send(self, uri: str, record: dict[str, Any]) -> None:
+        label = (_function_of(record),)
+        try:
+            super().send(uri, record)
+        except WarrenError:
+            self.failures.inc(label)
+            raise
+        self.delivered.inc(label)
+
+
+def _function_of(record: dict[str, Any]) -> str:
+    """The function a destination record is about, from its functionArn (name[:qualifier])."""
+    arn = str(record.get("requestContext", {}).get("functionArn", ""))
+    parts = arn.split(":")
+    return parts[6] if len(parts) > 6 else arn

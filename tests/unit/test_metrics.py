@@ -44,3 +44,33 @@ def test_probe_server_answers_and_the_wait_helper_waits_for_ready() -> None:
         assert wait(base + "/readyz", 5)
     finally:
         server.stop()
+
+
+def test_destination_failures_are_counted_per_function_and_still_raise() -> None:
+    import pytest
+
+    from router.metrics import CountedDestinations
+    from warren.errors import BrokerUnavailable
+    from warren.settings import Settings
+
+    class Sink:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        def send(self, record: dict[str, object]) -> None:
+            if self.fail:
+                raise BrokerUnavailable("down")
+
+        def close(self) -> None:
+            return None
+
+    registry = Registry()
+    destinations = CountedDestinations(Settings.from_environ({}), None, registry)
+    destinations._open = {"amqp:///ok": Sink(False), "amqp:///down": Sink(True)}
+    record = {"requestContext": {"functionArn": "arn:aws:lambda:us-east-1:0:function:f:$LATEST"}}
+    destinations.send("amqp:///ok", record)
+    with pytest.raises(BrokerUnavailable):
+        destinations.send("amqp:///down", record)
+    text = registry.render()
+    assert 'warren_destination_records_total{function="f"} 1' in text
+    assert 'warren_destination_delivery_failures_total{function="f"} 1' in text

@@ -18,7 +18,7 @@ from router.batching.invoker import FleetInvoker, Invoker
 from router.batching.runner import BatchRunner
 from router.destination import DestinationSet, open_destination
 from router.dispatch import Dispatcher
-from router.metrics import RouterMetrics
+from router.metrics import CountedDestinations, RouterMetrics
 from router.retry import RetryPolicy
 from router.router import Router
 from warren.aws import function_arn
@@ -121,7 +121,8 @@ def build_worker(
         (ShippingLogStore if log_stdout else LogStore)(
             client, settings.prefix, settings.log_maxlen, settings.log_max_age_days * 86400
         ),
-        DestinationSet(settings, client),
+        DestinationSet(settings, client) if metrics is None
+        else CountedDestinations(settings, client, metrics.registry),
         policy,
         meter=UsageMeter(
             settings.prefix,
@@ -141,13 +142,14 @@ def build_router(
         client, settings.prefix, settings.account_concurrency, registry.reservations
     )
     keys = Keys(settings.prefix)
+    metrics = metrics or Registry()
     return Router(
         lambda: Backbone(settings.amqp, keys, name="warren-router"),
         semaphore,
-        DestinationSet(settings, client),
+        CountedDestinations(settings, client, metrics),
         retry_policy(environ),
         max_chunk=_positive_int(environ, "WARREN_ROUTER_CHUNK", 100),
-        metrics=RouterMetrics(metrics or Registry(), ThrottleStore(client, settings.prefix)),
+        metrics=RouterMetrics(metrics, ThrottleStore(client, settings.prefix)),
     )
 
 
