@@ -41,6 +41,7 @@ lint: install
 bench: install services
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/sandbox.py
+	$(PY) bench/runtimes.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from broker_adapters.amqp import Backbone, Delivery
+from broker_adapters.amqp import Backbone
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
 from router.workerwatch import NO_WORKER, WorkerWatch
@@ -34,6 +34,7 @@ from warren.invocation import (
     encode_chunk,
 )
 from warren.keys import DEFAULT_POOL, Keys
+from warren.ports import Delivery
 from warren.settings import Settings
 from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry

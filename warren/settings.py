@@ -24,9 +24,10 @@ class AmqpSettings:
     vhost: str
     username: str
     password: str
+    fastpath: bool = True  # pika's internals for speed (broker_adapters/amqp_fastpath.py)
 
     @classmethod
-    def from_url(cls, url: str) -> AmqpSettings:
+    def from_url(cls, url: str, *, fastpath: bool = True) -> AmqpSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
             raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {url!r}")
@@ -42,6 +43,7 @@ class AmqpSettings:
             vhost=unquote(path) if path else "/",
             username=unquote(parts.username or "guest"),
             password=unquote(parts.password or "guest"),
+            fastpath=fastpath,
         )
 
 
@@ -116,7 +118,8 @@ class Settings:
             raise ConfigError(f"WARREN_LOG_MAXLEN must be at least 10 entries, got {raw_maxlen!r}")
         return cls(
             amqp=AmqpSettings.from_url(
-                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
+                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL),
+                fastpath=_switch(environ, "WARREN_AMQP_FASTPATH", True),
             ),
             redis=RedisSettings.from_url(
                 redis_url or environ.get("WARREN_REDIS_URL", DEFAULT_REDIS_URL)
@@ -152,3 +155,14 @@ def _days(environ: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value <= 3660:
         raise ConfigError(f"{name} must be a number of days from 1/24 to 3660, got {raw!r}")
     return value
+
+
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (on or off), got {environ[name]!r}")
