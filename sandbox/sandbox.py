@@ -284,8 +284,7 @@ class Sandbox:
                 denied = True  # root without CAP_KILL may not signal the sandbox uid
             except OSError:
                 pass
-        # Every process the child started is in its group (only root could move one out), so an
-        # emptied group means nothing is left; the uid kill is for when there is no group.
+        # The child's processes stay in its group (only root moves one out): emptied = none left.
         emptied = self._cgroup is not None and self._cgroup.kill_all()
         uid_kill = self._uid is not None and not emptied
         if uid_kill and denied:
@@ -328,9 +327,8 @@ class Sandbox:
             )
         return init_ms
 
-    def _invoke(
-        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes
-    ) -> Outcome:
+    def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None,
+                cc: bytes) -> Outcome:
         assert self._channel is not None
         started = time.monotonic()
         deadline = started + self.timeout_s

@@ -36,7 +36,8 @@ def get(url: str) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=10) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:  # an HTTPError holds the response open
+            return exc.code, exc.read().decode()
     except OSError:
         return 0, ""
 
@@ -175,6 +176,7 @@ def test_console_needs_an_access_key_when_the_gateway_signs(fleet: Fleet) -> Non
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
+    refused.value.close()
     # And the right one signs in, after which the overview answers
     request = urllib.request.Request(
         base + "/console/api/login", method="POST",
