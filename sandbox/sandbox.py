@@ -284,7 +284,7 @@ class Sandbox:
                 denied = True  # root without CAP_KILL may not signal the sandbox uid
             except OSError:
                 pass
-        # The child's processes stay in its group (only root moves one out): emptied = none left.
+        # Processes stay in the child's group (only root moves one out); no group: kill by uid.
         emptied = self._cgroup is not None and self._cgroup.kill_all()
         uid_kill = self._uid is not None and not emptied
         if uid_kill and denied:
