@@ -8,8 +8,8 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+import orjson
 import redis
 import redis.asyncio
 from starlette.applications import Starlette
@@ -134,8 +134,6 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    import orjson
-
     gw: Gateway = request.app.state.gateway
     checks = await gw.ready()
     ok = all(value == "ok" for value in checks.values())
@@ -183,7 +181,3 @@ def create_app(settings: Settings, options: GatewayOptions) -> Starlette:
 def create_app_from_environ() -> Starlette:
     """The factory each `--workers` process calls: settings from the environment it inherits."""
     return create_app(Settings.from_environ(os.environ), GatewayOptions.from_environ(os.environ))
-
-
-def gateway_of(request: Request) -> Any:
-    return request.app.state.gateway
