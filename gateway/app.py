@@ -21,6 +21,7 @@ from broker_adapters.asyncbroker import AsyncBroker
 from broker_adapters.sources import purge_source
 from gateway.invoker import GatewayInvoker
 from gateway.sigv4 import SigV4Verifier
+from gateway.urlinvoke import Receive, Scope, Send, is_url_request, url_app
 from warren.errors import ConfigError, WarrenError
 from warren.keys import Keys
 from warren.settings import Settings
@@ -148,13 +149,12 @@ def routes() -> list[BaseRoute]:
         functions_api,
         invoke_api,
         mappings_api,
-        urlinvoke,
         urls_api,
     )
 
-    # Starlette tries routes in order: the hot ones first (function URLs, Invoke, health).
+    # Starlette tries routes in order: the hot ones first (Invoke, health). Function URLs do
+    # not come here: GatewayApp answers them before Starlette.
     found: list[BaseRoute] = [
-        *urlinvoke.ROUTES,
         *invoke_api.ROUTES,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -164,7 +164,26 @@ def routes() -> list[BaseRoute]:
     return found
 
 
-def create_app(settings: Settings, options: GatewayOptions) -> Starlette:
+class GatewayApp:
+    """The ASGI app: function URL requests go straight to `url_app`; the API, health and the
+    lifespan to Starlette."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_url_request(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await url_app(self.app.state.gateway, scope, receive, send)
+        except Exception:  # a bug: a 500, logged, and the server goes on
+            log.exception("function URL request failed")
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+
+def create_app(settings: Settings, options: GatewayOptions) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(settings, options)
@@ -175,9 +194,9 @@ def create_app(settings: Settings, options: GatewayOptions) -> Starlette:
         finally:
             await gateway.close()
 
-    return Starlette(routes=routes(), lifespan=lifespan)
+    return GatewayApp(Starlette(routes=routes(), lifespan=lifespan))
 
 
-def create_app_from_environ() -> Starlette:
+def create_app_from_environ() -> GatewayApp:
     """The factory each `--workers` process calls: settings from the environment it inherits."""
     return create_app(Settings.from_environ(os.environ), GatewayOptions.from_environ(os.environ))
