@@ -133,7 +133,7 @@ async def url_app(gateway: Any, scope: Scope, receive: Receive, send: Send) -> N
     except WarrenError as exc:
         await _plain(send, 400, str(exc), request_id)
         return
-    if reply.function_error:
+    if reply.function_error or reply.status >= 500:
         await _plain(send, 502, "Internal Server Error", request_id)
         return
     out = response(reply.payload)
