@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import orjson
-import redis
 import redis.asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,6 +27,7 @@ from warren.settings import Settings
 from warren.store.accesskeys import SecretLookup
 from warren.store.codes import CodeStore
 from warren.store.mappings import MappingStore
+from warren.store.redis import CONNECT_TIMEOUT_S, connect
 from warren.store.registry import Registry
 from warren.store.urls import UrlStore
 
@@ -75,9 +75,9 @@ class Gateway:
         self.topology = Keys(settings.prefix)
         # Management calls use the core's sync stores from worker threads; the hot path
         # (keys, admission, URL lookups) uses the async client on the loop.
-        self.redis = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
+        self.redis = connect(settings.redis)
         self.aredis = redis.asyncio.Redis.from_url(
-            settings.redis.url, socket_connect_timeout=5
+            settings.redis.url, socket_connect_timeout=CONNECT_TIMEOUT_S
         )
         self.registry = Registry(
             self.redis,
