@@ -35,6 +35,7 @@ lint: install
 bench: install services
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/sandbox.py
+	$(PY) bench/runtimes.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

@@ -20,7 +20,8 @@ import pika
 import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from broker_adapters.amqp import REPLY_TO, _coalesce_frames, redact
+from broker_adapters.amqp import REPLY_TO, redact
+from broker_adapters.amqp_fastpath import install_on_asyncio
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
@@ -28,13 +29,6 @@ from warren.settings import AmqpSettings
 log = logging.getLogger("warren.gateway.broker")
 
 CONNECT_TIMEOUT_S = 10.0
-
-
-class _Wrapped:
-    """What backbone's frame coalescing expects: an object whose `_impl` is the connection."""
-
-    def __init__(self, impl: Any) -> None:
-        self._impl = impl
 
 
 class _Link:
@@ -190,9 +184,8 @@ class AsyncBroker:
             custom_ioloop=loop,
         )
         await asyncio.wait_for(opened, CONNECT_TIMEOUT_S)
-        # A request's frames leave in one send() at once, not on the loop's next write turn
-        # (the same hook Backbone uses; it takes the connection object under a wrapper).
-        _coalesce_frames(_Wrapped(conn))
+        # A request's frames leave in one send() at once, not on the loop's next write turn.
+        install_on_asyncio(conn, enabled=self.amqp.fastpath)
         link = _Link(conn)
         conn.add_on_close_callback(lambda _c, reason: self._lost(link, reason))
         link.requests = await self._channel(link)

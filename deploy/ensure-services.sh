@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure what Warren needs answers on this box: RabbitMQ, Redis and an S3-compatible endpoint.
+# Makes sure what Warren needs answers on this box: RabbitMQ, Redis, an S3-compatible endpoint, and
+# Node.js for the nodejs* runtimes.
 # Uses docker compose where a Docker engine runs; otherwise installs Debian's packages when absent
 # and starts the daemons. Safe to run again: a service that already answers is left alone.
 set -euo pipefail
@@ -65,4 +66,12 @@ if ! answers "$S3_PORT"; then
   wait_for "$S3_PORT" 30 "the S3 endpoint"
 fi
 
-echo "ensure-services: RabbitMQ :5672, Redis :6379 and S3 :$S3_PORT answer"
+# Node.js runs the nodejs* runtimes (sandbox/node/); curl is what a shell `bootstrap` uses (the
+# provided* tests). Without them those tests would only skip.
+if ! command -v node >/dev/null 2>&1 && ! command -v nodejs >/dev/null 2>&1; then
+  echo "ensure-services: installing Node.js (Debian's nodejs) for the nodejs* runtimes"
+  apt_install nodejs
+fi
+command -v curl >/dev/null 2>&1 || { echo "ensure-services: installing curl"; apt_install curl; }
+
+echo "ensure-services: RabbitMQ :5672, Redis :6379 and S3 :$S3_PORT answer; node $(node --version 2>/dev/null || nodejs --version)"

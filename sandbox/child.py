@@ -75,9 +75,12 @@ def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> 
     code = 0
     try:
         _isolate(spec, ctrl_fd, log_fd, parent_pid)
+        from sandbox.bootstrap import exec_bootstrap
         from sandbox.runtime import Runtime
 
         init_error = _enter_code_dir(spec)
+        if spec.get("exec") and init_error is None:  # an external runtime: its bootstrap serves
+            exec_bootstrap(spec, CTRL_FD)
         sock = socket.socket(fileno=CTRL_FD)
         Runtime(sock, spec["handler"], init_error, spec["arn"]).serve()
     except SystemExit as exc:  # sys.exit() in a handler ends the runtime, as it does on Lambda

@@ -32,17 +32,20 @@ def lambda_environment(
     code_dir: str,
     runtime_dir: str,
     tmp_dir: str,
+    runtime: str = RUNTIME,
 ) -> dict[str, str]:
     """Compose the child's whole environment; reserved names always win over the function's."""
     env = dict(DEFAULTS)
-    env["PYTHONPATH"] = code_dir
+    env["PATH"] = f"{code_dir}/bin:{DEFAULTS['PATH']}"  # a bundle's own tools (Lambda's /opt/bin)
+    if runtime.startswith("python"):
+        env["PYTHONPATH"] = code_dir
     env.update(function_env)
     env.update(
         {
             "_HANDLER": handler,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{RUNTIME}",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": function_name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": function_version,

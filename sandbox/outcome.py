@@ -42,7 +42,11 @@ class Outcome:
         try:
             return orjson.loads(self.result_json)
         except orjson.JSONDecodeError:
+            pass
+        try:
             return json.loads(self.result_json)  # NaN and Infinity, which Python's json emits
+        except ValueError:  # a custom runtime may answer with any bytes; Lambda passes them on
+            return self.result_json.decode("utf-8", "replace")
 
     def as_dict(self) -> dict[str, Any]:
         """The `--output json` shape."""

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from sandbox import protocol
+from sandbox import protocol, runtimes
+from sandbox.apichannel import ApiChannel, listen, open_channel
 from sandbox.cgroup import Cgroup
 from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.environment import lambda_environment
@@ -30,6 +31,7 @@ from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, describe_status, make_outcome
+from sandbox.procstatus import peak_rss_kb
 from sandbox.tmpdir import remove_tree
 from sandbox.uidpool import UidLease, UidsExhausted
 from warren import aws
@@ -58,6 +60,7 @@ class Sandbox:
         invoked_function_arn: str | None = None,
         region: str = "us-east-1",
         isolation: Isolation | None = None,
+        runtime: str | None = None,
     ) -> None:
         self.code_dir = os.path.abspath(code_dir)
         if not os.path.isdir(self.code_dir):
@@ -66,6 +69,8 @@ class Sandbox:
             raise InvalidParameter(f"memory must be a whole number of MB >= 32, not {memory_mb!r}")
         if not timeout_s > 0:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
+        self._plan = runtimes.plan(runtime, self.code_dir, memory_mb)  # refused if not runnable
+        self.runtime = self._plan.runtime
         self.handler = handler
         self.memory_mb = memory_mb
         self.timeout_s = float(timeout_s)
@@ -86,7 +91,7 @@ class Sandbox:
         self._uid: UidLease | None = None
         self._cgroup: Cgroup | None = None
         self._child: ChildProcess | None = None
-        self._channel: ChildChannel | None = None
+        self._channel: ChildChannel | ApiChannel | None = None
         self._awaiting_ready = False
 
     # -- public surface -------------------------------------------------------------------
@@ -125,10 +130,8 @@ class Sandbox:
             if not self.alive:
                 self._spawn()
 
-    def invoke(
-        self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None,
-        client_context: bytes | None = None,
-    ) -> Outcome:
+    def invoke(self, event: Any = None, *, payload: bytes | None = None,
+               request_id: str | None = None, client_context: bytes | None = None) -> Outcome:
         """Run the handler once; `payload` is the event as JSON bytes, `client_context` JSON."""
         if payload is None:
             try:
@@ -182,17 +185,21 @@ class Sandbox:
         self._prepare()
         ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
+        listener = listen() if self._plan.external else None  # its Runtime API endpoint
         try:
-            self._child = self._launcher.spawn(self._spec(), ctrl_child.fileno(), log_w)
+            self._child = self._launcher.spawn(self._spec(listener), ctrl_child.fileno(), log_w)
         except BaseException:
             ctrl.close()
             os.close(log_r)
+            if listener is not None:
+                listener.close()
             raise
         finally:
             ctrl_child.close()
             os.close(log_w)
         self._cgroup = self._child.cgroup
-        self._channel = ChildChannel(ctrl, log_r, self._child.fileno())
+        owner = (self.invoked_function_arn, self.uid, self.memory_mb)
+        self._channel = open_channel(ctrl, log_r, self._child, listener, owner)
         self._awaiting_ready = True
 
     def _prepare(self) -> None:
@@ -220,7 +227,7 @@ class Sandbox:
         self._uid, self._own_uid = None, False
         self.enforcement = self._iso.without_own_uid(self.enforcement, why)
 
-    def _spec(self) -> dict[str, Any]:
+    def _spec(self, listener: socket.socket | None = None) -> dict[str, Any]:
         assert self._tmp_dir is not None
         rlimits = {
             "nofile": self._iso.max_open_files,
@@ -248,8 +255,9 @@ class Sandbox:
             code_dir=self.code_dir,
             runtime_dir=_RUNTIME_DIR,
             tmp_dir=self._tmp_dir,
+            runtime=self.runtime,
         )
-        return {
+        spec: dict[str, Any] = {
             "code_dir": self.code_dir,
             "handler": self.handler,
             "arn": self.invoked_function_arn,
@@ -259,6 +267,7 @@ class Sandbox:
             "cgroup_procs": [],
             "rlimits": rlimits,
         }
+        return runtimes.exec_spec(spec, self._plan, listener, self.memory_mb)
 
     def _discard(self) -> None:
         """Kill the child and everything it started, remove its cgroup; keep tmp dir and uid."""
@@ -318,7 +327,7 @@ class Sandbox:
         return init_ms
 
     def _invoke(
-        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes
+        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes = b""
     ) -> Outcome:
         assert self._channel is not None
         started = time.monotonic()
@@ -384,16 +393,7 @@ class Sandbox:
 
     def _child_peak_mb(self) -> int:
         """The child's peak RSS read from /proc, while it still runs (for timeouts)."""
-        if self._child is None:
-            return 0
-        try:
-            with open(f"/proc/{self._child.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return -(-int(line.split()[1]) // 1024)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return -(-peak_rss_kb(self._child.pid) // 1024) if self._child is not None else 0
 
     def _outcome(self, rid: str, logs: LogBuffer, *rest: Any) -> Outcome:
         """make_outcome (status, error, body, duration, init, peak) for this sandbox's run."""

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import sandbox.bootstrap  # noqa: F401  (as sandbox.runtime: loaded once, shared by every child)
 import sandbox.child as child
 import sandbox.runtime  # noqa: F401  (imported here so every child starts with it loaded)
 from sandbox.cgroup import Cgroup, CgroupParent

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from warren import runtimes
 from warren.aws import function_arn, iso_time
 from warren.errors import InvalidParameter
 
@@ -30,11 +31,12 @@ DEFAULT_POOL = "default"  # the pool of a function that names none (keys.work_qu
 _ALIAS_NAME = re.compile(r"(?!^[0-9]+$)[A-Za-z0-9_-]+")
 _VERSION = re.compile(r"[1-9][0-9]*")
 _ENV_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]+")
-_RUNTIME = re.compile(r"python3\.[0-9]{1,2}")
 # `module.function`, `pkg.module.function` or awslambdaric's `pkg/module.function`; no segment
 # may be empty, `.` or `..`, so a handler cannot name a module outside the task root.
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
 _HANDLER = re.compile(rf"(?:{_SEGMENT}/)*{_SEGMENT}(?:\.{_SEGMENT})*\.[A-Za-z_][A-Za-z0-9_]*")
+# A `provided` bootstrap reads _HANDLER as it likes: Lambda only forbids whitespace there.
+_ANY_HANDLER = re.compile(r"\S+")
 _DESTINATION = re.compile(r"(amqp:///[A-Za-z0-9_.:-]{1,255}|redis\+stream:///[^\s/]{1,255})")
 
 # The variables Lambda's runtime sets itself (lambda-semantics §4.3); a function may not set them.
@@ -178,8 +180,8 @@ class FunctionSpec:
 
     def validate(self) -> FunctionSpec:
         check_function_name(self.name)
-        check_handler(self.handler)
         check_runtime(self.runtime)
+        check_handler(self.handler, self.runtime)
         check_range("memory", self.memory_mb, MEMORY_MIN_MB, MEMORY_MAX_MB, " MB")
         check_range("timeout", self.timeout_s, TIMEOUT_MIN_S, TIMEOUT_MAX_S, " s")
         check_env(self.env)
@@ -252,8 +254,9 @@ def is_version(qualifier: str) -> bool:
     return bool(_VERSION.fullmatch(qualifier))
 
 
-def check_handler(handler: str) -> str:
-    if len(handler) > HANDLER_MAX or not _HANDLER.fullmatch(handler):
+def check_handler(handler: str, runtime: str | None = None) -> str:
+    rule = _ANY_HANDLER if runtime is not None and runtimes.is_provided(runtime) else _HANDLER
+    if len(handler) > HANDLER_MAX or not rule.fullmatch(handler):
         raise InvalidParameter(
             f"handler {handler!r} is invalid: use module.function (e.g. app.handler), "
             f"at most {HANDLER_MAX} characters"
@@ -262,9 +265,9 @@ def check_handler(handler: str) -> str:
 
 
 def check_runtime(runtime: str) -> str:
-    if not _RUNTIME.fullmatch(runtime):
+    if runtime not in runtimes.KNOWN:
         raise InvalidParameter(
-            f"runtime {runtime!r} is not supported: use python3.N, e.g. python3.11"
+            f"runtime {runtime!r} is not supported: use one of {runtimes.describe(runtimes.KNOWN)}"
         )
     return runtime
 

@@ -42,6 +42,7 @@ def sandbox_key(spec: FunctionSpec) -> Hashable:
         spec.name,
         spec.version,
         spec.code_sha256,
+        spec.runtime,
         spec.handler,
         spec.memory_mb,
         spec.timeout_s,

@@ -139,6 +139,7 @@ def test_status_json_lists_the_worker_queues_and_functions(echo_fleet: Fleet) ->
     status = json.loads(out.stdout)
     (worker,) = status["workers"]
     assert worker["slots"] == 2 and worker["host"] and worker["last_heartbeat"] > 0
+    assert "provided.al2023" in worker["runtimes"]  # what this worker can run, advertised
     names = {q["name"] for q in status["queues"]}
     assert echo_fleet.keys.work_queue() in names
     echo = next(f for f in status["functions"] if f["name"] == "echo")

@@ -75,6 +75,7 @@ def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> Wa
         function_version=spec.version,
         invoked_function_arn=spec.arn,
         isolation=isolation,
+        runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
     )
     return sandbox
 
@@ -179,7 +180,8 @@ def build_poller(
                 spec.source, mapping_id=spec.uuid, start_position=spec.start_position,
                 redis=client, prefix=settings.prefix,
                 options={"consumer": poller, "batch_size": spec.batch_size,
-                         "prefetch": max(1000, spec.batch_size * (concurrency + 2))},
+                         "prefetch": max(1000, spec.batch_size * (concurrency + 2)),
+                         "fastpath": settings.amqp.fastpath},
             )
 
         return BatchRunner(

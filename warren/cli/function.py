@@ -11,6 +11,7 @@ import click
 from warren.cli.output import echo, output_option
 from warren.client import Client
 from warren.function import DEFAULT_POOL, FunctionSpec
+from warren.keys import Keys
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,6 +21,25 @@ def make_client(ctx: click.Context) -> Client:
     client = Client.from_settings(ctx.find_root().obj.settings)
     ctx.call_on_close(client.close)
     return client
+
+
+def warn_if_unrunnable(client: Client, spec: FunctionSpec) -> None:
+    """Say so when live workers of the function's pool advertise runtimes and none has its own.
+
+    Not refused: workers come and go, and one that can run it may be started later.
+    """
+    seen: set[str] = set()
+    for key in client.redis.scan_iter(Keys(client.settings.prefix).workers_pattern):
+        fields = client.redis.hmget(key, "pool", "runtimes")
+        pool, runtimes = (v.decode() if isinstance(v, bytes) else v for v in fields)
+        if runtimes and (pool or DEFAULT_POOL) == spec.pool:
+            seen.update(runtimes.split(","))
+    if seen and spec.runtime not in seen:
+        click.echo(
+            f"warning: no live worker of pool {spec.pool!r} can run {spec.runtime} (they run "
+            f"{', '.join(sorted(seen))}): its invocations fail until one that can is started",
+            err=True,
+        )
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -110,6 +130,7 @@ def create(
     """Register NAME with its code and settings as $LATEST."""
     client = make_client(ctx)
     spec = client.create_function(name, env=parse_pairs(env, "K"), **options)
+    warn_if_unrunnable(client, spec)
     echo(function_view(spec, client.get_concurrency(name)), output)
 
 
@@ -128,6 +149,7 @@ def update(
     new_env = {} if clear_env else (parse_pairs(env, "K") if env else None)
     client = make_client(ctx)
     spec = client.update_function(name, env=new_env, **options)
+    warn_if_unrunnable(client, spec)
     echo(function_view(spec, client.get_concurrency(name)), output)
 
 

@@ -9,6 +9,7 @@ import click
 import orjson
 
 from warren.cli.invoke import read_payload
+from warren.errors import InvalidParameter
 
 
 def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -41,6 +42,9 @@ def local_group() -> None:
 @local_group.command("invoke")
 @click.argument("code_dir", type=click.Path(exists=True, file_okay=False, readable=True))
 @click.option("--handler", required=True, help="module.function, as Lambda's handler setting.")
+@click.option("--runtime", default=None,
+              help="python3.N (this interpreter's), nodejs20.x, provided.al2023, ... "
+                   "[default: this Python]")
 @click.option("--payload", help="The event: JSON text, @file or - for stdin [default: {}].")
 @click.option("--memory", type=click.IntRange(128, 10240), default=128, show_default=True,
               help="Memory limit in MB.")
@@ -53,6 +57,7 @@ def local_group() -> None:
 def invoke_command(
     code_dir: str,
     handler: str,
+    runtime: str | None,
     payload: str | None,
     memory: int,
     timeout: int,
@@ -65,8 +70,12 @@ def invoke_command(
     env = _parse_env(env_pairs)
     event = _event_bytes(payload)
     iso = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT
-    with Sandbox(code_dir, handler=handler, memory_mb=memory, timeout_s=timeout, env=env,
-                 isolation=iso) as sb:
+    try:
+        sb = Sandbox(code_dir, handler=handler, memory_mb=memory, timeout_s=timeout, env=env,
+                     isolation=iso, runtime=runtime)
+    except InvalidParameter as exc:
+        raise click.BadParameter(str(exc), param_hint="--runtime") from None
+    with sb:
         outcome = sb.invoke(payload=event)
     if output == "json":
         click.echo(orjson.dumps(outcome.as_dict(), option=orjson.OPT_INDENT_2).decode())

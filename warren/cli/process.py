@@ -83,7 +83,12 @@ def worker_command(
     )
     worker = build_worker(settings, config, retry_policy(os.environ))
     client = connect(settings.redis, connect_timeout_s=None)
-    heartbeat = Heartbeat(client, settings.prefix, config.worker_id, worker.status)
+    from sandbox.runtimes import available
+
+    runnable = ",".join(available())  # advertised, so `warren status` shows who runs what
+    heartbeat = Heartbeat(
+        client, settings.prefix, config.worker_id, lambda: {**worker.status(), "runtimes": runnable}
+    )
     stop = stop_on_signals()
     heartbeat.start()
     logging.getLogger("warren.worker").info(

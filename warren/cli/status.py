@@ -41,6 +41,7 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
                     "busy": int(fields.get("busy", 0)),
                     "warm": int(fields.get("warm", 0)),
                     "completed": int(fields.get("completed", 0)),
+                    "runtimes": [r for r in fields.get("runtimes", "").split(",") if r],
                     "last_heartbeat": last,
                     "heartbeat_age_s": round(now - last, 2),
                 }

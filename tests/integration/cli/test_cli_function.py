@@ -173,7 +173,7 @@ def test_unknown_things_are_one_line_on_stderr(run: Run, args: list[str], messag
         (["--handler", "nohandler"], "module.function"),
         (["--max-retries", "5"], "0-2"),
         (["--on-failure", "http://x"], "amqp:///QUEUE"),
-        (["--runtime", "ruby3.2"], "python3.N"),
+        (["--runtime", "ruby3.2"], "python3.8-python3.14, nodejs18.x"),
         (["--concurrency", "5000"], "at most 900"),
     ],
 )

@@ -110,3 +110,27 @@ def test_the_real_command_runs_in_a_subprocess():
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"greeting": "hello proc"}
     assert "END RequestId:" in done.stderr
+
+
+def test_runtime_option_runs_a_provided_bootstrap_and_refuses_what_cannot_run_here():
+    from support.runtimes import SHELL_ECHO, code_dir
+
+    with code_dir({"bootstrap": SHELL_ECHO}) as path:
+        result = run(path, "--handler", "x", "--runtime", "provided.al2023", "--payload", "[7]")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["echo"] == [7]
+        refused = run(path, "--handler", "x", "--runtime", "python3.99")
+    assert refused.exit_code == 2
+    assert "python3.99 cannot run on this machine: it can run" in refused.output
+
+
+def test_runtime_option_runs_a_node_handler():
+    from support.runtimes import code_dir, need_node
+
+    need_node()
+    with code_dir({"index.mjs": "export const handler = async (e) => ({ node: e });"}) as path:
+        result = run(path, "--handler", "index.handler", "--runtime", "nodejs22.x",
+                     "--payload", '{"a": 1}')
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"node": {"a": 1}}
+    assert "REPORT RequestId:" in result.stderr

@@ -104,7 +104,7 @@ def test_unknown_functions_are_not_found(registry: Registry):
         ({"handler": "pkg/../../etc.handler"}, "handler"),
         ({"handler": "/abs/mod.handler"}, "handler"),
         ({"handler": "a..handler"}, "handler"),
-        ({"runtime": "nodejs20.x"}, "runtime"),
+        ({"runtime": "nodejs4.3"}, "runtime"),
         ({"runtime": "python2.7"}, "runtime"),
         ({"memory_mb": 127}, "128-10240"),
         ({"memory_mb": 10241}, "128-10240"),
