@@ -44,6 +44,8 @@ bench: install services
 	$(PY) bench/runtimes.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/gateway.py
 
 clean:
 	rm -rf $(VENV) .warren build *.egg-info

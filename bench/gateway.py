@@ -217,6 +217,7 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, Any]:
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": sum(int(g) for g in sock.groups()) if sock else 0,
         "timeouts": int(sock.group(4)) if sock else 0,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -245,6 +246,7 @@ def soak(fleet: Fleet, url: str, seconds: int) -> dict[str, Any]:
         "timeouts": int(sock.group(4)) if sock else 0,
         "rss_kb_samples": samples,
         "rss_growth_kb": rss[-1] - rss[0],
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -264,6 +266,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     started = time.monotonic()
+    load_at_start = round(os.getloadavg()[0], 2)
     fleet = Fleet(args.amqp_url, args.redis_url, args.slots, args.gateway_workers)
     try:
         fleet.client.create_function("echo", code=fleet.code, handler="app.handler")
@@ -293,6 +296,7 @@ def main() -> None:
     result = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_1m_at_start": load_at_start,
                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
         "setup": {
             "worker": f"1 worker, {args.slots} slots (each invocation sandboxed)",

@@ -21,7 +21,7 @@ import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from broker_adapters.amqp import REPLY_TO, redact
-from broker_adapters.amqp_fastpath import _coalesce_writes
+from broker_adapters.amqp_fastpath import install_on_asyncio
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
@@ -184,9 +184,8 @@ class AsyncBroker:
             custom_ioloop=loop,
         )
         await asyncio.wait_for(opened, CONNECT_TIMEOUT_S)
-        # A request's frames leave in one send() at once, not on the loop's next write turn
-        # (the same hook Backbone uses; an AsyncioConnection is its own implementation).
-        _coalesce_writes(conn)
+        # A request's frames leave in one send() at once, not on the loop's next write turn.
+        install_on_asyncio(conn, enabled=self.amqp.fastpath)
         link = _Link(conn)
         conn.add_on_close_callback(lambda _c, reason: self._lost(link, reason))
         link.requests = await self._channel(link)

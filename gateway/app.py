@@ -8,9 +8,8 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import redis
+import orjson
 import redis.asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,12 +20,14 @@ from broker_adapters.asyncbroker import AsyncBroker
 from broker_adapters.sources import purge_source
 from gateway.invoker import GatewayInvoker
 from gateway.sigv4 import SigV4Verifier
+from gateway.urlinvoke import Receive, Scope, Send, is_url_request, url_app
 from warren.errors import ConfigError, WarrenError
 from warren.keys import Keys
 from warren.settings import Settings
 from warren.store.accesskeys import SecretLookup
 from warren.store.codes import CodeStore
 from warren.store.mappings import MappingStore
+from warren.store.redis import CONNECT_TIMEOUT_S, connect
 from warren.store.registry import Registry
 from warren.store.urls import UrlStore
 
@@ -74,9 +75,9 @@ class Gateway:
         self.topology = Keys(settings.prefix)
         # Management calls use the core's sync stores from worker threads; the hot path
         # (keys, admission, URL lookups) uses the async client on the loop.
-        self.redis = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=5)
+        self.redis = connect(settings.redis)
         self.aredis = redis.asyncio.Redis.from_url(
-            settings.redis.url, socket_connect_timeout=5
+            settings.redis.url, socket_connect_timeout=CONNECT_TIMEOUT_S
         )
         self.registry = Registry(
             self.redis,
@@ -134,8 +135,6 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    import orjson
-
     gw: Gateway = request.app.state.gateway
     checks = await gw.ready()
     ok = all(value == "ok" for value in checks.values())
@@ -152,13 +151,12 @@ def routes() -> list[BaseRoute]:
         invoke_api,
         mappings_api,
         metrics_api,
-        urlinvoke,
         urls_api,
     )
 
-    # Starlette tries routes in order: the hot ones first (function URLs, Invoke, health).
+    # Starlette tries routes in order: the hot ones first (Invoke, health). Function URLs do
+    # not come here: GatewayApp answers them before Starlette.
     found: list[BaseRoute] = [
-        *urlinvoke.ROUTES,
         *invoke_api.ROUTES,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -169,7 +167,26 @@ def routes() -> list[BaseRoute]:
     return found
 
 
-def create_app(settings: Settings, options: GatewayOptions) -> Starlette:
+class GatewayApp:
+    """The ASGI app: function URL requests go straight to `url_app`; the API, health and the
+    lifespan to Starlette."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_url_request(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await url_app(self.app.state.gateway, scope, receive, send)
+        except Exception:  # a bug: a 500, logged, and the server goes on
+            log.exception("function URL request failed")
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+
+def create_app(settings: Settings, options: GatewayOptions) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(settings, options)
@@ -180,13 +197,9 @@ def create_app(settings: Settings, options: GatewayOptions) -> Starlette:
         finally:
             await gateway.close()
 
-    return Starlette(routes=routes(), lifespan=lifespan)
+    return GatewayApp(Starlette(routes=routes(), lifespan=lifespan))
 
 
-def create_app_from_environ() -> Starlette:
+def create_app_from_environ() -> GatewayApp:
     """The factory each `--workers` process calls: settings from the environment it inherits."""
     return create_app(Settings.from_environ(os.environ), GatewayOptions.from_environ(os.environ))
-
-
-def gateway_of(request: Request) -> Any:
-    return request.app.state.gateway

@@ -20,13 +20,19 @@ class ApiError(Exception):
     """An error the gateway answers with as it is: Lambda's code, HTTP status and message."""
 
     def __init__(
-        self, code: str, status: int, message: str, headers: dict[str, str] | None = None
+        self,
+        code: str,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.reason = reason  # TooManyRequestsException's Reason
 
 
 def not_found(message: str) -> ApiError:
@@ -75,23 +81,21 @@ def from_warren(exc: WarrenError) -> ApiError:
 
 
 def throttled(message: str, reason: str, retry_after_s: float = 1.0) -> ApiError:
-    error = ApiError(
+    return ApiError(
         "TooManyRequestsException",
         429,
         message,
         {"Retry-After": str(max(1, round(retry_after_s)))},
+        reason,
     )
-    error.reason = reason  # type: ignore[attr-defined]
-    return error
 
 
 def error_response(error: ApiError, request_id: str) -> Response:
     """The response: botocore reads the code from the header, the message from the body."""
     body: dict[str, str] = {"Type": "User" if error.status < 500 else "Service",
                             "message": error.message}
-    reason = getattr(error, "reason", None)
-    if reason:
-        body["Reason"] = reason
+    if error.reason:
+        body["Reason"] = error.reason
     headers = {
         "x-amzn-ErrorType": error.code,
         "x-amzn-RequestId": request_id,

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import Call, operation
-from gateway.errors import bad_content, invalid
+from gateway.errors import ApiError, bad_content, invalid
 from gateway.invoker import MAX_ASYNC_PAYLOAD, MAX_SYNC_PAYLOAD
 from warren.function import LATEST, check_function_name
 from warren.invocation import DRY_RUN, EVENT, INVOCATION_TYPES, REQUEST_RESPONSE
@@ -41,6 +41,14 @@ def split_function_name(raw: str, qualifier: str | None = None) -> tuple[str, st
     if named and qualifier and named != qualifier:
         raise invalid("The derived qualifier from the function name does not match the qualifier")
     return name, named or qualifier or None
+
+
+def service_message(payload: bytes) -> str:
+    """The message of a worker's own failure ({"errorType": "ServiceException", ...})."""
+    try:
+        return str(orjson.loads(payload).get("errorMessage") or "the function could not run")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "the function could not run"
 
 
 def _limit(request: Request) -> int:
@@ -96,6 +104,8 @@ async def invoke(call: Call) -> Response:
     reply = await invoker.call(
         spec, event, call.request_id, log_tail=log_type == "Tail", client_context=context
     )
+    if reply.status >= 500:  # the worker could not run it (code missing, sandbox failed)
+        raise ApiError("ServiceException", 500, service_message(reply.payload))
     out = {
         "x-amzn-RequestId": call.request_id,
         "X-Amz-Executed-Version": reply.executed_version or spec.version or LATEST,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -64,6 +65,10 @@ def serve(settings: Settings, options: GatewayOptions, host: str, port: int, wor
     }
     if workers == 1:
         config = uvicorn.Config(create_app(settings, options), **common)  # type: ignore[arg-type]
+        # uvicorn re-raises the signal that stopped it once it shut down gracefully, under the
+        # handler that was there before: a quiet one makes that a clean exit (status 0).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _signum, _frame: None)
         uvicorn.Server(config).run(sockets=[sock])
         return
     # Every worker process rebuilds the app from the environment it inherits.

@@ -152,6 +152,15 @@ def canonical_request(request: SignedRequest, headers: dict[str, str], signed: l
     if missing:
         raise denied("InvalidSignatureException", f"Signed header {missing[0]} is missing")
     header_lines = "".join(f"{name}:{headers[name]}\n" for name in signed)
+    body_hash = hashlib.sha256(request.body).hexdigest()
+    # A client may state the body's hash (S3's habit); it must be the body's, never
+    # UNSIGNED-PAYLOAD: every byte of a Lambda request is signed.
+    declared = headers.get("x-amz-content-sha256")
+    if declared is not None and declared != body_hash:
+        raise denied(
+            "InvalidSignatureException",
+            "The provided x-amz-content-sha256 header does not match what was computed.",
+        )
     return "\n".join(
         (
             request.method.upper(),
@@ -159,7 +168,7 @@ def canonical_request(request: SignedRequest, headers: dict[str, str], signed: l
             canonical_query(request.raw_query),
             header_lines,
             ";".join(signed),
-            hashlib.sha256(request.body).hexdigest(),
+            body_hash,
         )
     )
 

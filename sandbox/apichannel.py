@@ -122,9 +122,9 @@ class ApiChannel:
         return bool(self._exit_poll.poll(0))
 
     def send(self, frame: bytes, deadline: float) -> None:
-        # The client context (the gateway's X-Amz-Client-Context) is not passed to external
-        # runtimes yet; the Python runtime gets it through its own channel.
-        rid, deadline_ms, payload, _context = protocol.unpack_request(frame[protocol.LENGTH.size :])
+        # A client context is for Python handlers only for now (not yet passed to the Runtime
+        # API's Lambda-Runtime-Client-Context header).
+        rid, deadline_ms, payload, _ = protocol.unpack_request(frame[protocol.LENGTH.size :])
         self._api.submit(rid, deadline_ms, payload)
 
     def wait(self, deadline: float, logs: LogBuffer) -> bytes | str:

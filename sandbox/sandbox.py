@@ -130,10 +130,8 @@ class Sandbox:
             if not self.alive:
                 self._spawn()
 
-    def invoke(
-        self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None,
-        client_context: bytes | None = None,
-    ) -> Outcome:
+    def invoke(self, event: Any = None, *, payload: bytes | None = None,
+               request_id: str | None = None, client_context: bytes | None = None) -> Outcome:
         """Run the handler once; `payload` is the event as JSON bytes, `client_context` JSON."""
         if payload is None:
             try:
@@ -284,7 +282,8 @@ class Sandbox:
                 denied = True  # root without CAP_KILL may not signal the sandbox uid
             except OSError:
                 pass
-        # Processes stay in the child's group (only root moves one out); no group: kill by uid.
+        # Every process the child started is in its group (only root could move one out), so an
+        # emptied group means nothing is left; the uid kill is for when there is no group.
         emptied = self._cgroup is not None and self._cgroup.kill_all()
         uid_kill = self._uid is not None and not emptied
         if uid_kill and denied:
@@ -327,8 +326,9 @@ class Sandbox:
             )
         return init_ms
 
-    def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None,
-                cc: bytes) -> Outcome:
+    def _invoke(
+        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes = b""
+    ) -> Outcome:
         assert self._channel is not None
         started = time.monotonic()
         deadline = started + self.timeout_s

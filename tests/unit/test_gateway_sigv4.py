@@ -91,6 +91,13 @@ def test_a_signature_more_than_5_minutes_old_or_ahead_is_expired() -> None:
     assert _verify(_signed("GET", "http://h:1/x", when=now - datetime.timedelta(minutes=4)))
 
 
+def test_a_stated_body_hash_must_be_the_body_s() -> None:
+    good = _signed("POST", "http://h:1/x", b"{}")
+    stated = [*good.headers, ("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")]
+    refused = SignedRequest(good.method, good.raw_path, good.raw_query, stated, good.body)
+    assert _refusal(refused) == "InvalidSignatureException"
+
+
 def test_another_service_s_scope_is_refused() -> None:
     assert _refusal(_signed("GET", "http://h:1/x", service="s3")) == "InvalidSignatureException"
 

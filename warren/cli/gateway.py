@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
-import redis
 
 from warren.cli.invoke import split_name
 from warren.cli.output import echo, output_option
+from warren.store.redis import connect
 
 
 @click.command("gateway")
@@ -44,7 +45,7 @@ def _keys(obj: Any) -> Any:
     from warren.store.accesskeys import AccessKeys
 
     settings = obj.settings
-    return AccessKeys(redis.Redis.from_url(settings.redis.url), settings.prefix)
+    return AccessKeys(connect(settings.redis), settings.prefix)
 
 
 @key_group.command("create")
@@ -88,7 +89,7 @@ def _urls(obj: Any) -> Any:
     from warren.store.urls import UrlStore
 
     settings = obj.settings
-    return UrlStore(redis.Redis.from_url(settings.redis.url), None, settings.prefix)
+    return UrlStore(connect(settings.redis), None, settings.prefix)
 
 
 def _target(name: str, qualifier: str | None) -> tuple[str, str | None]:
@@ -98,18 +99,20 @@ def _target(name: str, qualifier: str | None) -> tuple[str, str | None]:
     return base, named or qualifier
 
 
-def _shape(config: Any, public_url: str) -> dict[str, Any]:
+def _shape(config: Any, public_url: str | None) -> dict[str, Any]:
     from gateway.urls_api import shape
 
+    if not public_url:  # the local gateway, on the port it would take
+        public_url = f"http://127.0.0.1:{os.environ.get('WARREN_GATEWAY_PORT') or 9600}"
     return shape(config, public_url.rstrip("/"))
 
 
 public_url_option = click.option(
     "--public-url",
     envvar="WARREN_GATEWAY_PUBLIC_URL",
-    default="http://127.0.0.1:9600",
-    show_default=True,
-    help="The gateway's address as clients see it [env WARREN_GATEWAY_PUBLIC_URL].",
+    default=None,
+    help="The gateway's address as clients see it [env WARREN_GATEWAY_PUBLIC_URL; default "
+    "http://127.0.0.1:$WARREN_GATEWAY_PORT, or 9600].",
 )
 
 
@@ -122,7 +125,8 @@ public_url_option = click.option(
 @output_option
 @click.pass_obj
 def url_create(
-    obj: Any, name: str, qualifier: str | None, auth_type: str, public_url: str, output: str
+    obj: Any, name: str, qualifier: str | None, auth_type: str, public_url: str | None,
+    output: str
 ) -> None:
     """Give a function a URL."""
     from warren.client import Client
@@ -140,7 +144,9 @@ def url_create(
 @public_url_option
 @output_option
 @click.pass_obj
-def url_get(obj: Any, name: str, qualifier: str | None, public_url: str, output: str) -> None:
+def url_get(
+    obj: Any, name: str, qualifier: str | None, public_url: str | None, output: str
+) -> None:
     """Show a function's URL and its settings."""
     fn, qualifier = _target(name, qualifier)
     echo(_shape(_urls(obj).get(fn, qualifier), public_url), output)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from support.fleet import Fleet, make_fleet
-from support.gatewaykit import GatewayKit
+from support.gatewaykit import GatewayKit, sweep_dropped_connections
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +31,7 @@ def gw(module_fleet: Fleet) -> Iterator[GatewayKit]:
 
 @pytest.fixture(scope="module", autouse=True)
 def _sweep_dropped_connections() -> Iterator[None]:
-    # A request the gateway refused before reading its body (413), or one cut by a broker
-    # outage, leaves urllib3 a connection it drops without closing: collect those at the end
-    # of their module, not in whichever test happens to run next.
     yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    sweep_dropped_connections()
 
 

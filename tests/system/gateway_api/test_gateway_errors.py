@@ -147,3 +147,29 @@ def test_errors_carry_a_request_id_and_an_aws_body(gw: GatewayKit) -> None:
     assert meta["RequestId"]
     assert meta["HTTPHeaders"]["x-amzn-errortype"] == "ResourceNotFoundException"
     assert "no-such-function" in info.value.response["Error"]["Message"]
+
+
+def test_a_function_the_worker_cannot_run_is_a_service_exception(gw: GatewayKit) -> None:
+    # Given a function whose code bundle (its own: no worker has it cached) has gone from the
+    # store before any worker unpacked it
+    import base64 as b64
+    import io
+    import zipfile
+
+    name = unique_name("nocode")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("app.py", f"# {name}\ndef echo(event, context):\n    return event\n")
+    made = gw.client().create_function(
+        FunctionName=name, Runtime="python3.11", Role="any", Handler="app.echo",
+        Code={"ZipFile": buf.getvalue()},
+    )
+    sha = b64.b64decode(made["CodeSha256"]).hex()
+    gw.fleet.redis.delete(f"{gw.fleet.prefix}:code:{sha}")
+    # When it is invoked, then the caller gets ServiceException (500) saying why
+    lam = gw.client()
+    with pytest.raises(ClientError) as info:
+        lam.invoke(FunctionName=name)
+    assert info.value.response["Error"]["Code"] == "ServiceException"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert sha in info.value.response["Error"]["Message"]
