@@ -162,8 +162,10 @@ def poller_command(obj: Root, lease_s: float, metrics_port: int) -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65533), default=0, show_default=True,
               help="Router's /metrics port; the worker takes the next, the poller the one after "
               "(0: off).")
+@click.option("--log-stdout", is_flag=True,
+              help="The worker also prints invocation logs as Lambda's JSON log lines.")
 @click.pass_obj
-def up_command(obj: Root, slots: int, metrics_port: int) -> None:
+def up_command(obj: Root, slots: int, metrics_port: int, log_stdout: bool) -> None:
     """Router, worker, poller and gateway (port 9600, or WARREN_GATEWAY_PORT) in one process tree.
 
     Ctrl-C (or SIGTERM) drains them: they take no more work and finish what they run, as long
@@ -176,7 +178,8 @@ def up_command(obj: Root, slots: int, metrics_port: int) -> None:
         "WARREN_AMQP_URL": settings.amqp.url,
         "WARREN_REDIS_URL": settings.redis.url,
     }
-    argvs = [["router"], ["worker", "--slots", str(slots)], ["poller"]]
+    argvs = [["router"], ["worker", "--slots", str(slots), *(["--log-stdout"] * log_stdout)],
+             ["poller"]]
     if metrics_port:  # the gateway serves its fleet-wide /metrics on its own port
         for offset, argv in enumerate(argvs):
             argv += ["--metrics-port", str(metrics_port + offset)]
