@@ -21,8 +21,12 @@ Redis (p = prefix):
     p:pollers                   zset poller id -> heartbeat expiry (ms)
     p:accesskeys                the gateway's access keys (hash id -> name, secret, created)
     p:urls, p:urlof             function URL configs by id, and their ids by function|qualifier
+    p:topics                    set of topic names; p:topic:<name> its subscriptions
+                                (hash id -> JSON)
 RabbitMQ:
     p.async, p.work.<pool>, p.delay.<ms>, p.dead
+    p.topic.<name> (a fanout exchange per topic), p.topic.<name>.<subscription id> (its
+    subscriptions' durable queues)
 """
 
 from __future__ import annotations
@@ -165,3 +169,19 @@ class Keys:
     def url_index(self) -> str:
         """Function URL ids by "<function>|<qualifier>"."""
         return f"{self.prefix}:urlof"
+    # ---- topics -----------------------------------------------------------------------------
+    @property
+    def topics(self) -> str:
+        return f"{self.prefix}:topics"
+
+    def topic(self, name: str) -> str:
+        """A topic's subscriptions (hash: subscription id -> JSON)."""
+        return f"{self.prefix}:topic:{name}"
+
+    def topic_exchange(self, name: str) -> str:
+        """The fanout exchange a topic's messages are published to."""
+        return f"{self.prefix}.topic.{name}"
+
+    def subscription_queue(self, topic: str, subscription_id: str) -> str:
+        """One subscription's durable queue, bound to its topic's exchange."""
+        return f"{self.prefix}.topic.{topic}.{subscription_id}"

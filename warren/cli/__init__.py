@@ -30,8 +30,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mapping": ("mapping", "mapping_group",
                 "Event source mappings: feed a function from a bucket, a stream, a queue or a "
                 "schedule."),
+    "topic": ("topic", "topic_group",
+              "Topics: one published message reaches every subscribed function (SNS-like)."),
     "worker": ("process", "worker_command", "Run invocations in warm sandboxes."),
-    "router": ("process", "router_command", "Admit async invocations and forward them."),
+    "router": ("process", "router_command",
+               "Admit async invocations and forward them; relay topics' messages."),
     "poller": ("process", "poller_command", "Run enabled mappings, each on one poller."),
     "up": ("process", "up_command",
            "Router, worker, poller and gateway in one foreground process tree."),

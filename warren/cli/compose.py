@@ -13,14 +13,17 @@ from typing import Any
 from broker_adapters.amqp import Backbone
 from broker_adapters.poller import Poller
 from broker_adapters.sources import open_source, purge_source
+from broker_adapters.topics import TopicBus
 from router.admission.semaphore import Semaphore
 from router.batching.invoker import FleetInvoker, Invoker
 from router.batching.runner import BatchRunner
 from router.destination import DestinationSet, open_destination
 from router.dispatch import Dispatcher
 from router.metrics import CountedDestinations, RouterMetrics
+from router.relay import TopicRelay
 from router.retry import RetryPolicy
 from router.router import Router
+from router.topics import Topics
 from warren.aws import function_arn
 from warren.errors import ConfigError
 from warren.function import FunctionSpec
@@ -35,6 +38,7 @@ from warren.store.mappings import MappingStore
 from warren.store.redis import connect
 from warren.store.registry import Registry as FunctionRegistry
 from warren.store.throttles import ThrottleStore
+from warren.store.topics import TopicStore
 from warren.store.usage import UsageMeter
 from workers.codecache import CodeCache
 from workers.completion import Completion
@@ -217,3 +221,32 @@ def build_poller(
     return Poller(store, runner, lease_s=lease_s, poller_id=poller_id)
 
 
+def build_topics(settings: Settings, client: Any = None, *, check_functions: bool = True) -> Topics:
+    """Topics for the CLI and the client: Warren's Redis and a TopicBus on RabbitMQ."""
+    client = client if client is not None else connect(settings.redis)
+    functions = (
+        FunctionRegistry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+        if check_functions else None
+    )
+    return Topics(TopicStore(client, settings.prefix),
+                  TopicBus(settings.amqp, Keys(settings.prefix)), functions)
+
+
+def build_relay(settings: Settings) -> TopicRelay:
+    """The topic relay `warren router` runs beside the router."""
+    client = connect(settings.redis, connect_timeout_s=None)
+    keys = Keys(settings.prefix)
+
+    def dispatcher() -> Dispatcher:
+        own = connect(settings.redis)
+        registry = FunctionRegistry(own, CodeStore(own, settings.prefix),
+                                    prefix=settings.prefix,
+                                    account_concurrency=settings.account_concurrency)
+        return Dispatcher(settings, registry, own)
+
+    return TopicRelay(
+        lambda: Backbone(settings.amqp, keys, name="warren-topic-relay"),
+        lambda: TopicBus(settings.amqp, keys),
+        TopicStore(client, settings.prefix),
+        dispatcher,
+    )

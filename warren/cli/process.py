@@ -17,7 +17,13 @@ from typing import Any
 import click
 
 from warren.cli import probes
-from warren.cli.compose import build_poller, build_router, build_worker, retry_policy
+from warren.cli.compose import (
+    build_poller,
+    build_relay,
+    build_router,
+    build_worker,
+    retry_policy,
+)
 from warren.cli.probes import metrics_port_option
 from warren.cli.root import Root
 from warren.keys import DEFAULT_POOL
@@ -127,15 +133,21 @@ def worker_command(
 @metrics_port_option
 @click.pass_obj
 def router_command(obj: Root, metrics_port: int) -> None:
-    """Admit async invocations under concurrency and forward them to the workers."""
+    """Admit async invocations under concurrency and forward them to the workers; relay
+    topics' messages to their subscribed functions."""
     setup_logging()
     settings: Settings = obj.settings
     registry = Registry()
     router = build_router(settings, metrics=registry)
+    relay = build_relay(settings)
     probes.start(metrics_port, registry, probes.dependencies(settings))
     stop = stop_on_signals()
     logging.getLogger("warren.router").info("router: prefix %s", settings.prefix)
+    # Topics' subscriptions become async invocations here too (router/relay.py).
+    relaying = threading.Thread(target=relay.run, args=(stop,), name="topic-relay", daemon=True)
+    relaying.start()
     router.run(stop)
+    relaying.join(timeout=10)
 
 
 @click.command("poller")
