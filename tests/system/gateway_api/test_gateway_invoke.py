@@ -121,6 +121,32 @@ def test_the_client_context_reaches_the_handler(gw: GatewayKit) -> None:
         lam.invoke(FunctionName=name, ClientContext="not base64 json!")
 
 
+def test_a_node_handler_gets_the_client_context_too(gw: GatewayKit) -> None:
+    import io
+    import shutil
+    import zipfile
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    # Given a Node function created through the API
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr(
+            "index.mjs",
+            "export const handler = async (event, context) => ({custom: "
+            "context.clientContext && context.clientContext.custom});\n",
+        )
+    name = unique_name("node-ctx")
+    lam = gw.client()
+    lam.create_function(FunctionName=name, Runtime="nodejs20.x", Role="any",
+                        Handler="index.handler", Code={"ZipFile": buf.getvalue()})
+    # When it is invoked with a client context, then the runtime hands it to the handler
+    header = base64.b64encode(json.dumps({"custom": {"shop": "tea"}}, indent=2).encode()).decode()
+    out = lam.invoke(FunctionName=name, ClientContext=header)
+    assert "FunctionError" not in out, out["Payload"].read()
+    assert json.loads(out["Payload"].read()) == {"custom": {"shop": "tea"}}
+
+
 def test_the_aws_cli_invokes_through_the_gateway(gw: GatewayKit, tmp_path: Path) -> None:
     # Given a function and the aws CLI configured with a Warren key
     name = unique_name("cli")
