@@ -33,8 +33,8 @@ apt_install() {
 
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   if ! answers 5672 || ! answers 6379 || ! answers "$S3_PORT"; then
-    echo "ensure-services: starting RabbitMQ, Redis and MinIO with docker compose"
-    S3_PORT=$S3_PORT docker compose -f "$here/deploy/docker-compose.yml" up -d rabbitmq redis minio
+    echo "ensure-services: starting RabbitMQ, Redis and an S3 server with docker compose"
+    S3_PORT=$S3_PORT docker compose -f "$here/deploy/docker-compose.yml" up -d rabbitmq redis s3
   fi
 fi
 

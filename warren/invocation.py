@@ -57,6 +57,7 @@ class Invocation:
     log_tail: bool = False
     held_lease: str | None = None  # a lease the sync caller keeps (and releases) itself
     throttles: int = 0  # times admission deferred it over a concurrency limit (not attempts)
+    client_context: bytes | None = None  # Invoke's X-Amz-Client-Context, as JSON
 
     @property
     def lease_id(self) -> str:
@@ -90,6 +91,8 @@ class Invocation:
         }
         if self.throttles:
             wire["thr"] = self.throttles
+        if self.client_context:
+            wire["cc"] = self.client_context
         if spec_index is None:
             wire["spec"] = self.spec.to_dict()
         else:
@@ -112,6 +115,7 @@ class Invocation:
                 log_tail=bool(data.get("tail")),
                 held_lease=str(data["held"]) if data.get("held") else None,
                 throttles=int(data.get("thr") or 0),
+                client_context=bytes(data["cc"]) if data.get("cc") else None,
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise DecodeError(f"not a valid invocation: {type(exc).__name__}: {exc}") from None

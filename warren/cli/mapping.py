@@ -10,6 +10,7 @@ import redis
 
 from broker_adapters.sources import prepare_source, purge_source
 from broker_adapters.sources.check import check_source
+from warren.cli.complete import mapping_ids
 from warren.cli.output import echo, output_option
 from warren.errors import InvalidParameter
 from warren.mapping import MappingSpec
@@ -141,14 +142,14 @@ def list_command(ctx: click.Context, function: str | None, output: str) -> None:
     """List mappings with their state and counters."""
     store = _store(ctx)
     specs = store.list_mappings(function)
-    if output == "json":
+    if output != "table":
         echo([view(store, s) for s in specs], output)
     else:
         echo([_row(store, s) for s in specs], output)
 
 
 @mapping_group.command("get")
-@click.argument("uuid")
+@click.argument("uuid", shell_complete=mapping_ids)
 @output_option
 @click.pass_context
 def get_command(ctx: click.Context, uuid: str, output: str) -> None:
@@ -158,7 +159,7 @@ def get_command(ctx: click.Context, uuid: str, output: str) -> None:
 
 
 @mapping_group.command("update")
-@click.argument("uuid")
+@click.argument("uuid", shell_complete=mapping_ids)
 @click.option("--function", "function", default=None, metavar="NAME[:QUALIFIER]")
 @_settings_options(create=False)
 @output_option
@@ -176,7 +177,7 @@ def update_command(ctx: click.Context, /, uuid: str, output: str, **settings: An
 
 def _state_command(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
-    @click.argument("uuid")
+    @click.argument("uuid", shell_complete=mapping_ids)
     @output_option
     @click.pass_context
     def command(ctx: click.Context, uuid: str, output: str) -> None:
