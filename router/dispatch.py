@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
@@ -43,7 +44,7 @@ from warren.store.throttles import ThrottleStore
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
 SUBMIT_WINDOW = 10  # chunks in flight before their confirms are awaited
-IDLE_CHECK_S = 1.0  # a broker connection unused this long is checked before use
+IDLE_CHECK_S = 1.0  # an idle broker connection may be closed: checked before use after this
 
 
 def event_bytes(payload: Any) -> bytes:
@@ -132,12 +133,8 @@ class Dispatcher:
 
     @property
     def backbone(self) -> Backbone:
-        # A connection left idle may have been closed by the broker (a restart, a heartbeat
-        # missed while nobody serviced it): read what it sent before relying on it.
-        now = time.monotonic()
-        stale = now - self._used_at > IDLE_CHECK_S
-        self._used_at = now
-        if self._backbone is not None and stale and not self._backbone.alive():
+        now, last, self._used_at = time.monotonic(), self._used_at, time.monotonic()
+        if self._backbone is not None and now - last > IDLE_CHECK_S and not self._backbone.alive():
             self._backbone.close()
             self._backbone = None
         if self._backbone is None or not self._backbone.is_open:
@@ -326,14 +323,9 @@ class Dispatcher:
     ) -> bytes | None:
         """WARREN_SYNC_REPLY=redis: the worker pushes the result onto a list of the request's
         own, in the Redis round trip it makes anyway; the caller pops it on its admission
-        connection. One broker hop instead of two.
-
-        The request is published with a confirm: once confirmed it is durable (a quorum queue
-        keeps it across a broker restart) and runs unless it expires with this wait. So a
-        broker that goes away while the caller waits does not fail the call: the reply needs
-        only Redis. Giving up then would have the caller (a mapping's batch) retry while the
-        first request still runs: two runs of one batch.
-        """
+        connection. One broker hop instead of two. Published with a confirm, the request is
+        durable (quorum) and runs unless it expires with this wait, so losing the broker
+        meanwhile does not fail the call: giving up would only have it retried, run twice."""
         key = self.keys.reply(request_id)
         backbone.publish(
             queue,
@@ -355,11 +347,8 @@ class Dispatcher:
                 return None
             if watch.gone():
                 return NO_WORKER
-            if backbone.is_open:
-                try:
-                    backbone.process(0)
-                except Unavailable:
-                    pass  # the next call reconnects; this one's reply comes through Redis
+            with suppress(Unavailable):  # the reply needs only Redis; the next call reconnects
+                backbone.process(0)
 
     def _admit(
         self, invocation: Invocation, wait_s: float

@@ -9,7 +9,7 @@ import sys
 from warren.cli import COMMANDS
 
 MODULES = ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "usage",
-           "gateway", "mapping", "topic", "process")
+           "gateway", "mapping", "topic", "process", "queues")
 
 
 def test_the_table_names_every_command_of_every_module_and_nothing_else() -> None:
