@@ -146,9 +146,11 @@ def routes() -> list[BaseRoute]:
     from gateway import (
         aliases_api,
         config_api,
+        console_api,
         functions_api,
         invoke_api,
         mappings_api,
+        metrics_api,
         urls_api,
     )
 
@@ -159,7 +161,8 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
-    for module in (functions_api, aliases_api, config_api, mappings_api, urls_api):
+    for module in (functions_api, aliases_api, config_api, mappings_api, urls_api, metrics_api,
+                   console_api):
         found.extend(module.ROUTES)
     return found
 

@@ -98,7 +98,7 @@ def test_key_cli_prints_the_secret_once_and_a_deleted_key_stops_working(gw: Gate
     assert _status_and_code(lam.list_functions) == (403, "UnrecognizedClientException")
     # And deleting it again says it does not exist
     again = gw.fleet.cli("key", "delete", key["access_key_id"])
-    assert again.returncode == 1 and b"does not exist" in again.stderr
+    assert again.returncode == 3 and b"does not exist" in again.stderr  # not found
 
 
 def test_auth_none_warns_loudly_and_takes_unsigned_requests(gw: GatewayKit) -> None:

@@ -159,6 +159,6 @@ def test_warren_url_cli_create_get_delete(gw: GatewayKit) -> None:
     assert json.loads(got.stdout)["FunctionUrl"] == config["FunctionUrl"]
     assert gw.fleet.cli("url", "delete", name).returncode == 0
     missing = gw.fleet.cli("url", "get", name)
-    assert missing.returncode == 1 and b"has no URL" in missing.stderr
+    assert missing.returncode == 3 and b"has no URL" in missing.stderr  # not found
     unknown = gw.fleet.cli("url", "create", "no-such-function")
-    assert unknown.returncode == 1 and b"does not exist" in unknown.stderr
+    assert unknown.returncode == 3 and b"does not exist" in unknown.stderr
