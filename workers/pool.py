@@ -42,6 +42,7 @@ def sandbox_key(spec: FunctionSpec) -> Hashable:
         spec.memory_mb,
         spec.timeout_s,
         tuple(sorted(spec.env.items())),
+        spec.layers,
     )
 
 

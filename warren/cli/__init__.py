@@ -9,6 +9,7 @@ from warren.cli import (
     concurrency,
     function,
     invoke,
+    layer,
     local,
     logs,
     mapping,
@@ -33,7 +34,7 @@ def cli(ctx: click.Context, amqp_url: str | None, redis_url: str | None) -> None
 
 
 # Every command module, named here: a module that fails to import fails `warren` loudly.
-for _module in (local, function, alias, concurrency, invoke, logs, status, mapping, process):
+for _module in (local, function, layer, alias, concurrency, invoke, logs, status, mapping, process):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

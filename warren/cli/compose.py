@@ -61,9 +61,17 @@ def _positive_int(environ: Any, name: str, default: int) -> int:
     return value
 
 
-def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> WarmSandbox:
+def sandbox_for(
+    spec: FunctionSpec, code_dir: Path, isolation: Any = None, codes: CodeCache | None = None
+) -> WarmSandbox:
     """A warm sandbox for one function spec (the worker's pool calls this)."""
     from sandbox import Sandbox
+
+    opt_dir = None
+    if spec.layers:
+        if codes is None:
+            raise ConfigError(f"{spec.name} uses layers: a code cache must merge them")
+        opt_dir = str(codes.opt([layer.code_sha256 for layer in spec.layers]))
 
     sandbox: WarmSandbox = Sandbox(
         str(code_dir),
@@ -76,6 +84,7 @@ def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> Wa
         invoked_function_arn=spec.arn,
         isolation=isolation,
         runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
+        opt_dir=opt_dir,
     )
     return sandbox
 
@@ -94,16 +103,13 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
     )
+    codes = CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s)
     pool = SandboxPool(
-        lambda spec, code_dir: sandbox_for(spec, code_dir, isolation),
+        lambda spec, code_dir: sandbox_for(spec, code_dir, isolation, codes),
         max_idle=config.max_idle or 2 * config.slots,
         idle_s=config.idle_s,
     )
-    executor = Executor(
-        pool,
-        CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s),
-        semaphore,
-    )
+    executor = Executor(pool, codes, semaphore)
     completion = Completion(
         client,
         settings.prefix,
