@@ -59,6 +59,10 @@ def test_python_functions_import_a_pypi_package_and_run_tools_only_their_layers_
                                      "bin/layertool": "#!/bin/sh\necho base\n"})
     _layer(fleet, tmp_path, "top", {"python/shared.py": "WHO = 'top'\n",
                                     "bin/layertool": "#!/bin/sh\necho top\n"})
+    listed = fleet.cli("layer", "list", "--output", "json")
+    assert [x["name"] for x in json.loads(listed.stdout)] == ["base", "deps", "top"]
+    shown = fleet.cli("layer", "list", "top")
+    assert shown.returncode == 0 and b"top" in shown.stdout
     code = tree(tmp_path / "code", {"app.py": PY_HANDLER})
     fleet.worker(slots=2)
     made = fleet.cli("function", "create", "withdeps", "--code", str(code), "--handler",
