@@ -22,7 +22,7 @@ from router.retry import RetryPolicy
 from router.router import Router
 from warren.aws import function_arn
 from warren.errors import ConfigError
-from warren.function import FunctionSpec
+from warren.function import DEFAULT_POOL, FunctionSpec
 from warren.keys import Keys
 from warren.mapping import MappingSpec
 from warren.settings import Settings
@@ -36,6 +36,7 @@ from workers.codecache import CodeCache
 from workers.completion import Completion
 from workers.executor import Executor
 from workers.pool import SandboxPool, WarmSandbox
+from workers.provisioner import Provisioner
 from workers.worker import Worker, WorkerConfig
 
 
@@ -119,6 +120,28 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
         policy,
     )
     return Worker(config, _connector(settings), executor, completion)
+
+
+def build_provisioner(settings: Settings, config: WorkerConfig, worker: Worker) -> Provisioner:
+    """The worker's provisioned concurrency loop, over the worker's own pool and code cache."""
+    client = connect(settings.redis, connect_timeout_s=None)
+    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix,
+                        account_concurrency=settings.account_concurrency)
+    keys = Keys(settings.prefix)
+
+    def live_workers() -> list[str]:
+        # The heartbeats of this pool's workers (a worker without one is dead or not yet up).
+        found = []
+        for key in client.scan_iter(keys.workers_pattern):
+            pool = client.hget(key, "pool")
+            if (pool or DEFAULT_POOL.encode()).decode() == config.pool:
+                found.append(key.decode()[len(keys.worker("")):])
+        return found
+
+    return Provisioner(
+        registry.provisioned, registry.get_function, worker.executor.pool, worker.executor.codes,
+        config.worker_id, config.pool, live_workers,
+    )
 
 
 def build_router(settings: Settings, environ: Any = os.environ) -> Router:

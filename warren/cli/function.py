@@ -175,7 +175,9 @@ def get(ctx: click.Context, name: str, output: str) -> None:
     base, qualifier = split_qualified(name)
     client = make_client(ctx)
     spec = client.get_function(base, qualifier)
-    echo(function_view(spec, client.get_concurrency(base)), output)
+    view = function_view(spec, client.get_concurrency(base))
+    view["provisioned"] = client.provisioned_status(base, qualifier)
+    echo(view, output)
 
 
 @function_group.command("list")

@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 
-from warren.cli.compose import build_poller, build_router, build_worker, retry_policy
+from warren.cli.compose import (
+    build_poller,
+    build_provisioner,
+    build_router,
+    build_worker,
+    retry_policy,
+)
 from warren.cli.root import Root
 from warren.keys import DEFAULT_POOL
 from warren.settings import Settings
@@ -91,6 +97,8 @@ def worker_command(
     )
     stop = stop_on_signals()
     heartbeat.start()
+    provisioner = build_provisioner(settings, config, worker)
+    provisioner.start(stop)
     logging.getLogger("warren.worker").info(
         "worker %s: %d slots, pool %s, prefix %s",
         config.worker_id,
@@ -101,6 +109,8 @@ def worker_command(
     try:
         worker.run(stop)
     finally:
+        stop.set()
+        provisioner.join()
         heartbeat.stop()
 
 

@@ -83,7 +83,8 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
         ]
     finally:
         backbone.close()
-    status: dict[str, Any] = {"workers": workers, "queues": queues, "functions": functions}
+    status: dict[str, Any] = {"workers": workers, "queues": queues, "functions": functions,
+                              "provisioned": client.provisioned_status()}
     mappings = _mappings(settings, rdb)
     if mappings is not None:
         status["mappings"] = mappings
@@ -113,7 +114,7 @@ def status_command(obj: Any, output: str) -> None:
     if output == "json":
         click.echo(render(status, "json"))
         return
-    for section in ("workers", "queues", "functions", "mappings"):
+    for section in ("workers", "queues", "functions", "provisioned", "mappings"):
         if section in status:
             click.echo(f"{section.upper()}")
             click.echo(render(status[section], "table"))

@@ -43,6 +43,7 @@ from warren.store.aliases import AliasStore
 from warren.store.coderefs import CodeRefs, spec_codes
 from warren.store.codes import CodeStore
 from warren.store.layers import LayerStore
+from warren.store.provisioned import ProvisionedStore
 from warren.store.redis import redis_errors
 from warren.store.reservations import Reservations
 
@@ -68,6 +69,8 @@ class Registry:
         self.aliases = AliasStore(redis, self.function_key)
         self.refs = CodeRefs(redis, prefix, codes.key)
         self.layers = LayerStore(redis, codes, prefix)
+        self.provisioned = ProvisionedStore(redis, prefix, account_concurrency, self.get_function)
+        self.reserved.provisioned_check = self.provisioned.check
 
     # ---- keys -------------------------------------------------------------------------------
     def function_key(self, name: str) -> str:
@@ -261,7 +264,9 @@ class Registry:
             fields = pipe.hgetall(self.function_key(name))
             if not any(k in (b"latest", "latest") for k in fields):
                 raise NotFound(f"function {name} does not exist")
+            provisioned = self.provisioned.of_function(pipe, name)
             pipe.multi()
+            self.provisioned.forget(pipe, provisioned)
             pipe.delete(self.function_key(name))
             pipe.srem(self.functions_key, name)
             pipe.hdel(self.reservations_key, name)

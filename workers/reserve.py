@@ -1,0 +1,88 @@
+"""The pool's provisioned sandboxes: initialised ahead of traffic, never evicted or reaped.
+
+The provisioner (workers/provisioner.py) adds sandboxes whose init has already run; invocations
+of the same spec take them before any on-demand sandbox. A provisioned sandbox stays owned by
+the reserve while an invocation uses it, and comes back to it afterwards; one that failed is
+dropped, and the provisioner replaces it on its next round.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+
+class Reserve:
+    """Provisioned sandboxes per sandbox key: idle ones ready to take, and the ones in use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[Hashable, list[Any]] = {}
+        self._owned: dict[int, Hashable] = {}  # id(sandbox) -> its key, idle or in use
+        self._surplus: set[int] = set()  # in use, but to be closed when it comes back
+        self._closed = False
+
+    def add(self, key: Hashable, sandbox: Any) -> None:
+        with self._lock:
+            if not self._closed:
+                self._owned[id(sandbox)] = key
+                self._idle.setdefault(key, []).append(sandbox)
+                return
+        sandbox.close()  # the worker is shutting down
+
+    def take(self, key: Hashable) -> Any | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give_back(self, key: Hashable, sandbox: Any) -> bool:
+        """True if `sandbox` is provisioned (kept if still usable, else forgotten to be closed)."""
+        with self._lock:
+            if id(sandbox) not in self._owned:
+                return False
+            if sandbox.usable and id(sandbox) not in self._surplus:
+                self._idle.setdefault(key, []).append(sandbox)
+                return True
+            del self._owned[id(sandbox)]
+            self._surplus.discard(id(sandbox))
+        sandbox.close()
+        return True
+
+    def counts(self, key: Hashable) -> tuple[int, int]:
+        """(owned and not surplus, idle and ready) for one key."""
+        with self._lock:
+            owned = [s for s, k in self._owned.items() if k == key and s not in self._surplus]
+            return len(owned), len(self._idle.get(key, ()))
+
+    def trim(self, key: Hashable, keep: int) -> None:
+        """Keep at most `keep` of `key`: idle extras closed now, busy ones when they come back."""
+        victims: list[Any] = []
+        with self._lock:
+            owned = [s for s, k in self._owned.items() if k == key and s not in self._surplus]
+            extra = len(owned) - keep
+            idle = self._idle.get(key, [])
+            while extra > 0 and idle:
+                sandbox = idle.pop(0)
+                del self._owned[id(sandbox)]
+                victims.append(sandbox)
+                extra -= 1
+            if extra > 0:
+                idle_ids = {id(s) for s in idle}
+                busy = [s for s in owned if s in self._owned and s not in idle_ids]
+                self._surplus.update(busy[:extra])
+        for sandbox in victims:
+            sandbox.close()
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(set(self._owned.values()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            victims = [s for idle in self._idle.values() for s in idle]
+            self._idle.clear()
+            self._owned.clear()
+        for sandbox in victims:
+            sandbox.close()
