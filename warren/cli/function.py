@@ -176,7 +176,9 @@ def get(ctx: click.Context, name: str, output: str) -> None:
     client = make_client(ctx)
     spec = client.get_function(base, qualifier)
     view = function_view(spec, client.get_concurrency(base))
-    view["provisioned"] = client.provisioned_status(base, qualifier)
+    provisioned = client.provisioned_status(base, qualifier)
+    if provisioned:  # requested / allocated / ready / state of each config
+        view["provisioned"] = provisioned
     echo(view, output)
 
 
