@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# The queue source tests' broker fixtures (channel, queue, store), shared by two files.
-pytest_plugins = ["support.queue_kit"]
+# The queue source tests' broker fixtures (channel, queue, store), shared by two files, and
+# `world`: a fleet's stores with the in-memory broker, for the router's and workers' loops.
+pytest_plugins = ["support.queue_kit", "support.memory_fleet"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
