@@ -36,6 +36,7 @@ bench: install services
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/sandbox.py
 	$(PY) bench/runtimes.py
+	$(PY) bench/provisioned.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
 
