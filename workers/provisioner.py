@@ -97,6 +97,7 @@ class Provisioner:
             target = targets.setdefault(key, _Target(spec, 0))
             target.count += mine
             wanted.append((config.key, key, mine, spec.version))
+        self._pool.reserve.drop_dead()  # a child killed while idle would pay init again
         for key in self._pool.reserve.keys():
             if key not in targets:
                 self._pool.reserve.trim(key, 0)
@@ -134,7 +135,10 @@ class Provisioner:
             sandbox = self._pool.factory(spec, code_dir)
         except WarrenError as exc:
             return str(exc)
-        why = sandbox.start(wait=True)
+        try:
+            why = sandbox.start(wait=True)
+        except WarrenError as exc:  # e.g. no sandbox uid left: not this config's fault alone
+            why = str(exc)
         if why is not None:
             sandbox.close()
             return why

@@ -74,6 +74,19 @@ class Reserve:
         for sandbox in victims:
             sandbox.close()
 
+    def drop_dead(self) -> int:
+        """Close idle sandboxes whose child died (the provisioner starts new ones)."""
+        dead: list[Any] = []
+        with self._lock:
+            for idle in self._idle.values():
+                for sandbox in [s for s in idle if not getattr(s, "alive", True)]:
+                    idle.remove(sandbox)
+                    del self._owned[id(sandbox)]
+                    dead.append(sandbox)
+        for sandbox in dead:
+            sandbox.close()
+        return len(dead)
+
     def keys(self) -> list[Hashable]:
         with self._lock:
             return list(set(self._owned.values()))

@@ -91,6 +91,15 @@ def test_provisioned_sandboxes_are_ready_before_traffic_spread_and_recreated_els
 
     fleet.wait_for(healed, timeout=60, what="the dead worker's share recreated")
     assert [r["warm:live"]["ready"] for r in reports(fleet).values()] == [2]
+    # When the alias moves to another version, the provisioned sandboxes follow it
+    fleet.client.update_function("warm", env={"VERSION_TAG": "2"})
+    fleet.client.publish_version("warm")
+    fleet.client.update_alias("warm", "live", "2")
+    fleet.wait_for(lambda: view(fleet, "warm:live").get("versions") == ["2"]
+                   and view(fleet, "warm:live")["state"] == "READY", timeout=60,
+                   what="the sandboxes of version 2")
+    moved = fleet.client.invoke("warm", {}, qualifier="live", log_tail=True)
+    assert moved.executed_version == "2" and "Init Duration" not in moved.logs
     # When the config is cleared, the sandboxes go and so does the report
     assert fleet.cli("concurrency", "provision", "warm:live", "--clear").returncode == 0
     fleet.wait_for(lambda: not reports(fleet), timeout=30, what="the report to go")

@@ -76,6 +76,10 @@ def test_a_failed_provisioned_sandbox_is_dropped_and_after_close_none_is_kept() 
     sick.usable = False
     assert reserve.give_back("k", sick) and sick.closed and reserve.counts("k") == (0, 0)
     assert not reserve.give_back("k", Fake("stranger"))
+    dying = Fake("dying")
+    reserve.add("k", dying)
+    dying.alive = False  # type: ignore[attr-defined]
+    assert reserve.drop_dead() == 1 and dying.closed and reserve.counts("k") == (0, 0)
     reserve.close()
     late = Fake("late")
     reserve.add("k", late)
