@@ -36,6 +36,8 @@ class _Target:
 
 
 class Provisioner:
+    """A worker's loop over the configs: its share initialised in the pool's reserve, reported."""
+
     def __init__(
         self,
         store: ProvisionedStore,

@@ -33,6 +33,8 @@ from warren.store.reservations import unreserved_minimum
 
 
 class ProvisionedStore:
+    """Configs (put, get, all, delete) under the rules; the workers' reports and the fleet view."""
+
     def __init__(
         self,
         client: redis.Redis[bytes],
@@ -58,7 +60,8 @@ class ProvisionedStore:
             pipe.hset(self.key, config.key, orjson.dumps(config.to_dict()))
 
         with redis_errors("provisioned concurrency", self._redis):
-            self._redis.transaction(put, self.key, self._keys.reservations)  # type: ignore[no-untyped-call]
+            watched = (self.key, self._keys.reservations)
+            self._redis.transaction(put, *watched)  # type: ignore[no-untyped-call]
         return config
 
     def check(
@@ -125,9 +128,9 @@ class ProvisionedStore:
         with redis_errors("provisioned concurrency", self._redis):
             pipe.execute()
 
-    def status(self, configs: Iterable[ProvisionedConfig], pool_of: Callable[[str], str]) -> list[
-        dict[str, Any]
-    ]:
+    def status(
+        self, configs: Iterable[ProvisionedConfig], pool_of: Callable[[str], str]
+    ) -> list[dict[str, Any]]:
         """Each config's fleet view, from the live workers' reports."""
         with redis_errors("provisioned concurrency", self._redis):
             pools: dict[str, int] = {}
