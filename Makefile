@@ -6,7 +6,7 @@ export WARREN_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 export WARREN_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 export WARREN_TEST_S3_URL ?= http://127.0.0.1:$(S3_PORT)
 
-.PHONY: dev install services example test lint bench clean
+.PHONY: dev install services browser example test lint bench clean
 
 dev: install services example
 
@@ -24,7 +24,13 @@ services: install
 example: install services
 	PATH=$(VENV)/bin:$$PATH bash examples/run.sh
 
-test: install services lint
+# Headless Chromium for the console's browser test (tests/system/test_console.py).
+browser:
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install services browser lint
 	$(PY) -m pytest
 
 lint: install
@@ -39,6 +45,8 @@ bench: install services
 	$(PY) bench/provisioned.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/gateway.py
 
 clean:
 	rm -rf $(VENV) .warren build *.egg-info

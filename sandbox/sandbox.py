@@ -69,7 +69,7 @@ class Sandbox:
             raise InvalidParameter(f"memory must be a whole number of MB >= 32, not {memory_mb!r}")
         if not timeout_s > 0:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
-        self.opt_dir = opt_dir  # the function's layers merged (sandbox/layers.py), if it has any
+        self.opt_dir = opt_dir  # its layers merged (sandbox/layers.py); a bootstrap may be there
         self._plan = runtimes.plan(runtime, self.code_dir, memory_mb, opt_dir)  # or refused
         self.runtime = self._plan.runtime
         self.handler = handler
@@ -130,15 +130,13 @@ class Sandbox:
         with self._lock:
             if not self.alive:
                 self._spawn()
-            if wait and self._awaiting_ready:
-                early = self._await_ready(aws.new_request_id(), LogBuffer(self._iso.log_cap_bytes))
-                return early.failure() if isinstance(early, Outcome) else None
-            return None
+            logs = LogBuffer(self._iso.log_cap_bytes)
+            early = self._await_ready("init", logs) if wait and self._awaiting_ready else None
+            return early.failure() if isinstance(early, Outcome) else None
 
-    def invoke(
-        self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
-    ) -> Outcome:
-        """Run the handler once. `payload` is the event already as JSON bytes."""
+    def invoke(self, event: Any = None, *, payload: bytes | None = None,
+               request_id: str | None = None, client_context: bytes | None = None) -> Outcome:
+        """Run the handler once; `payload` is the event as JSON bytes, `client_context` JSON."""
         if payload is None:
             try:
                 payload = orjson.dumps(event)
@@ -158,7 +156,7 @@ class Sandbox:
                 if isinstance(early, Outcome):
                     return early
                 init_ms = early
-            return self._invoke(rid, payload, logs, init_ms)
+            return self._invoke(rid, payload, logs, init_ms, client_context or b"")
 
     def close(self) -> None:
         """Kill everything the sandbox started and remove its tmp dir; idempotent."""
@@ -328,11 +326,13 @@ class Sandbox:
             )
         return init_ms
 
-    def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None) -> Outcome:
+    def _invoke(
+        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes = b""
+    ) -> Outcome:
         assert self._channel is not None
         started = time.monotonic()
         deadline = started + self.timeout_s
-        frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload)
+        frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload, cc)
         try:
             self._channel.send(frame, deadline)
             got = self._channel.wait(deadline, logs)

@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# The queue source tests' broker fixtures (channel, queue, store), shared by two files, and
-# `world`: a fleet's stores with the in-memory broker, for the router's and workers' loops.
-pytest_plugins = ["support.queue_kit", "support.memory_fleet"]
+# The queue source tests' broker fixtures (channel, queue, store), shared by two files;
+# `world`: a fleet's stores with the in-memory broker, for the router's and workers' loops;
+# private PostgreSQL and Mosquitto servers for the table and MQTT sources.
+pytest_plugins = ["support.queue_kit", "support.memory_fleet", "support.private_services"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
