@@ -89,7 +89,7 @@ def test_python_functions_import_a_pypi_package_and_run_tools_only_their_layers_
     # When the layer version is deleted, the function that uses it keeps running it
     assert fleet.cli("layer", "delete", "deps:1").returncode == 0
     gone = fleet.cli("layer", "get", "deps:1")
-    assert gone.returncode == 1 and b"does not exist" in gone.stderr
+    assert gone.returncode == 3 and b"does not exist" in gone.stderr
     fleet.client.update_function("withdeps", description="after the delete")
     again = fleet.client.invoke("withdeps", {})
     assert again.function_error is None and again.payload["shared"] == "top"

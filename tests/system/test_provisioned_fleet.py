@@ -60,7 +60,7 @@ def test_provisioned_sandboxes_are_ready_before_traffic_spread_and_recreated_els
     fleet.worker(slots=2)
     # When two sandboxes are provisioned for the alias ($LATEST is refused)
     refused = fleet.cli("concurrency", "provision", "warm", "2")
-    assert refused.returncode == 1 and b"not $LATEST" in refused.stderr
+    assert refused.returncode == 2 and b"not $LATEST" in refused.stderr
     made = fleet.cli("concurrency", "provision", "warm:live", "2")
     assert made.returncode == 0, made.stderr
     # Then the fleet reports them ready, one per worker

@@ -8,7 +8,7 @@ import sys
 
 from warren.cli import COMMANDS
 
-MODULES = ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "usage",
+MODULES = ("local", "function", "layer", "alias", "concurrency", "invoke", "logs", "status", "usage",
            "gateway", "mapping", "topic", "process")
 
 

@@ -139,7 +139,7 @@ def test_provision_shows_the_config_and_refuses_bad_usage(run: Run, code: Path):
     ok(run("function", "publish", "p"))
     assert run("concurrency", "provision", "p:1").exit_code == 2  # neither N nor --clear
     assert run("concurrency", "provision", "p:1", "2", "--clear").exit_code == 2
-    assert "not $LATEST" in one_line_error(run("concurrency", "provision", "p:$LATEST", "1"))
+    assert "not $LATEST" in one_line_error(run("concurrency", "provision", "p:$LATEST", "1"), 2)
     ok(run("concurrency", "provision", "p:1", "2"))
     got = as_json(run("concurrency", "get", "p:1", "-o", "json"))["provisioned"]
     assert [(c["qualifier"], c["requested"], c["state"]) for c in got] == [("1", 2, "IN_PROGRESS")]
