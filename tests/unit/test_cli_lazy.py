@@ -8,8 +8,8 @@ import sys
 
 from warren.cli import COMMANDS
 
-MODULES = ("local", "function", "layer", "alias", "concurrency", "invoke", "logs", "status", "usage",
-           "gateway", "mapping", "topic", "process")
+MODULES = ("local", "function", "layer", "alias", "concurrency", "invoke", "logs", "status",
+           "usage", "gateway", "mapping", "topic", "process")
 
 
 def test_the_table_names_every_command_of_every_module_and_nothing_else() -> None:
