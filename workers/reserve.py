@@ -22,6 +22,10 @@ class Reserve:
         self._owned: dict[int, Hashable] = {}  # id(sandbox) -> its key, idle or in use
         self._surplus: set[int] = set()  # in use, but to be closed when it comes back
         self._closed = False
+        # Per (function, version): invocations a provisioned sandbox served, and those that found
+        # every one of them busy and spilled over to on-demand (Lambda's two metrics).
+        self.served: dict[tuple[str, str], int] = {}
+        self.spilled: dict[tuple[str, str], int] = {}
 
     def add(self, key: Hashable, sandbox: Any) -> None:
         with self._lock:
@@ -32,9 +36,28 @@ class Reserve:
         sandbox.close()  # the worker is shutting down
 
     def take(self, key: Hashable) -> Any | None:
+        if not self._owned:  # no provisioned sandbox at all: the common case, no lock
+            return None
         with self._lock:
             idle = self._idle.get(key)
-            return idle.pop() if idle else None
+            label = _label(key)
+            if idle:
+                self.served[label] = self.served.get(label, 0) + 1
+                return idle.pop()
+            if key in self._owned.values():
+                self.spilled[label] = self.spilled.get(label, 0) + 1
+            return None
+
+    def usage(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(provisioned sandboxes, those running an invocation now) per (function, version)."""
+        with self._lock:
+            out: dict[tuple[str, str], tuple[int, int]] = {}
+            for key in set(self._owned.values()):
+                owned = sum(1 for k in self._owned.values() if k == key)
+                busy = owned - len(self._idle.get(key, ()))
+                total, running = out.get(_label(key), (0, 0))
+                out[_label(key)] = (total + owned, running + busy)
+            return out
 
     def give_back(self, key: Hashable, sandbox: Any) -> bool:
         """True if `sandbox` is provisioned (kept if still usable, else forgotten to be closed)."""
@@ -99,3 +122,10 @@ class Reserve:
             self._owned.clear()
         for sandbox in victims:
             sandbox.close()
+
+
+def _label(key: Hashable) -> tuple[str, str]:
+    # Pool keys start with (function, version) (workers/pool.py, sandbox_key).
+    if isinstance(key, tuple) and len(key) >= 2:
+        return str(key[0]), str(key[1])
+    return str(key), ""

@@ -7,6 +7,8 @@ from typing import Any
 
 from warren.function import FunctionSpec
 from warren.provisioned import share
+from warren.observe.metrics import Registry as MetricsRegistry
+from workers.metrics import provisioned_collector
 from workers.pool import SandboxPool, sandbox_key
 from workers.reserve import Reserve
 
@@ -59,6 +61,14 @@ def test_invocations_take_provisioned_sandboxes_first_and_give_them_back() -> No
     pool.checkin(key, second)
     assert pool.reserve.counts(key) == (1, 1) and pool.busy == 0
     assert pool.checkout(spec, Path("/code"))[1] is ready  # the provisioned one first, again
+    assert pool.reserve.served == {("f", "1"): 2} and pool.reserve.spilled == {("f", "1"): 1}
+    assert pool.reserve.usage() == {("f", "1"): (1, 1)}  # one provisioned, running now
+    registry = MetricsRegistry()
+    provisioned_collector(registry, pool.reserve)
+    text = registry.render()
+    assert 'warren_provisioned_invocations_total{function="f",version="1"} 2' in text
+    assert 'warren_provisioned_spillover_invocations_total{function="f",version="1"} 1' in text
+    assert 'warren_provisioned_utilization{function="f",version="1"} 1' in text
     # Trimming closes idle extras now, busy ones when they come back
     extra = Fake("p2")
     pool.reserve.add(key, extra)

@@ -34,7 +34,7 @@ from warren.settings import Settings
 from warren.store.redis import connect
 from workers.codecache import DEFAULT_TTL_S, MIN_TTL_S
 from workers.heartbeat import Heartbeat
-from workers.metrics import WorkerMetrics
+from workers.metrics import WorkerMetrics, provisioned_collector
 from workers.supervisor import Supervisor
 from workers.worker import WorkerConfig
 
@@ -102,6 +102,7 @@ def worker_command(
     worker = build_worker(settings, config, retry_policy(os.environ), metrics, log_stdout)
     if metrics is not None:
         metrics.slots_collector(worker.status)
+        provisioned_collector(registry, worker.executor.pool.reserve)
         deps = probes.dependencies(settings)
 
         def ready() -> list[str]:
