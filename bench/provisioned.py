@@ -141,7 +141,7 @@ def main() -> None:
         "what": "first sync invoke of a freshly deployed version 1, then 2N concurrent invokes",
         "n_provisioned": N, "workers": "2 x 2 slots", "init_ms": args.init_ms,
         "rounds": args.rounds, "host": platform.node(), "cpus": os.cpu_count(),
-        "loadavg_start_end": None, "modes": {},
+        "loadavg_1_5_15_at_end": None, "modes": {},
     }
     for mode in ("on-demand", "provisioned"):
         mine = [r for r in rounds if r["mode"] == mode]
@@ -155,7 +155,7 @@ def main() -> None:
         }
         if mode == "provisioned":
             results["modes"][mode]["time_to_ready"] = summary([r["ready_ms"] for r in mine])
-    results["loadavg_start_end"] = os.getloadavg()
+    results["loadavg_1_5_15_at_end"] = os.getloadavg()
     with open(RESULTS, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
