@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from warren.function import FunctionSpec
-from warren.provisioned import share
 from warren.observe.metrics import Registry as MetricsRegistry
+from warren.provisioned import share
 from workers.metrics import provisioned_collector
 from workers.pool import SandboxPool, sandbox_key
 from workers.reserve import Reserve
