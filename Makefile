@@ -42,6 +42,7 @@ bench: install services
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/sandbox.py
 	$(PY) bench/runtimes.py
+	$(PY) bench/provisioned.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

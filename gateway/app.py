@@ -149,8 +149,10 @@ def routes() -> list[BaseRoute]:
         console_api,
         functions_api,
         invoke_api,
+        layers_api,
         mappings_api,
         metrics_api,
+        provisioned_api,
         urls_api,
     )
 
@@ -161,8 +163,8 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
-    for module in (functions_api, aliases_api, config_api, mappings_api, urls_api, metrics_api,
-                   console_api):
+    for module in (functions_api, aliases_api, config_api, layers_api, provisioned_api,
+                   mappings_api, urls_api, metrics_api, console_api):
         found.extend(module.ROUTES)
     return found
 

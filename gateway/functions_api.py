@@ -76,6 +76,11 @@ def _config_changes(body: dict[str, Any]) -> dict[str, Any]:
     env = _env(body)
     if env is not None:
         changes["env"] = env
+    layers = body.get("Layers")
+    if layers is not None:  # layer version ARNs, in order; [] drops them all
+        if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+            raise invalid("Layers must be a list of layer version ARNs")
+        changes["layers"] = layers
     return changes
 
 

@@ -61,6 +61,7 @@ def function_configuration(spec: FunctionSpec) -> dict[str, Any]:
         "Architectures": ["x86_64"],
         "EphemeralStorage": {"Size": EPHEMERAL_MB},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{spec.name}"},
+        "Layers": [{"Arn": x.arn, "CodeSize": x.code_size} for x in spec.layers],
     }
 
 

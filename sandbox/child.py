@@ -188,7 +188,9 @@ def _mapped_bytes() -> int:
 
 def _enter_code_dir(spec: dict[str, Any]) -> str | None:
     code_dir = spec["code_dir"]
-    sys.path[:] = [code_dir] + [p for p in sys.path if p and p != _OWN_DIR]
+    # PYTHONPATH (the code, then its layers' paths, or the function's own) as `python` reads it.
+    extra = [p for p in spec["env"].get("PYTHONPATH", "").split(":") if p and p != code_dir]
+    sys.path[:] = [code_dir, *extra] + [p for p in sys.path if p and p != _OWN_DIR]
     for name in [m for m in sys.modules if m == "sandbox" or m.startswith("sandbox.")]:
         del sys.modules[name]  # a handler may ship its own module named `sandbox`
     try:

@@ -7,6 +7,8 @@ import time
 import uuid
 from collections.abc import Mapping
 
+from sandbox.layers import layer_environment
+
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 # Lambda's unreserved defaults: a function may override these.
@@ -33,12 +35,15 @@ def lambda_environment(
     runtime_dir: str,
     tmp_dir: str,
     runtime: str = RUNTIME,
+    opt_dir: str | None = None,
 ) -> dict[str, str]:
     """Compose the child's whole environment; reserved names always win over the function's."""
     env = dict(DEFAULTS)
     env["PATH"] = f"{code_dir}/bin:{DEFAULTS['PATH']}"  # a bundle's own tools (Lambda's /opt/bin)
     if runtime.startswith("python"):
         env["PYTHONPATH"] = code_dir
+    if opt_dir is not None:  # the function's layers, merged (sandbox/layers.py)
+        layer_environment(env, opt_dir, runtime, code_dir)
     env.update(function_env)
     env.update(
         {

@@ -48,6 +48,12 @@ class Outcome:
         except ValueError:  # a custom runtime may answer with any bytes; Lambda passes them on
             return self.result_json.decode("utf-8", "replace")
 
+    def failure(self) -> str:
+        """One line saying why it failed (for an init run ahead of traffic)."""
+        error = self.error or {}
+        kind = error.get("errorType", self.error_type)
+        return f"{kind}: {error.get('errorMessage', self.status)}"
+
     def as_dict(self) -> dict[str, Any]:
         """The `--output json` shape."""
         return {

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox import layers
 from warren.errors import InvalidParameter
 
 PYTHON_HERE = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -66,7 +67,7 @@ def available() -> tuple[str, ...]:
     return tuple(names)
 
 
-def plan(runtime: str | None, code_dir: str, memory_mb: int) -> Plan:
+def plan(runtime: str | None, code_dir: str, memory_mb: int, opt_dir: str | None = None) -> Plan:
     """How to start `runtime` for the code in `code_dir`; InvalidParameter if it cannot run here."""
     if runtime is None or runtime == PYTHON_HERE:
         return Plan(runtime or PYTHON_HERE)
@@ -82,7 +83,7 @@ def plan(runtime: str | None, code_dir: str, memory_mb: int) -> Plan:
             f"(install Node.js, e.g. `apt-get install nodejs`); it can run {', '.join(available())}"
         )
     if runtime in PROVIDED_NAMES:
-        return Plan(runtime, (os.path.join(code_dir, "bootstrap"),))
+        return Plan(runtime, (layers.bootstrap(code_dir, opt_dir),))
     raise InvalidParameter(
         f"runtime {runtime} cannot run on this machine: it can run {', '.join(available())}"
     )

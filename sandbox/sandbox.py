@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -61,6 +60,7 @@ class Sandbox:
         region: str = "us-east-1",
         isolation: Isolation | None = None,
         runtime: str | None = None,
+        opt_dir: str | None = None,
     ) -> None:
         self.code_dir = os.path.abspath(code_dir)
         if not os.path.isdir(self.code_dir):
@@ -69,7 +69,8 @@ class Sandbox:
             raise InvalidParameter(f"memory must be a whole number of MB >= 32, not {memory_mb!r}")
         if not timeout_s > 0:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
-        self._plan = runtimes.plan(runtime, self.code_dir, memory_mb)  # refused if not runnable
+        self.opt_dir = opt_dir  # its layers merged (sandbox/layers.py); a bootstrap may be there
+        self._plan = runtimes.plan(runtime, self.code_dir, memory_mb, opt_dir)  # or refused
         self.runtime = self._plan.runtime
         self.handler = handler
         self.memory_mb = memory_mb
@@ -124,11 +125,14 @@ class Sandbox:
     def tmp_dir(self) -> str | None:
         return self._tmp_dir
 
-    def start(self) -> None:
-        """Start the child now (init runs in the background) instead of on the first invoke."""
+    def start(self, wait: bool = False) -> str | None:
+        """Start the child before its first invoke; with `wait`, run init out (None, or why not)."""
         with self._lock:
             if not self.alive:
                 self._spawn()
+            logs = LogBuffer(self._iso.log_cap_bytes)
+            early = self._await_ready("init", logs) if wait and self._awaiting_ready else None
+            return early.failure() if isinstance(early, Outcome) else None
 
     def invoke(self, event: Any = None, *, payload: bytes | None = None,
                request_id: str | None = None, client_context: bytes | None = None) -> Outcome:
@@ -171,12 +175,7 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -256,6 +255,7 @@ class Sandbox:
             runtime_dir=_RUNTIME_DIR,
             tmp_dir=self._tmp_dir,
             runtime=self.runtime,
+            opt_dir=self.opt_dir,
         )
         spec: dict[str, Any] = {
             "code_dir": self.code_dir,

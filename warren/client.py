@@ -8,7 +8,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from warren.function import Alias, FunctionSpec
+from warren.errors import NotFound
+from warren.function import DEFAULT_POOL, Alias, FunctionSpec
 from warren.invocation import InvocationResult
 from warren.ports import Dispatcher
 from warren.settings import Settings
@@ -117,6 +118,30 @@ class Client:
 
     def get_concurrency(self, name: str) -> int | None:
         return self.registry.get_concurrency(name)
+
+    def provision(self, name: str, qualifier: str | None, n: int | None) -> None:
+        """Keep `n` sandboxes of NAME:QUALIFIER initialised; None clears the config."""
+        if n is None:
+            self.registry.provisioned.delete(name, qualifier)
+        else:
+            self.registry.provisioned.put(name, qualifier, n)
+
+    def provisioned_status(
+        self, name: str | None = None, qualifier: str | None = None
+    ) -> list[dict[str, Any]]:
+        """requested / allocated / ready / state of the configs (of NAME, of NAME:QUALIFIER)."""
+        configs = [
+            c for c in self.registry.provisioned.all()
+            if name in (None, c.function) and qualifier in (None, c.qualifier)
+        ]
+
+        def pool_of(function: str) -> str:
+            try:
+                return self.registry.get_function(function).pool
+            except NotFound:
+                return DEFAULT_POOL
+
+        return self.registry.provisioned.status(configs, pool_of)
 
     # ---- invocation (router.dispatch does the work) -----------------------------------------
     @property

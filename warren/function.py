@@ -13,6 +13,7 @@ import orjson
 from warren import runtimes
 from warren.aws import function_arn, iso_time
 from warren.errors import InvalidParameter
+from warren.layer import MAX_LAYERS, LayerRef
 
 LATEST = "$LATEST"
 
@@ -116,6 +117,7 @@ class FunctionSpec:
     async_config: AsyncConfig
     last_modified: str
     pool: str = DEFAULT_POOL  # the workers that run it: `warren worker --pool NAME`
+    layers: tuple[LayerRef, ...] = ()  # merged under the sandbox's /opt in this order
 
     @property
     def arn(self) -> str:
@@ -141,6 +143,7 @@ class FunctionSpec:
             "async_config": self.async_config.to_dict(),
             "last_modified": self.last_modified,
             "pool": self.pool,
+            "layers": [layer.to_dict() for layer in self.layers],
         }
 
     @classmethod
@@ -159,6 +162,7 @@ class FunctionSpec:
             async_config=AsyncConfig.from_dict(data.get("async_config") or {}),
             last_modified=data.get("last_modified", ""),
             pool=str(data.get("pool") or DEFAULT_POOL),
+            layers=tuple(LayerRef.from_dict(x) for x in data.get("layers") or ()),
         )
 
     def fingerprint(self) -> bytes:
@@ -168,6 +172,8 @@ class FunctionSpec:
             body.pop(key)
         if body["pool"] == DEFAULT_POOL:  # as specs stored before pools existed
             body.pop("pool")
+        if not body["layers"]:  # as specs stored before layers existed
+            body.pop("layers")
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     def as_version(self, version: str, description: str | None = None) -> FunctionSpec:
@@ -187,6 +193,8 @@ class FunctionSpec:
         check_env(self.env)
         check_description(self.description)
         check_pool(self.pool)
+        if len(self.layers) > MAX_LAYERS:
+            raise InvalidParameter(f"a function may use at most {MAX_LAYERS} layers")
         self.async_config.validate()
         return self
 

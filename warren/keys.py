@@ -8,6 +8,9 @@ Redis (p = prefix):
     p:fn:<name>                 a function's specs, versions, aliases, async config (hash)
     p:reservations              reserved concurrency per function (hash)
     p:code:<sha256>             a code bundle; p:coderefs[:<sha256>] who references it
+    p:layers, p:layer:<name>    layer names (set); a layer's versions (hash v:<N>, next_version)
+    p:provisioned               provisioned concurrency configs (hash "<fn>:<qualifier>" -> JSON)
+    p:provisioned:worker:<id>   what one worker holds ready per config (hash, expiring)
     p:logs:<function>           invocation log stream
     p:stats:<function>          invocation/error counters (hash)
     p:usage:<hour>              metered usage of one hour, per function and version (hash,
@@ -97,6 +100,22 @@ class Keys:
 
     def coderef(self, sha256: str) -> str:
         return f"{self.prefix}:coderefs:{sha256}"
+
+    @property
+    def layers(self) -> str:
+        return f"{self.prefix}:layers"
+
+    def layer(self, name: str) -> str:
+        return f"{self.prefix}:layer:{name}"
+
+    @property
+    def provisioned(self) -> str:
+        """Provisioned concurrency configs: "<function>:<qualifier>" -> config JSON."""
+        return f"{self.prefix}:provisioned"
+
+    def provisioned_status(self, worker_id: str) -> str:
+        """What one worker holds ready, per config; expires with the worker's heartbeat."""
+        return f"{self.prefix}:provisioned:worker:{worker_id}"
 
     # ---- running ----------------------------------------------------------------------------
     def logs(self, function: str) -> str:

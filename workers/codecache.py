@@ -14,12 +14,15 @@ import fcntl
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from warren.errors import CodeBundleError
 from warren.store.codes import CodeStore
+from workers.optdir import merge, opt_name
 
 log = logging.getLogger("warren.worker")
 
@@ -53,6 +56,34 @@ class CodeCache:
                 raise CodeBundleError(f"code cache {self.root}: {exc}") from None
             self._known[sha256] = (path, time.monotonic())
             return path
+
+    def opt(self, shas: Sequence[str]) -> Path:
+        """The merged directory of a function's layers (workers/optdir.py), made the first time."""
+        name = opt_name(shas)
+        known = self._known.get(name)
+        if known is not None and time.monotonic() - known[1] < TOUCH_EVERY_S:
+            return known[0]
+        layers = [self.path(sha256) for sha256 in shas]
+        with self._lock:
+            final = self.root / name
+            try:
+                with self._locked(fcntl.LOCK_SH):
+                    if not final.is_dir():
+                        scratch = Path(tempfile.mkdtemp(prefix=f".{name[:20]}-", dir=self.root))
+                        try:
+                            merge(layers, scratch)
+                            os.chmod(scratch, 0o755)
+                            os.rename(scratch, final)
+                        except OSError:
+                            if not final.is_dir():  # not a race lost to another worker
+                                raise
+                        finally:
+                            shutil.rmtree(scratch, ignore_errors=True)
+                    _refresh(final)
+            except OSError as exc:
+                raise CodeBundleError(f"cannot merge layers in {self.root}: {exc}") from None
+            self._known[name] = (final, time.monotonic())
+            return final
 
     def prune(self, now: float | None = None) -> int:
         """Remove bundles unused for `ttl_s` and stale scratch directories; returns how many."""

@@ -53,6 +53,8 @@ class Executor:
         self._keep_lease(inv)
         try:
             code_dir = self.codes.path(spec.code_sha256)
+            if spec.layers:  # merged (and marked used) before the pool's factory needs them
+                self.codes.opt([layer.code_sha256 for layer in spec.layers])
             key, sandbox = self.pool.checkout(spec, code_dir)
         except WarrenError as exc:
             return self._service_error(inv, exc)

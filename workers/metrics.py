@@ -16,6 +16,7 @@ from warren.invocation import Invocation
 from warren.observe.metrics import Labels, Registry
 from warren.store.usage import Metered
 from workers.executor import Executor, Run
+from workers.reserve import Reserve
 
 
 class WorkerMetrics:
@@ -68,6 +69,28 @@ class WorkerMetrics:
             ("warm", "warren_worker_warm_sandboxes", "Warm sandboxes this worker keeps."),
         ):
             self.registry.computed(name, text, (), _reader(status, field))
+
+
+def provisioned_collector(registry: Registry, reserve: Reserve) -> None:
+    """Lambda's provisioned concurrency metrics, read from the pool's reserve at each scrape."""
+    labels = ("function", "version")
+    registry.computed(
+        "warren_provisioned_invocations_total",
+        "Invocations a provisioned sandbox served (Lambda: ProvisionedConcurrencyInvocations).",
+        labels, lambda: {k: float(v) for k, v in reserve.served.copy().items()}, "counter")
+    registry.computed(
+        "warren_provisioned_spillover_invocations_total",
+        "Invocations that found every provisioned sandbox busy and ran on demand "
+        "(Lambda: ProvisionedConcurrencySpilloverInvocations).",
+        labels, lambda: {k: float(v) for k, v in reserve.spilled.copy().items()}, "counter")
+    registry.computed(
+        "warren_provisioned_sandboxes", "Provisioned sandboxes this worker keeps initialised.",
+        labels, lambda: {k: float(v[0]) for k, v in reserve.usage().items()})
+    registry.computed(
+        "warren_provisioned_utilization",
+        "Share of this worker's provisioned sandboxes running an invocation now "
+        "(Lambda: ProvisionedConcurrencyUtilization).",
+        labels, lambda: {k: v[1] / v[0] for k, v in reserve.usage().items() if v[0]})
 
 
 class MeteredExecutor(Executor):

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from sandbox.outcome import Outcome
 from warren.function import FunctionSpec
+from workers.reserve import Reserve
 
 
 class WarmSandbox(Protocol):
@@ -32,6 +33,10 @@ class WarmSandbox(Protocol):
 
     def close(self) -> None: ...
 
+    def start(self, wait: bool = False) -> str | None:
+        """Start before the first invoke; with `wait`, run init out (provisioned concurrency)."""
+        ...
+
 
 SandboxFactory = Callable[[FunctionSpec, Path], WarmSandbox]
 
@@ -47,6 +52,7 @@ def sandbox_key(spec: FunctionSpec) -> Hashable:
         spec.memory_mb,
         spec.timeout_s,
         tuple(sorted(spec.env.items())),
+        spec.layers,
     )
 
 
@@ -67,6 +73,8 @@ class SandboxPool:
         self.busy = 0
         self._last_spec: FunctionSpec | None = None
         self._last_key: Hashable = None
+        self.reserve = Reserve()  # provisioned sandboxes, taken first (workers/reserve.py)
+        self.factory = factory
 
     def checkout(self, spec: FunctionSpec, code_dir: Path) -> tuple[Hashable, WarmSandbox]:
         # A chunk's invocations share one spec object: its key is computed once.
@@ -77,6 +85,9 @@ class SandboxPool:
             self._last_spec, self._last_key = spec, key
         with self._lock:
             self.busy += 1
+            provisioned = self.reserve.take(key)
+            if provisioned is not None:
+                return key, provisioned
             for entry in reversed(self._idle):
                 if entry[0] == key:
                     # A child that died while idle is restarted by Sandbox.invoke itself.
@@ -90,6 +101,10 @@ class SandboxPool:
 
     def checkin(self, key: Hashable, sandbox: WarmSandbox) -> None:
         evicted: list[WarmSandbox] = []
+        if self.reserve.give_back(key, sandbox):
+            with self._lock:
+                self.busy -= 1
+            return
         with self._lock:
             self.busy -= 1
             if sandbox.usable:
@@ -123,3 +138,4 @@ class SandboxPool:
             self._idle.clear()
         for sandbox in victims:
             sandbox.close()
+        self.reserve.close()

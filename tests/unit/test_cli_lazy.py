@@ -8,8 +8,8 @@ import sys
 
 from warren.cli import COMMANDS
 
-MODULES = ("local", "function", "alias", "concurrency", "invoke", "logs", "status", "usage",
-           "gateway", "mapping", "topic", "process", "queues")
+MODULES = ("local", "function", "layer", "alias", "concurrency", "invoke", "logs", "status",
+           "usage", "gateway", "mapping", "topic", "process", "queues")
 
 
 def test_the_table_names_every_command_of_every_module_and_nothing_else() -> None:

@@ -18,8 +18,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "function": ("function", "function_group",
                  "Create, change, inspect, list, delete and publish functions."),
     "alias": ("alias", "alias_group", "Create, repoint, list and delete aliases."),
+    "layer": ("layer", "layer_group",
+              "Publish, inspect, list and delete layers (code merged under a function's /opt)."),
     "concurrency": ("concurrency", "concurrency_group",
-                    "Reserve, clear and show reserved concurrency."),
+                    "Reserved concurrency (set, clear), provisioned concurrency (provision), "
+                    "and both (get)."),
     "invoke": ("invoke", "invoke_command", "Invoke a function and print its result."),
     "logs": ("logs", "logs_command", "Print a function's invocation logs."),
     "status": ("status", "status_command",

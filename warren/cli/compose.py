@@ -26,7 +26,7 @@ from router.router import Router
 from router.topics import Topics
 from warren.aws import function_arn
 from warren.errors import ConfigError
-from warren.function import FunctionSpec
+from warren.function import DEFAULT_POOL, FunctionSpec
 from warren.keys import Keys
 from warren.mapping import MappingSpec
 from warren.observe.metrics import Registry
@@ -46,6 +46,7 @@ from workers.executor import Executor
 from workers.logship import ShippingLogStore
 from workers.metrics import MeteredExecutor, WorkerMetrics
 from workers.pool import SandboxPool, WarmSandbox
+from workers.provisioner import Provisioner
 from workers.worker import Worker, WorkerConfig
 
 
@@ -82,9 +83,17 @@ def _positive_int(environ: Any, name: str, default: int) -> int:
     return value
 
 
-def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> WarmSandbox:
+def sandbox_for(
+    spec: FunctionSpec, code_dir: Path, isolation: Any = None, codes: CodeCache | None = None
+) -> WarmSandbox:
     """A warm sandbox for one function spec (the worker's pool calls this)."""
     from sandbox import Sandbox
+
+    opt_dir = None
+    if spec.layers:
+        if codes is None:
+            raise ConfigError(f"{spec.name} uses layers: a code cache must merge them")
+        opt_dir = str(codes.opt([layer.code_sha256 for layer in spec.layers]))
 
     sandbox: WarmSandbox = Sandbox(
         str(code_dir),
@@ -97,6 +106,7 @@ def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> Wa
         invoked_function_arn=spec.arn,
         isolation=isolation,
         runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
+        opt_dir=opt_dir,
     )
     return sandbox
 
@@ -120,12 +130,12 @@ def build_worker(
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
     )
+    codes = CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s)
     pool = SandboxPool(
-        lambda spec, code_dir: sandbox_for(spec, code_dir, isolation),
+        lambda spec, code_dir: sandbox_for(spec, code_dir, isolation, codes),
         max_idle=config.max_idle or 2 * config.slots,
         idle_s=config.idle_s,
     )
-    codes = CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s)
     executor = Executor(pool, codes, semaphore)
     if metrics is not None:
         executor = MeteredExecutor(pool, codes, semaphore)
@@ -147,6 +157,29 @@ def build_worker(
         ),
     )
     return Worker(config, _connector(settings), executor, completion)
+
+
+def build_provisioner(settings: Settings, config: WorkerConfig, worker: Worker) -> Provisioner:
+    """The worker's provisioned concurrency loop, over the worker's own pool and code cache."""
+    client = connect(settings.redis, connect_timeout_s=None)
+    registry = FunctionRegistry(client, CodeStore(client, settings.prefix),
+                                prefix=settings.prefix,
+                                account_concurrency=settings.account_concurrency)
+    keys = Keys(settings.prefix)
+
+    def live_workers() -> list[str]:
+        # The heartbeats of this pool's workers (a worker without one is dead or not yet up).
+        found = []
+        for key in client.scan_iter(keys.workers_pattern):
+            pool = client.hget(key, "pool")
+            if (pool or DEFAULT_POOL.encode()).decode() == config.pool:
+                found.append(key.decode()[len(keys.worker("")):])
+        return found
+
+    return Provisioner(
+        registry.provisioned, registry.get_function, worker.executor.pool, worker.executor.codes,
+        config.worker_id, config.pool, live_workers,
+    )
 
 
 def build_router(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from warren.cli.complete import function_names
-from warren.cli.function import make_client
+from warren.cli.function import make_client, split_qualified
 from warren.cli.output import echo, output_option
 
 
 @click.group("concurrency")
 def concurrency_group() -> None:
-    """Reserve, clear and show reserved concurrency."""
+    """Reserved concurrency (set, clear), provisioned concurrency (provision), and both (get)."""
 
 
 @concurrency_group.command("set")
@@ -33,18 +33,39 @@ def clear(ctx: click.Context, name: str) -> None:
     click.echo(f"Cleared reserved concurrency of {name}")
 
 
+@concurrency_group.command("provision")
+@click.argument("target", metavar="NAME:QUALIFIER")
+@click.argument("n", type=int, required=False)
+@click.option("--clear", is_flag=True, help="Remove the config: its sandboxes are released.")
+@click.pass_context
+def provision(ctx: click.Context, target: str, n: int | None, clear: bool) -> None:
+    """Keep N sandboxes of a published version or alias initialised ahead of traffic."""
+    if clear == (n is not None):
+        raise click.UsageError("give either N or --clear")
+    name, qualifier = split_qualified(target)
+    make_client(ctx).provision(name, qualifier, None if clear else n)
+    if clear:
+        click.echo(f"Cleared provisioned concurrency of {target}")
+    else:
+        click.echo(f"Provisioned concurrency of {target}: {n} (see `warren concurrency get`)")
+
+
 @concurrency_group.command("get")
 @click.argument("name", required=False, shell_complete=function_names)
 @output_option
 @click.pass_context
 def get(ctx: click.Context, name: str | None, output: str) -> None:
-    """Show NAME's reservation, or the account's reservations without NAME."""
+    """Show NAME[:QUALIFIER]'s reservation and provisioned concurrency, or the account's."""
     client = make_client(ctx)
     if name is not None:
-        client.get_function(name)
-        echo({"function": name, "reserved_concurrency": client.get_concurrency(name)}, output)
+        base, qualifier = split_qualified(name)
+        client.get_function(base)
+        view = {"function": base, "reserved_concurrency": client.get_concurrency(base),
+                "provisioned": client.provisioned_status(base, qualifier)}
+        echo(view, output)
         return
-    echo(client.registry.reserved.summary(), output)
+    echo({**client.registry.reserved.summary(), "provisioned": client.provisioned_status()},
+         output)
 
 
 COMMANDS = [concurrency_group]

@@ -68,6 +68,15 @@ def function_view(spec: FunctionSpec, concurrency: int | None) -> dict[str, Any]
     return view
 
 
+def _layers_option(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> list[str] | None:
+    """`--layers a:1,b:2` or `--layers a:1 --layers b:2`; none given -> None (unchanged)."""
+    if not values:
+        return None
+    return [ref for value in values for ref in value.split(",") if ref.strip()]
+
+
 def _settings_options(create: bool) -> Callable[[F], F]:
     """The flags `create` and `update` share; on update every default is "unchanged"."""
 
@@ -102,6 +111,9 @@ def _settings_options(create: bool) -> Callable[[F], F]:
                      + ("" if create else "; '' clears it.")),
         click.option("--pool", default=default(DEFAULT_POOL), show_default=create, metavar="NAME",
                      help="The worker pool that runs it (workers started with --pool NAME)."),
+        click.option("--layers", "layers", multiple=True, metavar="NAME:VERSION",
+                     callback=_layers_option, help="Layers merged under /opt in order (at most "
+                     "5); repeat or separate with commas" + ("." if create else "; '' clears.")),
     ]
     if not create:
         options.append(click.option("--clear-env", is_flag=True,
@@ -130,6 +142,7 @@ def create(
 ) -> None:
     """Register NAME with its code and settings as $LATEST."""
     client = make_client(ctx)
+    options["layers"] = options["layers"] or ()
     spec = client.create_function(name, env=parse_pairs(env, "K"), **options)
     warn_if_unrunnable(client, spec)
     echo(function_view(spec, client.get_concurrency(name)), output)
@@ -163,7 +176,11 @@ def get(ctx: click.Context, name: str, output: str) -> None:
     base, qualifier = split_qualified(name)
     client = make_client(ctx)
     spec = client.get_function(base, qualifier)
-    echo(function_view(spec, client.get_concurrency(base)), output)
+    view = function_view(spec, client.get_concurrency(base))
+    provisioned = client.provisioned_status(base, qualifier)
+    if provisioned:  # requested / allocated / ready / state of each config
+        view["provisioned"] = provisioned
+    echo(view, output)
 
 
 @function_group.command("list")

@@ -19,6 +19,7 @@ import click
 from warren.cli import probes
 from warren.cli.compose import (
     build_poller,
+    build_provisioner,
     build_relay,
     build_router,
     build_worker,
@@ -33,7 +34,7 @@ from warren.settings import Settings
 from warren.store.redis import connect
 from workers.codecache import DEFAULT_TTL_S, MIN_TTL_S
 from workers.heartbeat import Heartbeat
-from workers.metrics import WorkerMetrics
+from workers.metrics import WorkerMetrics, provisioned_collector
 from workers.supervisor import Supervisor
 from workers.worker import WorkerConfig
 
@@ -101,6 +102,7 @@ def worker_command(
     worker = build_worker(settings, config, retry_policy(os.environ), metrics, log_stdout)
     if metrics is not None:
         metrics.slots_collector(worker.status)
+        provisioned_collector(registry, worker.executor.pool.reserve)
         deps = probes.dependencies(settings)
 
         def ready() -> list[str]:
@@ -116,6 +118,8 @@ def worker_command(
     )
     stop = stop_on_signals()
     heartbeat.start()
+    provisioner = build_provisioner(settings, config, worker)
+    provisioner.start(stop)
     logging.getLogger("warren.worker").info(
         "worker %s: %d slots, pool %s, prefix %s",
         config.worker_id,
@@ -126,6 +130,8 @@ def worker_command(
     try:
         worker.run(stop)
     finally:
+        stop.set()
+        provisioner.join()
         heartbeat.stop()
 
 

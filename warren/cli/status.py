@@ -84,7 +84,8 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
         ]
     finally:
         backbone.close()
-    status: dict[str, Any] = {"workers": workers, "queues": queues, "functions": functions}
+    status: dict[str, Any] = {"workers": workers, "queues": queues, "functions": functions,
+                              "provisioned": client.provisioned_status()}
     mappings = _mappings(settings, rdb)
     if mappings is not None:
         status["mappings"] = mappings
@@ -134,7 +135,7 @@ def _show(status: dict[str, Any], output: str) -> None:
     if output != "table":
         click.echo(render(status, output))
         return
-    for section in ("workers", "queues", "functions", "mappings"):
+    for section in ("workers", "queues", "functions", "provisioned", "mappings"):
         if section in status:
             click.echo(f"{section.upper()}")
             click.echo(render(status[section], "table"))

@@ -3,7 +3,8 @@
 Bundles are content-addressed and shared: two functions (or two versions) with the same code
 point at one `P:code:<sha256>`. Each bundle has a reference set:
 
-    P:coderefs:<sha256>   SET     "<function>|<version>" of every stored spec that runs it
+    P:coderefs:<sha256>   SET     "<function>|<version>" of every stored spec that runs it (as its
+                                  code or as one of its layers), "layer:<name>|<N>" of a layer
     P:coderefs            STRING  "1" once the sets were built from the specs stored before them
 
 Every registry write that stores a spec adds its reference and makes the bundle persistent in
@@ -61,6 +62,19 @@ class CodeRefs:
         member = f"{function}|{version}"
         pipe.eval(DROP, 2, self.key(sha256), self._code_key(sha256), member, GRACE_S)
 
+    def hold_spec(self, pipe: Any, spec: Any) -> None:
+        """Queue (in a MULTI): hold every bundle a spec runs, its code and its layers'."""
+        for sha256 in spec_shas(spec):
+            self.hold(pipe, sha256, spec.name, spec.version)
+
+    def swap(self, pipe: Any, old: Any, new: Any) -> None:
+        """Queue (in a MULTI): the spec `old` of one version becomes `new`."""
+        before, after = spec_shas(old), spec_shas(new)
+        for sha256 in sorted(after - before):
+            self.hold(pipe, sha256, new.name, new.version)
+        for sha256 in sorted(before - after):
+            self.drop(pipe, sha256, old.name, old.version)
+
     def ensure_built(self, functions_key: str, function_key: Any) -> None:
         """Build the reference sets once from every stored spec (those written before them).
 
@@ -90,6 +104,13 @@ def spec_codes(fields: dict[Any, Any]) -> Iterable[tuple[str, str]]:
             version = field[2:]
         else:
             continue
-        sha256 = orjson.loads(raw).get("code_sha256")
-        if sha256:
+        body = orjson.loads(raw)
+        # A spec holds its layers' bundles too: a deleted layer version still runs for it.
+        shas = {body.get("code_sha256")} | {x["code_sha256"] for x in body.get("layers") or ()}
+        for sha256 in sorted(s for s in shas if s):
             yield version, str(sha256)
+
+
+def spec_shas(spec: Any) -> set[str]:
+    """The bundles one FunctionSpec runs: its code and each of its layers."""
+    return {spec.code_sha256, *(layer.code_sha256 for layer in spec.layers)} - {""}

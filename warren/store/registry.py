@@ -11,12 +11,13 @@ Key layout (P = the prefix, `warren` unless WARREN_PREFIX says otherwise):
     P:reservations       HASH  function name -> reserved concurrency
     P:code:<sha256>      STRING zip bytes (see CodeStore)
     P:coderefs:<sha256>  SET   "<name>|<version>" of the specs that run a bundle (see CodeRefs)
+    P:layer:<name>       HASH  a layer's versions (see LayerStore)
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,8 @@ from warren.settings import DEFAULT_ACCOUNT_CONCURRENCY
 from warren.store.aliases import AliasStore
 from warren.store.coderefs import CodeRefs, spec_codes
 from warren.store.codes import CodeStore
+from warren.store.layers import LayerStore
+from warren.store.provisioned import ProvisionedStore
 from warren.store.redis import redis_errors
 from warren.store.reservations import Reservations
 
@@ -65,6 +68,9 @@ class Registry:
         self.reserved = Reservations(redis, prefix, account_concurrency)
         self.aliases = AliasStore(redis, self.function_key)
         self.refs = CodeRefs(redis, prefix, codes.key)
+        self.layers = LayerStore(redis, codes, prefix)
+        self.provisioned = ProvisionedStore(redis, prefix, account_concurrency, self.get_function)
+        self.reserved.provisioned_check = self.provisioned.check
 
     # ---- keys -------------------------------------------------------------------------------
     def function_key(self, name: str) -> str:
@@ -96,6 +102,7 @@ class Registry:
         on_success: str | None = None,
         on_failure: str | None = None,
         pool: str = DEFAULT_POOL,
+        layers: Sequence[str] = (),
     ) -> FunctionSpec:
         check_function_name(name)
         spec = FunctionSpec(
@@ -113,6 +120,7 @@ class Registry:
                                      on_failure or None),
             last_modified=iso_time(zulu=False),
             pool=pool,
+            layers=self.layers.resolve(layers),
         ).validate()
         check_concurrency(concurrency)
         with redis_errors("the registry", self._redis):  # refuse early, before storing any code
@@ -131,7 +139,7 @@ class Registry:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
             pipe.hset(self.function_key(name), mapping={"latest": _dump(spec), "next_version": 0})
-            self.refs.hold(pipe, sha256, name, LATEST)
+            self.refs.hold_spec(pipe, spec)
             pipe.sadd(self.functions_key, name)
             if concurrency is not None:
                 pipe.hset(self.reservations_key, name, concurrency)
@@ -156,10 +164,12 @@ class Registry:
         on_success: str | None = None,
         on_failure: str | None = None,
         pool: str | None = None,
+        layers: Sequence[str] | None = None,
     ) -> FunctionSpec:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
         check_concurrency(concurrency)
+        new_layers = None if layers is None else self.layers.resolve(layers)  # [] drops them all
 
         def changed(current: FunctionSpec, code_ref: tuple[str, int] | None) -> FunctionSpec:
             conf = current.async_config
@@ -181,6 +191,7 @@ class Registry:
                 ),
                 last_modified=iso_time(zulu=False),
                 pool=_pick(pool, current.pool),
+                layers=_pick(new_layers, current.layers),
             ).validate()
 
         changed(self._spec(name, None), None)  # refuse bad input before storing any code
@@ -195,9 +206,7 @@ class Registry:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
             pipe.hset(self.function_key(name), "latest", _dump(spec))
-            if spec.code_sha256 != current.code_sha256:
-                self.refs.hold(pipe, spec.code_sha256, name, LATEST)
-                self.refs.drop(pipe, current.code_sha256, name, LATEST)
+            self.refs.swap(pipe, current, spec)
             if concurrency is not None:
                 pipe.hset(self.reservations_key, name, concurrency)
             result[:] = [spec]
@@ -255,7 +264,9 @@ class Registry:
             fields = pipe.hgetall(self.function_key(name))
             if not any(k in (b"latest", "latest") for k in fields):
                 raise NotFound(f"function {name} does not exist")
+            provisioned = self.provisioned.of_function(pipe, name)
             pipe.multi()
+            self.provisioned.forget(pipe, provisioned)
             pipe.delete(self.function_key(name))
             pipe.srem(self.functions_key, name)
             pipe.hdel(self.reservations_key, name)
@@ -288,7 +299,7 @@ class Registry:
                     "published": latest.fingerprint(),
                 },
             )
-            self.refs.hold(pipe, spec.code_sha256, name, spec.version)
+            self.refs.hold_spec(pipe, spec)
             result[:] = [spec]
 
         self._refs_built()
@@ -296,24 +307,13 @@ class Registry:
         return result[0]
 
     # ---- aliases (see AliasStore) -----------------------------------------------------------
-    def create_alias(
-        self,
-        name: str,
-        alias: str,
-        version: str,
-        weights: Mapping[str, float] | None = None,
-        description: str = "",
-    ) -> Alias:
+    def create_alias(self, name: str, alias: str, version: str,
+                     weights: Mapping[str, float] | None = None, description: str = "") -> Alias:
         return self.aliases.create(name, alias, version, weights, description)
 
-    def update_alias(
-        self,
-        name: str,
-        alias: str,
-        version: str | None = None,
-        weights: Mapping[str, float] | None = None,
-        description: str | None = None,
-    ) -> Alias:
+    def update_alias(self, name: str, alias: str, version: str | None = None,
+                     weights: Mapping[str, float] | None = None,
+                     description: str | None = None) -> Alias:
         """Repoint an alias; None leaves a field unchanged, `weights={}` drops the extra version."""
         return self.aliases.update(name, alias, version, weights, description)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -29,6 +30,8 @@ class Reservations:
         self._redis = redis
         self.key = Keys(prefix).reservations
         self.account_concurrency = account_concurrency
+        # ProvisionedStore.check, set by the registry: provisioned concurrency must still fit.
+        self.provisioned_check: Callable[[Any, dict[str, int], dict[str, Any]], None] | None = None
 
     def get(self, name: str) -> int | None:
         """The function's reservation, or None when it shares the unreserved pool."""
@@ -57,6 +60,8 @@ class Reservations:
                 f"{keep} must stay unreserved and other functions reserve {others}; "
                 f"at most {max(available, 0)} is available"
             )
+        if self.provisioned_check is not None:
+            self.provisioned_check(conn, {**current, name: n}, {})
 
     def summary(self) -> dict[str, Any]:
         """The account's view: limit, what must stay free, what is reserved and by whom."""

@@ -127,11 +127,27 @@ def test_concurrency_set_get_clear(run: Run, code: Path):
     ok(run("function", "create", "c", "--code", str(code), "--handler", "app.handler"))
     ok(run("concurrency", "set", "c", "3"))
     got = as_json(run("concurrency", "get", "c", "-o", "json"))
-    assert got == {"function": "c", "reserved_concurrency": 3}
+    assert got == {"function": "c", "reserved_concurrency": 3, "provisioned": []}
     summary = as_json(run("concurrency", "get", "-o", "json"))
     assert summary["reservations"] == {"c": 3} and summary["account_limit"] == 1000
     ok(run("concurrency", "clear", "c"))
     assert as_json(run("concurrency", "get", "c", "-o", "json"))["reserved_concurrency"] is None
+
+
+def test_provision_shows_the_config_and_refuses_bad_usage(run: Run, code: Path):
+    ok(run("function", "create", "p", "--code", str(code), "--handler", "app.handler"))
+    ok(run("function", "publish", "p"))
+    assert run("concurrency", "provision", "p:1").exit_code == 2  # neither N nor --clear
+    assert run("concurrency", "provision", "p:1", "2", "--clear").exit_code == 2
+    assert "not $LATEST" in one_line_error(run("concurrency", "provision", "p:$LATEST", "1"), 2)
+    ok(run("concurrency", "provision", "p:1", "2"))
+    got = as_json(run("concurrency", "get", "p:1", "-o", "json"))["provisioned"]
+    assert [(c["qualifier"], c["requested"], c["state"]) for c in got] == [("1", 2, "IN_PROGRESS")]
+    assert "no live worker" in got[0]["reason"]
+    shown = as_json(run("function", "get", "p:1", "-o", "json"))
+    assert shown["provisioned"][0]["requested"] == 2
+    ok(run("concurrency", "provision", "p:1", "--clear"))
+    assert as_json(run("concurrency", "get", "p", "-o", "json"))["provisioned"] == []
 
 
 def test_account_limit_comes_from_the_environment(run: Run, code: Path):
