@@ -22,7 +22,8 @@ from warren.store.redis import redis_errors
 
 _URI_HINT = (
     "a bucket source looks like s3://BUCKET/PREFIX?endpoint=http://HOST:9000&suffix=.jpg "
-    "(endpoint, suffix and region are optional)"
+    "(endpoint, suffix, region and profile — a named AWS profile holding the bucket's own "
+    "credentials — are optional)"
 )
 _HSET_CHUNK = 1000
 
@@ -34,6 +35,7 @@ class BucketLocation:
     suffix: str = ""
     endpoint: str | None = None
     region: str | None = None
+    profile: str | None = None  # a named profile (AWS config files) with the bucket's credentials
 
     @classmethod
     def parse(cls, uri: str) -> BucketLocation:
@@ -41,7 +43,7 @@ class BucketLocation:
         if parts.scheme != "s3" or not parts.netloc:
             raise InvalidParameter(f"bad source {uri!r}: {_URI_HINT}")
         query = parse_qs(parts.query)
-        unknown = set(query) - {"endpoint", "suffix", "region"}
+        unknown = set(query) - {"endpoint", "suffix", "region", "profile"}
         if unknown:
             raise InvalidParameter(f"bad source {uri!r}: unknown {sorted(unknown)}; {_URI_HINT}")
         endpoint = query.get("endpoint", [None])[-1]
@@ -53,15 +55,30 @@ class BucketLocation:
             suffix=query.get("suffix", [""])[-1],
             endpoint=endpoint,
             region=query.get("region", [None])[-1],
+            profile=query.get("profile", [None])[-1] or None,
         )
 
-    def client(self, region: str) -> Any:
+    def session(self) -> Any:
+        """A boto3 session with the mapping's own credentials (its profile), or the poller's
+        (its environment, instance role, default profile) when it names none."""
         try:
             import boto3
-            from botocore.config import Config
+            from botocore.exceptions import ProfileNotFound
         except ImportError:
             raise ConfigError("the s3 source needs boto3: pip install 'warren[s3]'") from None
-        return boto3.client(
+        try:
+            return boto3.session.Session(profile_name=self.profile)
+        except ProfileNotFound:
+            raise InvalidParameter(
+                f"the AWS profile {self.profile!r} of bucket source s3://{self.bucket} is not "
+                "in this machine's AWS config files (aws configure --profile NAME, or set "
+                "AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE for the poller)"
+            ) from None
+
+    def client(self, region: str) -> Any:
+        from botocore.config import Config
+
+        return self.session().client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=self.region or region,

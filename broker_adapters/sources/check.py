@@ -57,7 +57,7 @@ def _parse(uri: str) -> tuple[str, int] | None:
         return None  # checked when the mapping is prepared (broker_adapters.sources)
     from broker_adapters.sources.bucket import BucketLocation
 
-    BucketLocation.parse(uri)
+    BucketLocation.parse(uri).session()  # a profile the poller's machine lacks is refused
     endpoint = parse_qs(urlsplit(uri).query).get("endpoint", [None])[-1]
     if endpoint is None:
         return None

@@ -302,3 +302,43 @@ def test_pages_the_suffix_rejects_whole_do_not_stall_the_listing(
         assert found == ["in/0.jpg"]
     finally:
         source.close()
+
+
+def test_a_bucket_source_reads_with_the_credentials_of_its_own_profile(
+    s3_endpoint, store, s3, bucket, prefix, unique, tmp_path, monkeypatch
+):
+    # Given an AWS profile of its own, different from the poller's environment
+    (tmp_path / "credentials").write_text(
+        f"[bucket-{unique}]\naws_access_key_id = AKIDOWN{unique[:8].upper()}\n"
+        "aws_secret_access_key = own-secret\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    uri = f"s3://{bucket}/in/?endpoint={s3_endpoint}&profile=bucket-{unique}"
+    # When the source is opened with `profile=`
+    location = BucketLocation.parse(uri)
+    assert location.profile == f"bucket-{unique}"
+    creds = location.session().get_credentials()
+    # Then it signs with the profile's keys, not the environment's, and reads the bucket
+    assert creds.access_key == f"AKIDOWN{unique[:8].upper()}"
+    s3.put_object(Bucket=bucket, Key="in/own.txt", Body=b"mine")
+    source = _open(s3_endpoint, store, bucket, prefix, unique, query=f"&profile=bucket-{unique}")
+    try:
+        deadline = time.monotonic() + 10
+        records: list = []
+        while not records and time.monotonic() < deadline:
+            records = source.read(10, 0.5)
+        assert [r.record["s3"]["object"]["key"] for r in records] == ["in/own.txt"]
+    finally:
+        source.close()
+
+
+def test_a_profile_the_machine_lacks_is_refused_when_the_mapping_is_created(
+    s3_endpoint, bucket, tmp_path, monkeypatch
+):
+    from broker_adapters.sources.check import check_source
+
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(InvalidParameter, match="profile 'nobody'.*not in this machine's AWS"):
+        check_source(f"s3://{bucket}/in/?endpoint={s3_endpoint}&profile=nobody")
