@@ -49,8 +49,10 @@ def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> N
     _serve(spec, ctrl_fd, log_fd, parent_pid)
 
 
-def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int) -> None:
-    """Detach and join the cgroup now; wait for a spec and two fds; then serve. Never returns."""
+def wait_as_spare(
+    sock: socket.socket, cgroup_procs: list[str], parent_pid: int, walls: bool = False
+) -> None:
+    """Detach, join the cgroup, build the private view now; wait for a spec; serve. No return."""
     try:
         # Drop the template's fds at once: among them are other children's status pipes, whose
         # end of stream must not wait for a spare.
@@ -61,6 +63,8 @@ def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:
             os._exit(1)
+        if walls:
+            _private_view()
         _prefault(sock)
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
         if not msg or len(fds) != 2:
@@ -163,6 +167,20 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
         if name == "as":
             value += _mapped_bytes()  # the limit is on top of what is already mapped
         resource.setrlimit(_RLIMITS[name], (value, value))
+    walls = spec.get("walls") or {}
+    if walls.get("view"):  # as root, before the uid switch: mounts need CAP_SYS_ADMIN
+        from sandbox.mountwalls import sandbox_mounts
+
+        _private_view()
+        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"])
+    elif _view_ready:  # a spare built a view this spec does not want: its tmp dir stays writable
+        from sandbox.mountwalls import writable
+
+        writable(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
+    if walls.get("network") == "none":
+        from sandbox.mountwalls import no_network
+
+        no_network()
     uid = spec.get("uid")
     if uid is not None:
         os.setgroups([])
@@ -176,6 +194,19 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
     os.umask(0o077)
     os.environ.clear()
     os.environ.update(spec["env"])
+
+
+_view_ready = False
+
+
+def _private_view() -> None:
+    """Once per child: a spare has usually built it already, ahead of the hand-off."""
+    global _view_ready
+    if not _view_ready:
+        from sandbox.mountwalls import private_view
+
+        private_view()
+        _view_ready = True
 
 
 def _mapped_bytes() -> int:

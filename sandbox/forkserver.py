@@ -59,6 +59,9 @@ class Launcher(Protocol):
     def unprivileged_problem(self) -> str | None:
         """Why children could not run as an unprivileged uid here, or None if they can."""
 
+    def walls_problem(self) -> str | None:
+        """Why children could not get a private view of files and processes, or None."""
+
 
 class ForkedChild:
     """A child of the fork server; its wait status arrives on a pipe of its own."""
@@ -100,6 +103,7 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._problem: str | None = None
+        self._walls_problem: str | None = "not probed"
 
     @classmethod
     def shared(cls) -> ForkServer:
@@ -124,6 +128,11 @@ class ForkServer:
         with self._lock:
             self._ensure_started()
             return self._problem
+
+    def walls_problem(self) -> str | None:
+        with self._lock:
+            self._ensure_started()
+            return self._walls_problem
 
     @property
     def pid(self) -> int | None:
@@ -184,6 +193,7 @@ class ForkServer:
             self._stop()
             raise SandboxError("the sandbox fork server did not start")
         self._problem = hello.get("unprivileged_problem")
+        self._walls_problem = hello.get("walls_problem", "the template did not say")
         return ours
 
     def _stop(self) -> None:
@@ -235,6 +245,7 @@ class ExecLauncher:
 
     def __init__(self, python: str = sys.executable) -> None:
         self._python = python
+        self._walls_problem: str | None = "not probed"
 
     def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ExecChild:
         boot = _BOOT.format(path=_PACKAGE_PARENT, module="child", func="exec_main")
@@ -259,6 +270,13 @@ class ExecLauncher:
 
     def unprivileged_problem(self) -> str | None:
         return None  # each child exposes the interpreter itself (child.exec_main)
+
+    def walls_problem(self) -> str | None:
+        if self._walls_problem == "not probed":
+            from sandbox.mountwalls import probe
+
+            self._walls_problem = probe()
+        return self._walls_problem
 
     def kill_uid(self, uid: int) -> None:
         boot = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "

@@ -38,6 +38,7 @@ from warren import aws
 from warren.errors import InvalidParameter, SandboxError
 
 MB = 1024 * 1024
+NETWORK_MODES = ("default", "none")  # none: a network namespace with nothing in it
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -61,6 +62,7 @@ class Sandbox:
         region: str = "us-east-1",
         isolation: Isolation | None = None,
         runtime: str | None = None,
+        network: str = "default",
     ) -> None:
         self.code_dir = os.path.abspath(code_dir)
         if not os.path.isdir(self.code_dir):
@@ -70,6 +72,12 @@ class Sandbox:
         if not timeout_s > 0:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
         self._plan = runtimes.plan(runtime, self.code_dir, memory_mb)  # refused if not runnable
+        if network not in NETWORK_MODES:
+            raise InvalidParameter(f"network must be one of {', '.join(NETWORK_MODES)}: {network!r}")
+        if network == "none" and self._plan.external:
+            # Its Runtime API endpoint is a loopback port of the worker's own network.
+            raise InvalidParameter(f"network none is not available for {self._plan.runtime} yet")
+        self.network = network
         self.runtime = self._plan.runtime
         self.handler = handler
         self.memory_mb = memory_mb
@@ -255,7 +263,7 @@ class Sandbox:
             region=self.region,
             code_dir=self.code_dir,
             runtime_dir=_RUNTIME_DIR,
-            tmp_dir=self._tmp_dir,
+            tmp_dir="/tmp" if self.enforcement.view == "private" else self._tmp_dir,
             runtime=self.runtime,
         )
         spec: dict[str, Any] = {
@@ -267,8 +275,17 @@ class Sandbox:
             "cgroup": cgroup,
             "cgroup_procs": [],
             "rlimits": rlimits,
+            "tmp_dir": self._tmp_dir,
+            "walls": self._walls(),
         }
         return runtimes.exec_spec(spec, self._plan, listener, self.memory_mb)
+
+    def _walls(self) -> dict[str, Any]:
+        private = self.enforcement.view == "private"
+        if self.network == "none" and not private:
+            self._iso.say_once(f"network none not enforced: {self.enforcement.describe()}")
+        network = self.network if private else "default"
+        return {"view": private, "shm_mb": self.memory_mb, "network": network}
 
     def _discard(self) -> None:
         """Kill the child and everything it started, remove its cgroup; keep tmp dir and uid."""

@@ -29,6 +29,7 @@ import sandbox.child as child
 import sandbox.runtime  # noqa: F401  (imported here so every child starts with it loaded)
 from sandbox.cgroup import Cgroup, CgroupParent
 from sandbox.mountview import expose_interpreter
+from sandbox.mountwalls import probe as probe_walls
 from sandbox.tmpdir import remove_tree
 
 STATUS = struct.Struct(">i")
@@ -45,8 +46,9 @@ class Spare:
 
 
 class Template:
-    def __init__(self, sock: socket.socket, spares: int) -> None:
+    def __init__(self, sock: socket.socket, spares: int, walls: bool = False) -> None:
         self._sock = sock
+        self._walls = walls  # spares build their private view ahead (see child.wait_as_spare)
         self._want_spares = spares
         self._spares: dict[int, Spare] = {}
         self._doomed: dict[int, Cgroup] = {}  # killed spares: their groups go once reaped
@@ -117,7 +119,7 @@ class Template:
         self._children[pid] = status_w
         for tmp in [t for t in self._known if not os.path.isdir(t)]:
             del self._known[tmp]
-        self._known[spec["env"]["TMPDIR"]] = (pid, spec, group)
+        self._known[_tmp_dir(spec)] = (pid, spec, group)
         reply = {"pid": pid, "cgroup": group.as_dict() if group else None}
         socket.send_fds(self._sock, [json.dumps(reply).encode()], [status_r])
         os.close(status_r)
@@ -160,7 +162,7 @@ class Template:
             pid = os.fork()
             if pid == 0:
                 ours.close()
-                child.wait_as_spare(theirs, group.procs_files, me)
+                child.wait_as_spare(theirs, group.procs_files, me, self._walls)
             theirs.close()
             self._spares[pid] = Spare(pid, ours, parent, group, limits)
 
@@ -219,7 +221,12 @@ class Template:
         for _, spec, group in leftovers:
             if group is not None:
                 group.remove()
-            remove_tree(spec["env"]["TMPDIR"])
+            remove_tree(_tmp_dir(spec))
+
+
+def _tmp_dir(spec: dict[str, Any]) -> str:
+    """The sandbox's tmp dir on the host (the handler may see it as /tmp)."""
+    return str(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
 
 
 def _kill(pid: int) -> None:
@@ -278,12 +285,14 @@ def main() -> None:
     problem = expose_interpreter()
     if problem is None and os.geteuid() == 0:
         problem = _probe_unprivileged()
-    sock.send(json.dumps({"hello": 1, "unprivileged_problem": problem}).encode())
+    walls = probe_walls()
+    hello = {"hello": 1, "unprivileged_problem": problem, "walls_problem": walls}
+    sock.send(json.dumps(hello).encode())
     os.chdir("/")
     # Everything imported so far is shared with every child: keep the collector off those pages
     # so that children do not copy them on their first collection.
     gc.freeze()
-    Template(sock, spares).run()
+    Template(sock, spares, walls=walls is None and problem is None).run()
 
 
 if __name__ == "__main__":
