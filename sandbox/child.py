@@ -172,7 +172,7 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
         from sandbox.mountwalls import sandbox_mounts
 
         _private_view()
-        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"])
+        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"], spec["code_dir"])
     elif _view_ready:  # a spare built a view this spec does not want: its tmp dir stays writable
         from sandbox.mountwalls import writable
 

@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sandbox import capabilities, netwall
 from sandbox.capabilities import CAP_CHOWN, CAP_SETGID, CAP_SETUID
@@ -178,6 +178,13 @@ class Isolation:
             cls._detected = (CgroupParent.detect(),)
         return cls._detected[0]
 
+    def walls_spec(self, enforcement: Enforcement, network: str, memory_mb: int) -> dict[str, Any]:
+        """What a child builds before it drops to its uid (see child._isolate)."""
+        private = enforcement.view == "private"
+        if network == "none" and not private:
+            self.say_once(f"network none not enforced: {enforcement.describe()}")
+        return {"view": private, "shm_mb": memory_mb, "network": network}
+
     @classmethod
     def say_once(cls, text: str) -> None:
         with cls._warned_lock:
@@ -224,7 +231,7 @@ def _enforcement(cgroup_version: int | None, own_uid: bool, why_not_uid: str) ->
 
 
 def deny_list(environ: Mapping[str, str]) -> list[netwall.Deny]:
-    """The fleet's own service addresses, plus WARREN_SANDBOX_DENY (default: the metadata address)."""
+    """The fleet's own service addresses plus WARREN_SANDBOX_DENY (default: the metadata one)."""
     urls = [
         environ.get("WARREN_AMQP_URL", "").strip() or "amqp://127.0.0.1:5672/",
         environ.get("WARREN_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",

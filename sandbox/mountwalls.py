@@ -49,13 +49,30 @@ def private_view() -> None:
     _mount(b"proc", b"/proc", b"proc", proc_flags, b"hidepid=invisible", "procfs hidepid")
 
 
-def sandbox_mounts(tmp_dir: str, shm_mb: int) -> None:
+def sandbox_mounts(tmp_dir: str, shm_mb: int, code_dir: str) -> None:
     """This sandbox's tmp dir on /tmp (writable again: a bind keeps the tree's read-only flag)."""
     flags = _MS_NOSUID | _MS_NODEV
     data = f"size={shm_mb}m,mode=1777".encode()
+    hidden = [d for d in ("/tmp", "/dev/shm") if code_dir.startswith(d + "/")]
+    code_fd = os.open(code_dir, os.O_PATH | os.O_CLOEXEC) if hidden else -1
     _mount(b"tmpfs", b"/dev/shm", b"tmpfs", flags, data, "tmpfs on /dev/shm")
     _mount(tmp_dir.encode(), b"/tmp", None, _MS_BIND, None, "bind the tmp dir on /tmp")
     _mount(None, b"/tmp", None, _MS_REMOUNT | _MS_BIND | flags, None, "writable /tmp")
+    if code_fd >= 0:
+        _show_code_dir(code_fd, code_dir)
+
+
+def _show_code_dir(code_fd: int, code_dir: str) -> None:
+    """A code dir under /tmp or /dev/shm (a local invoke's, a test's) bound back at its path.
+
+    Its mount point is made inside the sandbox's own /tmp, owned by root: the one case where a
+    handler's /tmp is not empty at start.
+    """
+    os.makedirs(code_dir, mode=0o555, exist_ok=True)
+    source = f"/proc/self/fd/{code_fd}".encode()
+    _mount(source, code_dir.encode(), None, _MS_BIND | _MS_REC, None, f"bind {code_dir}")
+    _mount(None, code_dir.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None, "read-only")
+    os.close(code_fd)
 
 
 def writable(path: str) -> None:
@@ -80,7 +97,7 @@ def probe() -> str | None:
         try:
             private_view()
             probe_dir = "/dev/shm"  # any directory will do for the bind
-            sandbox_mounts(probe_dir, 1)
+            sandbox_mounts(probe_dir, 1, "/")
             no_network()
             os._exit(0)
         except BaseException as exc:

@@ -21,9 +21,10 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from warren.errors import ConfigError
+from warren.errors import ConfigError, InvalidParameter
 
 METADATA = "169.254.169.254"
+MODES = ("default", "none")  # none: a network namespace of its own with nothing in it
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379}
 
 
@@ -44,6 +45,16 @@ class Deny:
             target = f"{family} daddr {self.network}"
         port = f" tcp dport {self.port}" if self.port is not None else ""
         return f"meta skuid {uids} {target}{port} {reject}"
+
+
+def check_mode(mode: str, runtime: str, external: bool) -> str:
+    """A function's network mode, refused when unknown or not yet available for its runtime."""
+    if mode not in MODES:
+        raise InvalidParameter(f"network must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "none" and external:
+        # Its Runtime API endpoint is a loopback port in the worker's own network namespace.
+        raise InvalidParameter(f"network none is not available for {runtime} yet")
+    return mode
 
 
 def parse(entry: str, default_port: int | None = None) -> list[Deny]:

@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from sandbox import protocol, runtimes
+from sandbox import netwall, protocol, runtimes
 from sandbox.apichannel import ApiChannel, listen, open_channel
 from sandbox.cgroup import Cgroup
 from sandbox.channel import EXITED, TIMEOUT, ChildChannel
@@ -38,7 +38,6 @@ from warren import aws
 from warren.errors import InvalidParameter, SandboxError
 
 MB = 1024 * 1024
-NETWORK_MODES = ("default", "none")  # none: a network namespace with nothing in it
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -72,12 +71,7 @@ class Sandbox:
         if not timeout_s > 0:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
         self._plan = runtimes.plan(runtime, self.code_dir, memory_mb)  # refused if not runnable
-        if network not in NETWORK_MODES:
-            raise InvalidParameter(f"network must be one of {', '.join(NETWORK_MODES)}: {network!r}")
-        if network == "none" and self._plan.external:
-            # Its Runtime API endpoint is a loopback port of the worker's own network.
-            raise InvalidParameter(f"network none is not available for {self._plan.runtime} yet")
-        self.network = network
+        self.network = netwall.check_mode(network, self._plan.runtime, self._plan.external)
         self.runtime = self._plan.runtime
         self.handler = handler
         self.memory_mb = memory_mb
@@ -93,9 +87,7 @@ class Sandbox:
         self._launcher: Launcher = self._iso.launcher or ForkServer.shared()
         enforcement, self._cg_parent, self._own_uid = self._iso.resolve(self._launcher)
         self.enforcement: Enforcement = enforcement
-        self._lock = threading.Lock()
-        self._closed = False
-        self._tmp_dir: str | None = None
+        self._lock, self._closed, self._tmp_dir = threading.Lock(), False, cast("str | None", None)
         self._uid: UidLease | None = None
         self._cgroup: Cgroup | None = None
         self._child: ChildProcess | None = None
@@ -128,9 +120,7 @@ class Sandbox:
     def cgroup(self) -> Cgroup | None:
         return self._cgroup
 
-    @property
-    def tmp_dir(self) -> str | None:
-        return self._tmp_dir
+    tmp_dir = property(lambda self: self._tmp_dir, doc="The tmp dir on the host (its /tmp).")
 
     def start(self) -> None:
         """Start the child now (init runs in the background) instead of on the first invoke."""
@@ -276,16 +266,9 @@ class Sandbox:
             "cgroup_procs": [],
             "rlimits": rlimits,
             "tmp_dir": self._tmp_dir,
-            "walls": self._walls(),
+            "walls": self._iso.walls_spec(self.enforcement, self.network, self.memory_mb),
         }
         return runtimes.exec_spec(spec, self._plan, listener, self.memory_mb)
-
-    def _walls(self) -> dict[str, Any]:
-        private = self.enforcement.view == "private"
-        if self.network == "none" and not private:
-            self._iso.say_once(f"network none not enforced: {self.enforcement.describe()}")
-        network = self.network if private else "default"
-        return {"view": private, "shm_mb": self.memory_mb, "network": network}
 
     def _discard(self) -> None:
         """Kill the child and everything it started, remove its cgroup; keep tmp dir and uid."""

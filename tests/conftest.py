@@ -27,6 +27,11 @@ pytest_plugins = ["support.queue_kit"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Workers started by the tests keep their sandboxes off the default uid range: the network wall
+# they install (nftables rules on their range, node-wide) then never touches the sandboxes of a
+# real worker, or of another checkout's tests, running on the same machine.
+os.environ.setdefault("WARREN_SANDBOX_UID_BASE", "700000")
+
 
 def _answers(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
