@@ -99,6 +99,9 @@ class AsyncConfig:
         return self
 
 
+NETWORK_MODES = ("default", "none")  # none: a network namespace with nothing in it
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """Everything needed to run one version of a function; `$LATEST` or an immutable "1", "2"..."""
@@ -116,6 +119,7 @@ class FunctionSpec:
     async_config: AsyncConfig
     last_modified: str
     pool: str = DEFAULT_POOL  # the workers that run it: `warren worker --pool NAME`
+    network: str = "default"  # "none": the handler gets no network at all
 
     @property
     def arn(self) -> str:
@@ -141,6 +145,7 @@ class FunctionSpec:
             "async_config": self.async_config.to_dict(),
             "last_modified": self.last_modified,
             "pool": self.pool,
+            **({"network": self.network} if self.network != "default" else {}),
         }
 
     @classmethod
@@ -159,6 +164,7 @@ class FunctionSpec:
             async_config=AsyncConfig.from_dict(data.get("async_config") or {}),
             last_modified=data.get("last_modified", ""),
             pool=str(data.get("pool") or DEFAULT_POOL),
+            network=str(data.get("network") or "default"),
         )
 
     def fingerprint(self) -> bytes:
@@ -187,6 +193,7 @@ class FunctionSpec:
         check_env(self.env)
         check_description(self.description)
         check_pool(self.pool)
+        check_network(self.network)
         self.async_config.validate()
         return self
 
@@ -239,6 +246,12 @@ def check_pool(pool: str) -> str:
             f"pool {pool!r} is invalid: use 1-64 letters, digits, '-' or '_'"
         )
     return pool
+
+
+def check_network(network: str) -> str:
+    if network not in NETWORK_MODES:
+        raise InvalidParameter(f"network must be one of {', '.join(NETWORK_MODES)}: {network!r}")
+    return network
 
 
 def check_alias_name(name: str) -> str:

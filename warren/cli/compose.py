@@ -76,6 +76,7 @@ def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> Wa
         invoked_function_arn=spec.arn,
         isolation=isolation,
         runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
+        network=spec.network,
     )
     return sandbox
 

@@ -64,6 +64,7 @@ def function_view(spec: FunctionSpec, concurrency: int | None) -> dict[str, Any]
     view = spec.to_dict()
     view["arn"] = spec.arn
     view["concurrency"] = concurrency
+    view.setdefault("network", spec.network)
     return view
 
 
@@ -101,6 +102,9 @@ def _settings_options(create: bool) -> Callable[[F], F]:
                      + ("" if create else "; '' clears it.")),
         click.option("--pool", default=default(DEFAULT_POOL), show_default=create, metavar="NAME",
                      help="The worker pool that runs it (workers started with --pool NAME)."),
+        click.option("--network", type=click.Choice(["default", "none"]),
+                     default=default("default"), show_default=create,
+                     help="none: the handler gets no network at all."),
     ]
     if not create:
         options.append(click.option("--clear-env", is_flag=True,

@@ -95,7 +95,7 @@ class Registry:
         max_event_age_s: int = 21600,
         on_success: str | None = None,
         on_failure: str | None = None,
-        pool: str = DEFAULT_POOL,
+        pool: str = DEFAULT_POOL, network: str = "default",
     ) -> FunctionSpec:
         check_function_name(name)
         spec = FunctionSpec(
@@ -112,7 +112,7 @@ class Registry:
             async_config=AsyncConfig(max_retries, max_event_age_s, on_success or None,
                                      on_failure or None),
             last_modified=iso_time(zulu=False),
-            pool=pool,
+            pool=pool, network=network,
         ).validate()
         check_concurrency(concurrency)
         with redis_errors("the registry", self._redis):  # refuse early, before storing any code
@@ -155,7 +155,7 @@ class Registry:
         max_event_age_s: int | None = None,
         on_success: str | None = None,
         on_failure: str | None = None,
-        pool: str | None = None,
+        pool: str | None = None, network: str | None = None,
     ) -> FunctionSpec:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
@@ -180,7 +180,7 @@ class Registry:
                     on_failure=conf.on_failure if on_failure is None else (on_failure or None),
                 ),
                 last_modified=iso_time(zulu=False),
-                pool=_pick(pool, current.pool),
+                pool=_pick(pool, current.pool), network=_pick(network, current.network),
             ).validate()
 
         changed(self._spec(name, None), None)  # refuse bad input before storing any code
