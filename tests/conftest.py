@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 # The queue source tests' broker fixtures (channel, queue, store), shared by two files.
-pytest_plugins = ["support.queue_kit"]
+pytest_plugins = ["support.queue_kit", "support.own_redis"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
