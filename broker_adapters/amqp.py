@@ -7,31 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from broker_adapters.amqp_fastpath import PUBLISHER_PATHS, install
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
+from warren.ports import Delivery
 from warren.settings import AmqpSettings
 
+if TYPE_CHECKING:
+    from warren.ports import Broker
+
 REPLY_TO = "amq.rabbitmq.reply-to"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One message handed to a consumer; ack it by `tag` on the same Backbone."""
-
-    tag: int
-    body: bytes
-    headers: dict[str, Any] = field(default_factory=dict)
-    reply_to: str | None = None
-    correlation_id: str | None = None
-    redelivered: bool = False
 
 
 def redact(url: str) -> str:
@@ -58,7 +50,7 @@ def broker_errors(url: str) -> Iterator[None]:
 
 
 class Backbone:
-    """One BlockingConnection with a confirming channel and a plain one.
+    """One BlockingConnection with a confirming channel and a plain one (a warren.ports.Broker).
 
     Not thread-safe, as pika's connections are not: other threads hand work to the owning
     thread with `call_soon`, which goes through `add_callback_threadsafe`.
@@ -83,11 +75,10 @@ class Backbone:
         params.client_properties = {"connection_name": name}
         with broker_errors(amqp.url):
             self._conn = pika.BlockingConnection(params)
-            _coalesce_frames(self._conn)
-            _read_larger(self._conn)
+            self.fastpaths = install(self._conn, enabled=amqp.fastpath, paths=PUBLISHER_PATHS)
             self._confirm = self._conn.channel()  # consuming, acks and declarations
             self._plain = self._conn.channel()
-            self._pipeline = _ConfirmPipeline(self._conn)
+            self._pipeline = self.fastpaths.confirms()
         self._delays: set[int] = set()
         self._declared: set[str] = set()
         self._pools: set[str] = set()
@@ -285,113 +276,6 @@ class Backbone:
             pass
 
 
-def _coalesce_frames(conn: Any) -> None:
-    """Send a message's frames with one send() on the caller's thread when nothing is queued.
-
-    pika hands each frame to its transport separately, and the transport only buffers: the
-    bytes leave once the ioloop has armed a write watcher, polled and found the socket
-    writable (two epoll_ctl and an epoll_wait per message). On a loaded 2-core box those
-    wake-ups were a visible part of a sync round trip. So a message's frames are joined, and
-    when the transport's buffer is empty the joined bytes go straight to the non-blocking
-    socket; whatever does not fit (EAGAIN, partial send) takes pika's own buffered path, so
-    ordering is kept. Only for a plain TCP transport; applied only when pika has the hooks
-    this relies on.
-    """
-    impl: Any = getattr(conn, "_impl", None)
-    output = getattr(impl, "_output_marshaled_frames", None)
-    if impl is None or output is None:
-        return
-
-    def coalesced(frames: Sequence[bytes]) -> None:
-        data = b"".join(frames) if len(frames) > 1 else frames[0]
-        sent = _send_now(getattr(impl, "_transport", None), data)
-        if sent:
-            impl.bytes_sent += sent  # pika's heartbeat checker watches this counter
-            impl.frames_sent += len(frames)
-            data = data[sent:]
-        if data:
-            output([data])
-
-    impl._output_marshaled_frames = coalesced
-
-
-RECV_BYTES = 64 * 1024
-
-
-def _read_larger(conn: Any) -> None:
-    """Read the socket 64 KB at a time, not pika's 4 KB: pika re-parses its frame buffer after
-    every read, so a 47 KB message (a batch of 100 records) cost 113 us of CPU with 4 KB reads
-    and 82 us with 64 KB ones (still below the allocator's mmap threshold)."""
-    transport = getattr(getattr(conn, "_impl", None), "_transport", None)
-    if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
-        transport._MAX_RECV_BYTES = RECV_BYTES
-
-
-def _send_now(transport: Any, data: bytes) -> int:
-    """Bytes of `data` written straight to the transport's socket (0: use pika's path)."""
-    if type(transport).__name__ != "_AsyncPlaintextTransport":
-        return 0
-    if getattr(transport, "_state", None) != getattr(transport, "_STATE_ACTIVE", object()):
-        return 0
-    sock = getattr(transport, "_sock", None)
-    if sock is None or transport.get_write_buffer_size() != 0:
-        return 0
-    try:
-        return int(sock.send(data))
-    except OSError:  # EAGAIN, or a broken socket that pika's own path will report
-        return 0
-
-
-class _ConfirmPipeline:
-    """A channel in confirm mode driven at pika's channel level: publish many, await acks once.
-
-    pika's BlockingChannel waits for each confirm in turn; its underlying channel object
-    takes an ack/nack callback instead, which lets confirms (multiple=True) be awaited for a
-    whole batch. Delivery tags count publishes on this channel from 1.
-    """
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self._channel = conn.channel()
-        self._impl = self._channel._impl  # the async channel under the blocking wrapper
-        self._published = 0
-        self._confirmed = 0
-        self._failed: str | None = None
-        ready: list[bool] = []
-        self._impl.add_on_return_callback(self._on_return)
-        self._impl.confirm_delivery(self._on_confirm, lambda _frame: ready.append(True))
-        while not ready:
-            conn.process_data_events(time_limit=0.1)
-
-    def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        if isinstance(method, pika.spec.Basic.Nack):
-            self._failed = "RabbitMQ refused (nacked) a message"
-        # Acks come in order; `multiple` covers every tag up to this one.
-        self._confirmed = max(self._confirmed, int(method.delivery_tag))
-
-    def _on_return(self, _channel: Any, method: Any, _props: Any, _body: bytes) -> None:
-        self._failed = f"RabbitMQ returned a message: {method.reply_text} ({method.routing_key})"
-
-    def publish(self, queue: str, bodies: Sequence[bytes], props: Any) -> None:
-        self._failed = None
-        for body in bodies:
-            self._impl.basic_publish("", queue, body, props, mandatory=True)
-            self._published += 1
-        target = self._published
-
-        def settled() -> bool:
-            return self._confirmed >= target or self._failed is not None
-
-        # BlockingConnection._flush_output(waiter) runs I/O until the waiter is true: the same
-        # wait BlockingChannel uses for its own confirms, without per-message round trips.
-        flush = getattr(self._conn, "_flush_output", None)
-        while not settled():
-            if flush is not None:
-                flush(settled)
-            else:  # pragma: no cover - other pika versions: poll in short steps
-                self._conn.process_data_events(time_limit=0.001)
-            if not self._conn.is_open:
-                raise pika.exceptions.AMQPConnectionError("connection closed awaiting confirms")
-        if self._failed is not None:
-            raise pika.exceptions.AMQPError(self._failed)
+if TYPE_CHECKING:
+    def _is_a_broker(backbone: Backbone) -> Broker:  # mypy checks the seam is kept
+        return backbone

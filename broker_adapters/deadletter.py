@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from broker_adapters.amqp import Backbone, Delivery
+from warren.ports import Broker, Delivery
 
 
-def dead_letter(backbone: Backbone, delivery: Delivery, queue: str, reason: str) -> None:
+def dead_letter(backbone: Broker, delivery: Delivery, queue: str, reason: str) -> None:
     """Publish the raw bytes with the reason in headers (confirmed); the caller then acks."""
     headers = {
         "x-warren-reason": reason[:1000],

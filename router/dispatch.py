@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from broker_adapters.amqp import Backbone, Delivery
+from broker_adapters.amqp import Backbone
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
 from warren.aws import new_request_id
@@ -27,6 +27,7 @@ from warren.invocation import (
     encode_chunk,
 )
 from warren.keys import DEFAULT_POOL, Keys
+from warren.ports import Delivery
 from warren.settings import Settings
 from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry

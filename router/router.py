@@ -13,7 +13,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
 from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
@@ -22,6 +21,7 @@ from router.retry import RetryPolicy
 from warren.errors import DecodeError, Unavailable
 from warren.invocation import Invocation, decode_chunk, encode_chunk
 from warren.keys import DEFAULT_POOL
+from warren.ports import Broker, Delivery
 from warren.store.redis import redis_errors
 
 log = logging.getLogger("warren.router")
@@ -32,7 +32,7 @@ class Router:
 
     def __init__(
         self,
-        connect: Callable[[], Backbone],
+        connect: Callable[[], Broker],
         semaphore: Semaphore,
         destinations: DestinationSet,
         policy: RetryPolicy,
@@ -72,7 +72,7 @@ class Router:
             finally:
                 backbone.close()
 
-    def _serve(self, backbone: Backbone, stop: threading.Event) -> None:
+    def _serve(self, backbone: Broker, stop: threading.Event) -> None:
         backbone.declare(self.pool)
         backbone.declare_delay(self._throttle_ms)
         backbone.consume(backbone.keys.async_queue, self._on_delivery, self.prefetch)
@@ -89,7 +89,7 @@ class Router:
     def _throttle_ms(self) -> int:
         return int(self.policy.throttle_delay_s * 1000)
 
-    def route(self, backbone: Backbone, batch: list[Delivery]) -> None:
+    def route(self, backbone: Broker, batch: list[Delivery]) -> None:
         """Admit, forward, defer or give up every invocation of `batch`, then ack it."""
         by_function: dict[str, list[Invocation]] = defaultdict(list)
         for delivery in batch:

@@ -33,9 +33,10 @@ class AmqpSettings:
     vhost: str
     username: str
     password: str
+    fastpath: bool = True  # pika's internals for speed (broker_adapters/amqp_fastpath.py)
 
     @classmethod
-    def from_url(cls, url: str) -> AmqpSettings:
+    def from_url(cls, url: str, *, fastpath: bool = True) -> AmqpSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
             raise ConfigError(
@@ -53,6 +54,7 @@ class AmqpSettings:
             vhost=unquote(path) if path else "/",
             username=unquote(parts.username or "guest"),
             password=unquote(parts.password or "guest"),
+            fastpath=fastpath,
         )
 
 
@@ -120,7 +122,8 @@ class Settings:
         mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
         return cls(
             amqp=AmqpSettings.from_url(
-                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL)
+                amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL),
+                fastpath=_switch(environ, "WARREN_AMQP_FASTPATH", True),
             ),
             redis=RedisSettings.from_url(
                 redis_url or environ.get("WARREN_REDIS_URL", DEFAULT_REDIS_URL)
@@ -140,3 +143,14 @@ def _sync_reply(environ: Mapping[str, str], name: str, default: str) -> str:
             f"{name} must be one of {', '.join(SYNC_REPLIES)}, got {environ[name]!r}"
         )
     return value
+
+
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (on or off), got {environ[name]!r}")

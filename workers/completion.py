@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import redis
 
-from broker_adapters.amqp import Backbone, Delivery
 from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
@@ -21,6 +20,7 @@ from warren.invocation import (
     reply_list,
 )
 from warren.keys import REPLY_LIST_SCHEME, Keys
+from warren.ports import Broker, Delivery
 from warren.store.logs import LogStore
 from warren.store.redis import execute_raw
 from workers.executor import Run
@@ -72,7 +72,7 @@ class Completion:
         self.destinations = destinations
         self.policy = policy
 
-    def finish(self, chunk: Chunk, publisher: Backbone) -> None:
+    def finish(self, chunk: Chunk, publisher: Broker) -> None:
         """Everything downstream is durable when this returns; the caller then acks."""
         runs = [run for run in chunk.runs if run is not None]
         # A sync caller waits: reply first, then release the lease (the caller releases it

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from broker_adapters.amqp import Backbone, Delivery
 from warren.errors import Unavailable
+from warren.ports import Broker, Delivery
 
 
 def _nothing() -> None:
@@ -20,7 +20,7 @@ class Link:
     the count belongs to the connection, not to the slot: a reconnecting slot starts a new link.
     """
 
-    def __init__(self, backbone: Backbone, queue: str) -> None:
+    def __init__(self, backbone: Broker, queue: str) -> None:
         self.backbone = backbone
         self.queue = queue
         self.unacked = 0

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker_adapters.amqp import Backbone, Delivery
 from broker_adapters.deadletter import dead_letter
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
 from warren.keys import DEFAULT_POOL
+from warren.ports import Broker, Delivery
 from warren.store.redis import redis_errors
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
@@ -59,7 +59,7 @@ class Worker:
     def __init__(
         self,
         config: WorkerConfig,
-        connect: Callable[[str], Backbone],
+        connect: Callable[[str], Broker],
         executor: Executor,
         completion: Completion,
     ) -> None:

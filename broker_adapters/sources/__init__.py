@@ -31,7 +31,8 @@ def open_source(
 
     `redis` is Warren's own store (checkpoints live under `{prefix}:mapping:{mapping_id}:`).
     `options`: `consumer` (a name stable per poller process), `region`, `account` (for ARNs);
-    per kind: stream `claim_idle_s`; queue `prefetch`, `batch_size`, `heartbeat_s`;
+    per kind: stream `claim_idle_s`; queue `prefetch`, `batch_size`, `heartbeat_s`, `fastpath`
+    (False: no pika internals, AmqpSettings.fastpath);
     s3 `poll_interval_s`, `sweep_pages`, `page_size`; schedule `anchor_s`, `rule_name`, `max_age_s`.
     A bad URI raises InvalidParameter saying what a good one looks like.
     """
@@ -59,6 +60,7 @@ def open_source(
             identity,
             prefetch=max(int(opts.get("prefetch", 1000)), 2 * batch),
             heartbeat_s=int(opts.get("heartbeat_s", 30)),
+            fastpath=bool(opts.get("fastpath", True)),
         )
     if kind == "s3":
         from broker_adapters.sources.bucket import BucketLocation, BucketSource

@@ -19,7 +19,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.spec import Basic, BasicProperties
 
-from broker_adapters.sources.rmq_frames import DeliveryFrames, settle_frames
+from broker_adapters.amqp_fastpath import CONSUMER_PATHS, FastPaths, install
+from broker_adapters.sources.rmq_frames import DeliveryFrames
 from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
 from warren.source import SourceIdentity, SourceRecord, records_json
@@ -109,8 +110,10 @@ class QueueSource:
         prefetch: int = 1000,
         heartbeat_s: int = 30,
         connect_timeout_s: float = 30.0,
+        fastpath: bool = True,
     ) -> None:
         self._location = location
+        self._fastpath = fastpath
         self._params = location.parameters(heartbeat_s)
         self._prefetch = max(1, min(prefetch, _MAX_PREFETCH))
         self._queue_key = f"{location.queue}::{location.vhost}"
@@ -276,12 +279,13 @@ class QueueSource:
         for tag in sorted(wanted):
             frames.append((tag, False))
             self._outstanding.pop(tag, None)
-        settle_frames(channel, frames, ack)
+        self._fast.settle(channel, frames, ack)
 
     # -- the IO thread ---------------------------------------------------------------------
 
     _channel: BlockingChannel | None = None
     _outstanding: OrderedDict[int, None]
+    _fast: FastPaths  # of the current connection
 
     def _run(self) -> None:
         backoff = 0.2
@@ -289,6 +293,7 @@ class QueueSource:
             connection = None
             try:
                 connection = pika.BlockingConnection(self._params)
+                self._fast = install(connection, enabled=self._fastpath, paths=CONSUMER_PATHS)
                 channel = connection.channel()
                 channel.queue_declare(self._location.queue, passive=True)
                 channel.basic_qos(prefetch_count=self._prefetch)
@@ -297,11 +302,11 @@ class QueueSource:
                 with self._cond:
                     self._generation += 1
                 channel.add_on_cancel_callback(self._on_cancel)
-                fast = getattr(connection, "_impl", None)
-                if fast is not None and hasattr(fast, "_frame_buffer"):
-                    # Deliveries skip pika's layers (rmq_frames.py) and may come while
-                    # basic_consume waits: the source is connected (acks can go) before it.
-                    DeliveryFrames(fast, channel.channel_number, self._on_delivery).install()
+                # Deliveries may skip pika's layers (rmq_frames.py) and then may come while
+                # basic_consume waits: the source is connected (acks can go) before it.
+                self._fast.decode_deliveries(
+                    DeliveryFrames(channel.channel_number, self._on_delivery)
+                )
                 with self._cond:
                     self._connection = connection
                     self._cond.notify_all()

@@ -1,23 +1,21 @@
-"""A lean path for one consumer channel's deliveries, read straight off pika's frame buffer.
+"""Decoding one channel's deliveries straight from raw AMQP 0-9-1 frames.
 
 pika turns every delivered message into three frame objects, runs them through its connection,
 channel, content assembler and BlockingConnection's event queue before a callback sees them:
-about 24 us of CPU per message here, 80 % of a queue source's cost. `DeliveryFrames` sits in
-front of pika's `_on_data_available`: it parses Basic.Deliver, the content header and the body
-frames of its channel itself (the properties still with pika's own `BasicProperties.decode`,
-so records look exactly as before) and hands each message to `on_delivery`. Every other frame
-(heartbeats, Basic.Cancel, Channel.Close, replies to our own calls) goes to pika unchanged and
-in order, and the byte and frame counters pika's heartbeat checker reads keep counting.
+about 24 us of CPU per message here, 80 % of a queue source's cost. `DeliveryFrames` parses
+Basic.Deliver, the content header and the body frames of its channel itself (the properties
+still with pika's own public `BasicProperties.decode`, so records look exactly as before) and
+hands each message to `on_delivery`; it stops at any other frame, which the caller gives to
+pika unchanged and in order. It touches no pika internals: hooking it in front of pika's
+reader is `broker_adapters/amqp_fastpath.py`'s job.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
 
-from pika.frame import Method
-from pika.spec import Basic, BasicProperties
+from pika.spec import BasicProperties
 
 OnDelivery = Callable[[int, bool, BasicProperties, bytes], None]
 
@@ -31,12 +29,9 @@ _FRAME_END = 0xCE
 
 
 class DeliveryFrames:
-    """Decodes the deliveries of channel `channel_number` of pika connection `impl` (a
-    `SelectConnection`: `BlockingConnection._impl`); call `install()` before consuming."""
+    """Decodes the deliveries of channel `channel_number`, message by message, across reads."""
 
-    def __init__(self, impl: Any, channel_number: int, on_delivery: OnDelivery) -> None:
-        self._impl = impl
-        self._pika = impl._on_data_available  # pika's own handler, for every other frame
+    def __init__(self, channel_number: int, on_delivery: OnDelivery) -> None:
         self._channel = channel_number
         self._on_delivery = on_delivery
         # The message being assembled: tag, redelivered, properties, body size, body parts.
@@ -46,16 +41,16 @@ class DeliveryFrames:
         self._size = -1  # -1: no header yet
         self._parts: list[bytes] = []
         self._open = False  # between a Basic.Deliver and its last body frame
+        self.taken = 0  # frames consumed by the last `take`
 
-    def install(self) -> None:
-        self._impl._on_data_available = self._data
+    def take(self, buf: bytes, pos: int) -> tuple[int, int]:
+        """Consume our frames from `buf[pos:]`, in order, until another frame or an incomplete one.
 
-    def _data(self, data: bytes) -> None:
-        impl = self._impl
-        buf = impl._frame_buffer + data if impl._frame_buffer else data
-        impl._frame_buffer = b""
-        pos, end_of_data, frames = 0, len(buf), 0
-        channel = self._channel
+        Returns (where our frames ended, the end of the next frame when it is not ours (hand
+        `buf[first:second]` to pika) or -1 when the rest is incomplete); `taken` counts the
+        frames consumed.
+        """
+        end_of_data, frames, channel = len(buf), 0, self._channel
         try:
             while end_of_data - pos >= 8:
                 kind, number, size = _FRAME.unpack_from(buf, pos)
@@ -64,21 +59,12 @@ class DeliveryFrames:
                     break  # not all of it yet
                 ours = number == channel and buf[end] == _FRAME_END
                 if not ours or not self._take(kind, buf, pos + 7, end):
-                    # Not ours (or malformed: pika raises on it): pika handles it, in order.
-                    impl.bytes_received += pos
-                    impl.frames_received += frames
-                    pos, frames = 0, 0
-                    frame, buf = buf[: end + 1], buf[end + 1 :]
-                    end_of_data = len(buf)
-                    self._pika(frame)
-                    continue
+                    return pos, end + 1  # not ours (or malformed: pika raises on it)
                 pos = end + 1
                 frames += 1
+            return pos, -1
         finally:
-            impl.bytes_received += pos
-            impl.frames_received += frames
-            if pos < end_of_data:
-                impl._frame_buffer = buf[pos:]
+            self.taken = frames
 
     def _take(self, kind: int, buf: bytes, start: int, end: int) -> bool:
         """Consume one frame of our channel; False to leave it to pika."""
@@ -113,38 +99,3 @@ class DeliveryFrames:
         self._open, self._props, self._parts, self._size = False, None, [], -1
         assert props is not None
         self._on_delivery(self._tag, self._redelivered, props, body)
-
-
-def settle_frames(channel: Any, settlements: list[tuple[int, bool]], ack: bool) -> None:
-    """Ack (or nack with requeue) `(delivery tag, multiple)` pairs on a BlockingChannel.
-
-    BlockingChannel flushes and polls after every call, and pika sends every frame with its own
-    send(): batches that finish out of order leave ~100 single acks per commit. All but the last
-    are marshalled into one write under BlockingChannel; the last goes through it, and its flush
-    writes them all, so this returns once every frame is written, as one call per frame did.
-    """
-    if not settlements:
-        return
-    *head, (tag, many) = settlements
-    under = getattr(channel, "_impl", None)
-    output = getattr(getattr(under, "connection", None), "_output_marshaled_frames", None)
-    if head and output is not None:
-        number = channel.channel_number
-        output([b"".join(Method(number, _method(ack, t, m)).marshal() for t, m in head)])
-    else:
-        for t, m in head:
-            _blocking(channel, ack, t, m)
-    _blocking(channel, ack, tag, many)
-
-
-def _method(ack: bool, tag: int, many: bool) -> Any:
-    if ack:
-        return Basic.Ack(delivery_tag=tag, multiple=many)
-    return Basic.Nack(delivery_tag=tag, multiple=many, requeue=True)
-
-
-def _blocking(channel: Any, ack: bool, tag: int, many: bool) -> None:
-    if ack:
-        channel.basic_ack(tag, multiple=many)
-    else:
-        channel.basic_nack(tag, multiple=many, requeue=True)

@@ -181,7 +181,8 @@ def build_poller(
                 spec.source, mapping_id=spec.uuid, start_position=spec.start_position,
                 redis=client, prefix=settings.prefix,
                 options={"consumer": poller, "batch_size": spec.batch_size,
-                         "prefetch": max(1000, spec.batch_size * (concurrency + 2))},
+                         "prefetch": max(1000, spec.batch_size * (concurrency + 2)),
+                         "fastpath": settings.amqp.fastpath},
             )
 
         return BatchRunner(

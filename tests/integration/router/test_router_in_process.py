@@ -1,0 +1,100 @@
+"""The router's loop built in-process on the in-memory broker (Redis is real)."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+from support.memory_fleet import THROTTLE_MS, queued, take, wait_for
+
+from warren.aws import new_request_id
+from warren.invocation import EVENT, Invocation, encode_chunk
+
+# -- Router.route --------------------------------------------------------------------------------
+
+
+def test_route_admits_up_to_the_limit_defers_the_rest_and_acks_the_batch(world, code):
+    # Given a function limited to 2 and a batch of 3 invocations on the async queue
+    spec = world.registry.create_function("f", code=code, handler="app.handler", concurrency=2)
+    broker = world.connect()
+    broker.declare()
+    invs = [Invocation(new_request_id(), spec, b'{"n": %d}' % n, EVENT) for n in range(3)]
+    broker.publish(world.keys.async_queue, encode_chunk(invs))
+    router = world.router()
+
+    # When the router routes that batch
+    router.route(broker, take(broker, world.keys.async_queue, 1))
+
+    # Then two are forwarded under leases, one waits in the delay queue, the batch is acked
+    forwarded = queued(world, world.keys.work_queue())
+    assert [i.request_id for i in forwarded] == [i.request_id for i in invs[:2]]
+    assert all(i.lease_key == world.semaphore.function_key("f") for i in forwarded)
+    assert world.semaphore.in_flight() == {"f": 2}
+    deferred_queue = world.keys.delay_queue(THROTTLE_MS)
+    assert [i.request_id for i in queued(world, deferred_queue)] == [invs[2].request_id]
+    assert (router.forwarded, router.deferred) == (2, 1)
+    broker.close()  # acked: nothing comes back to the async queue
+    assert world.server.ready(world.keys.async_queue) == []
+
+
+def test_route_gives_up_on_a_disabled_function_and_records_why(world, code):
+    sink = f"{world.prefix}-failures"
+    spec = world.registry.create_function(
+        "off", code=code, handler="app.handler", concurrency=0,
+        on_failure=f"redis+stream:///{sink}",
+    )
+    broker = world.connect()
+    broker.declare()
+    broker.publish(world.keys.async_queue, encode_chunk([Invocation("r-1", spec, b"{}", EVENT)]))
+
+    world.router().route(broker, take(broker, world.keys.async_queue, 1))
+
+    assert queued(world, world.keys.work_queue()) == []
+    [(_, fields)] = world.conn.xrange(sink)
+    record = orjson.loads(fields[b"record"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["requestId"] == "r-1"
+
+
+def test_route_dead_letters_what_it_cannot_decode_and_still_acks(world):
+    broker = world.connect()
+    broker.declare()
+    broker.publish(world.keys.async_queue, b"not msgpack")
+
+    world.router().route(broker, take(broker, world.keys.async_queue, 1))
+    broker.close()
+
+    dead = world.connect().get(world.keys.dead_queue)
+    assert dead is not None and dead.body == b"not msgpack"
+    assert dead.headers["x-warren-queue"] == world.keys.async_queue
+    assert world.server.ready(world.keys.async_queue) == []
+
+
+def test_the_router_loop_reconnects_after_an_outage_and_loses_nothing(world, code):
+    spec = world.registry.create_function("g", code=code, handler="app.handler")
+    router, stop = world.router(), threading.Event()
+    thread = threading.Thread(target=router.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        producer = world.connect("producer")
+        producer.declare()
+        first = Invocation("before", spec, b"{}", EVENT)
+        producer.publish(world.keys.async_queue, encode_chunk([first]))
+        wait_for(lambda: queued(world, world.keys.work_queue()))
+
+        # When the broker drops every connection, then more work arrives
+        world.server.drop_connections()
+        producer = world.connect("producer-again")
+        producer.publish(world.keys.async_queue,
+                         encode_chunk([Invocation("after", spec, b"{}", EVENT)]))
+
+        # Then the router reconnects and forwards it too
+        wait_for(lambda: len(queued(world, world.keys.work_queue())) == 2)
+        assert [i.request_id for i in queued(world, world.keys.work_queue())] == [
+            "before", "after"]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
