@@ -40,13 +40,15 @@ def _prctl(option: int, value: int) -> None:
     _LIBC.prctl(option, value, 0, 0, 0)
 
 
-def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+def enter(
+    spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int, tmp_fd: int = -1
+) -> None:
     """Isolate the current process per `spec` and serve; never returns."""
     try:
         _detach(spec["cgroup_procs"])
     except BaseException:
         os._exit(71)
-    _serve(spec, ctrl_fd, log_fd, parent_pid)
+    _serve(spec, ctrl_fd, log_fd, parent_pid, tmp_fd)
 
 
 def wait_as_spare(
@@ -66,18 +68,21 @@ def wait_as_spare(
         if walls:
             _private_view()
         _prefault(sock)
-        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
-        if not msg or len(fds) != 2:
+        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
+        if not msg or len(fds) not in (2, 3):
             os._exit(0)
         spec = json.loads(msg)
     except BaseException:
         os._exit(71)
-    _serve(spec, fds[0], fds[1], parent_pid)
+    _serve(spec, fds[0], fds[1], parent_pid, fds[2] if len(fds) > 2 else -1)
 
 
-def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+def _serve(
+    spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int, tmp_fd: int = -1
+) -> None:
     code = 0
     try:
+        _walls(spec, tmp_fd)
         _isolate(spec, ctrl_fd, log_fd, parent_pid)
         from sandbox.bootstrap import exec_bootstrap
         from sandbox.runtime import Runtime
@@ -167,20 +172,6 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
         if name == "as":
             value += _mapped_bytes()  # the limit is on top of what is already mapped
         resource.setrlimit(_RLIMITS[name], (value, value))
-    walls = spec.get("walls") or {}
-    if walls.get("view"):  # as root, before the uid switch: mounts need CAP_SYS_ADMIN
-        from sandbox.mountwalls import sandbox_mounts
-
-        _private_view()
-        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"], spec["code_dir"])
-    elif _view_ready:  # a spare built a view this spec does not want: its tmp dir stays writable
-        from sandbox.mountwalls import writable
-
-        writable(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
-    if walls.get("network") == "none":
-        from sandbox.mountwalls import no_network
-
-        no_network()
     uid = spec.get("uid")
     if uid is not None:
         os.setgroups([])
@@ -197,6 +188,26 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
 
 
 _view_ready = False
+
+
+def _walls(spec: dict[str, Any], tmp_fd: int) -> None:
+    """As root, before the fds are shuffled and the uid dropped (mounts need CAP_SYS_ADMIN)."""
+    walls = spec.get("walls") or {}
+    if walls.get("view"):
+        from sandbox.mountwalls import sandbox_mounts
+
+        _private_view()
+        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"], spec["code_dir"], tmp_fd)
+    elif _view_ready:  # a spare built a view this spec does not want: its tmp dir stays writable
+        from sandbox.mountwalls import writable
+
+        writable(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
+    if tmp_fd >= 0:
+        os.close(tmp_fd)
+    if walls.get("network") == "none":
+        from sandbox.mountwalls import no_network
+
+        no_network()
 
 
 def _private_view() -> None:
@@ -271,4 +282,4 @@ def exec_main() -> None:
 
     expose_interpreter()
     spec = json.loads(sys.argv[1])
-    enter(spec, int(sys.argv[2]), int(sys.argv[3]), os.getppid())
+    enter(spec, int(sys.argv[2]), int(sys.argv[3]), os.getppid(), int(sys.argv[4]))

@@ -50,8 +50,12 @@ class ChildProcess(Protocol):
 
 
 class Launcher(Protocol):
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ChildProcess:
-        """Start a child per `spec`; `spec["cgroup"]`, when set, asks for a group of its own."""
+    def spawn(
+        self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int = -1
+    ) -> ChildProcess:
+        """Start a child per `spec`; `spec["cgroup"]`, when set, asks for a group of its own.
+
+        `tmp_fd`, when given, is the detached mount of the sandbox's /tmp volume."""
 
     def kill_uid(self, uid: int) -> None:
         """SIGKILL every process owned by `uid` (the sandbox's own), waiting until none is left."""
@@ -115,9 +119,12 @@ class ForkServer:
                 atexit.register(_close_at_exit, cls._shared, cls._shared_pid)
             return cls._shared
 
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ForkedChild:
+    def spawn(
+        self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int = -1
+    ) -> ForkedChild:
         request = json.dumps({"op": "spawn", "spec": spec}).encode()
-        reply, fds = self._request(request, [ctrl_fd, log_fd], expect_fds=1)
+        passed = [ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else [])
+        reply, fds = self._request(request, passed, expect_fds=1)
         group = reply.get("cgroup")
         return ForkedChild(int(reply["pid"]), fds[0], Cgroup(**group) if group else None)
 
@@ -247,7 +254,9 @@ class ExecLauncher:
         self._python = python
         self._walls_problem: str | None = "not probed"
 
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ExecChild:
+    def spawn(
+        self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int = -1
+    ) -> ExecChild:
         boot = _BOOT.format(path=_PACKAGE_PARENT, module="child", func="exec_main")
         group = None
         want = spec.get("cgroup")
@@ -256,8 +265,9 @@ class ExecLauncher:
             spec = {**spec, "cgroup_procs": group.procs_files}
         try:
             proc = subprocess.Popen(
-                [self._python, "-I", "-c", boot, json.dumps(spec), str(ctrl_fd), str(log_fd)],
-                pass_fds=[ctrl_fd, log_fd],
+                [self._python, "-I", "-c", boot, json.dumps(spec), str(ctrl_fd), str(log_fd),
+                 str(tmp_fd)],
+                pass_fds=[ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else []),
                 env={"PATH": os.defpath},
                 stdin=subprocess.DEVNULL,
                 cwd="/",

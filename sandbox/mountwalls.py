@@ -18,6 +18,8 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in 5.12)
 _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT = 428, 429  # also the same everywhere (5.2)
+_OPEN_TREE_CLONE, _AT_EMPTY_PATH, _MOVE_MOUNT_F_EMPTY_PATH = 0x1 | os.O_CLOEXEC, 0x1000, 0x4
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -49,15 +51,26 @@ def private_view() -> None:
     _mount(b"proc", b"/proc", b"proc", proc_flags, b"hidepid=invisible", "procfs hidepid")
 
 
-def sandbox_mounts(tmp_dir: str, shm_mb: int, code_dir: str) -> None:
-    """This sandbox's tmp dir on /tmp (writable again: a bind keeps the tree's read-only flag)."""
+def sandbox_mounts(tmp_dir: str, shm_mb: int, code_dir: str, tmp_fd: int = -1) -> None:
+    """This sandbox's /tmp: its volume (`tmp_fd`, a detached mount, see tmpvolume.py) cloned
+    there, else its tmp dir bound there (writable again: a bind keeps the read-only flag)."""
     flags = _MS_NOSUID | _MS_NODEV
     data = f"size={shm_mb}m,mode=1777".encode()
     hidden = [d for d in ("/tmp", "/dev/shm") if code_dir.startswith(d + "/")]
     code_fd = os.open(code_dir, os.O_PATH | os.O_CLOEXEC) if hidden else -1
     _mount(b"tmpfs", b"/dev/shm", b"tmpfs", flags, data, "tmpfs on /dev/shm")
-    _mount(tmp_dir.encode(), b"/tmp", None, _MS_BIND, None, "bind the tmp dir on /tmp")
-    _mount(None, b"/tmp", None, _MS_REMOUNT | _MS_BIND | flags, None, "writable /tmp")
+    if tmp_fd >= 0:
+        clone = _LIBC.syscall(_SYS_OPEN_TREE, tmp_fd, b"", _OPEN_TREE_CLONE | _AT_EMPTY_PATH)
+        _check(-1 if clone < 0 else 0, "open_tree(the tmp volume)")
+        try:
+            moved = _LIBC.syscall(_SYS_MOVE_MOUNT, clone, b"", _AT_FDCWD, b"/tmp",
+                                  _MOVE_MOUNT_F_EMPTY_PATH)
+            _check(moved, "move_mount(the tmp volume, /tmp)")
+        finally:
+            os.close(clone)
+    else:
+        _mount(tmp_dir.encode(), b"/tmp", None, _MS_BIND, None, "bind the tmp dir on /tmp")
+        _mount(None, b"/tmp", None, _MS_REMOUNT | _MS_BIND | flags, None, "writable /tmp")
     if code_fd >= 0:
         _show_code_dir(code_fd, code_dir)
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import orjson
 
-from sandbox import netwall, protocol, runtimes
+from sandbox import netwall, protocol, runtimes, tmpvolume
 from sandbox.apichannel import ApiChannel, listen, open_channel
 from sandbox.cgroup import Cgroup
 from sandbox.channel import EXITED, TIMEOUT, ChildChannel
@@ -62,6 +62,7 @@ class Sandbox:
         isolation: Isolation | None = None,
         runtime: str | None = None,
         network: str = "default",
+        ephemeral_storage_mb: int = tmpvolume.DEFAULT_MB,
     ) -> None:
         self.code_dir = os.path.abspath(code_dir)
         if not os.path.isdir(self.code_dir):
@@ -72,6 +73,7 @@ class Sandbox:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
         self._plan = runtimes.plan(runtime, self.code_dir, memory_mb)  # refused if not runnable
         self.network = netwall.check_mode(network, self._plan.runtime, self._plan.external)
+        self.ephemeral_storage_mb, self._volume = tmpvolume.check_size(ephemeral_storage_mb), -1
         self.runtime = self._plan.runtime
         self.handler = handler
         self.memory_mb = memory_mb
@@ -107,18 +109,12 @@ class Sandbox:
         """Not closed and not discarded after a failure (no syscall: `alive` polls the child)."""
         return self._channel is not None and not self._closed
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
+    pid = property(lambda self: self._child.pid if self._child is not None else None)
 
-    @property
-    def uid(self) -> int | None:
-        """The sandbox's own uid, when it runs as one."""
-        return self._uid.uid if self._uid is not None else None
+    uid = property(lambda self: self._uid.uid if self._uid is not None else None,
+                   doc="The sandbox's own uid, when it runs as one.")
 
-    @property
-    def cgroup(self) -> Cgroup | None:
-        return self._cgroup
+    cgroup = property(lambda self: self._cgroup)
 
     tmp_dir = property(lambda self: self._tmp_dir, doc="The tmp dir on the host (its /tmp).")
 
@@ -163,6 +159,7 @@ class Sandbox:
             if self._uid is not None:
                 self._uid.release()
                 self._uid = None
+            self._volume = tmpvolume.release(self._volume)
             if self._tmp_dir is not None:
                 remove_tree(self._tmp_dir)
                 self._tmp_dir = None
@@ -186,7 +183,8 @@ class Sandbox:
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
         listener = listen() if self._plan.external else None  # its Runtime API endpoint
         try:
-            self._child = self._launcher.spawn(self._spec(listener), ctrl_child.fileno(), log_w)
+            spec, fds = self._spec(listener), (ctrl_child.fileno(), log_w, self._volume)
+            self._child = self._launcher.spawn(spec, *fds)
         except BaseException:
             ctrl.close()
             os.close(log_r)
@@ -218,6 +216,8 @@ class Sandbox:
                 except PermissionError as exc:  # refused although the capability is held
                     why = f"cannot hand the tmp dir to the sandbox uid: {exc.strerror}"
                     self._without_own_uid(why)
+        if self._volume == -1 and self.enforcement.view == "private":
+            self._volume = tmpvolume.attach(self.ephemeral_storage_mb, self.uid, self._iso.say_once)
 
     def _without_own_uid(self, why: str) -> None:
         """Run as the caller from now on, and say so once (see Isolation.without_own_uid)."""
@@ -230,7 +230,7 @@ class Sandbox:
         assert self._tmp_dir is not None
         rlimits = {
             "nofile": self._iso.max_open_files,
-            "fsize": self._iso.max_file_mb * MB,
+            "fsize": max(self._iso.max_file_mb, self.ephemeral_storage_mb) * MB,
             "core": 0,
         }
         if self._uid is not None:

@@ -89,17 +89,18 @@ class Template:
             return False
         request: dict[str, Any] = json.loads(msg)
         if request["op"] == "spawn":
-            self._spawn(request["spec"], fds[0], fds[1])
+            self._spawn(request["spec"], fds[0], fds[1], fds[2] if len(fds) > 2 else -1)
         elif request["op"] == "kill_uid":
             self._kill_uid(int(request["uid"]))
         else:
             self._sock.send(json.dumps({"error": f"unknown op {request['op']!r}"}).encode())
         return True
 
-    def _spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> None:
+    def _spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int) -> None:
         want = spec.get("cgroup")
         parent = CgroupParent(**want["parent"]) if want else None
-        pid, group = self._hand_to_spare(parent, spec, ctrl_fd, log_fd) if want else (0, None)
+        fds = [ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else [])
+        pid, group = self._hand_to_spare(parent, spec, fds) if want else (0, None)
         try:
             if not pid:
                 if parent is not None and want:
@@ -108,13 +109,13 @@ class Template:
                 me = os.getpid()
                 pid = os.fork()
                 if pid == 0:
-                    child.enter(spec, ctrl_fd, log_fd, me)
+                    child.enter(spec, ctrl_fd, log_fd, me, tmp_fd)
         except OSError as exc:
             self._sock.send(json.dumps({"error": f"cannot start a sandbox child: {exc}"}).encode())
             return
         finally:
-            os.close(ctrl_fd)
-            os.close(log_fd)
+            for fd in fds:
+                os.close(fd)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         self._children[pid] = status_w
         for tmp in [t for t in self._known if not os.path.isdir(t)]:
@@ -128,7 +129,7 @@ class Template:
             self._replenish(parent, (want["memory_bytes"], want["max_pids"]))
 
     def _hand_to_spare(
-        self, parent: CgroupParent | None, spec: dict[str, Any], ctrl_fd: int, log_fd: int
+        self, parent: CgroupParent | None, spec: dict[str, Any], fds: list[int]
     ) -> tuple[int, Cgroup | None]:
         for pid, spare in list(self._spares.items()):
             if spare.parent != parent:
@@ -139,7 +140,7 @@ class Template:
             try:
                 if spare.limits != limits:
                     spare.group.set_limits(*limits)
-                socket.send_fds(spare.sock, [json.dumps(spec).encode()], [ctrl_fd, log_fd])
+                socket.send_fds(spare.sock, [json.dumps(spec).encode()], fds)
                 return pid, spare.group
             except OSError:
                 _kill(pid)  # it died, or its group would not take the limits: use another
