@@ -99,6 +99,7 @@ class AsyncConfig:
         return self
 
 
+EPHEMERAL_DEFAULT_MB, EPHEMERAL_MAX_MB = 512, 10240  # Lambda's /tmp: 512 MB to 10 GB
 NETWORK_MODES = ("default", "none")  # none: a network namespace with nothing in it
 
 
@@ -120,6 +121,7 @@ class FunctionSpec:
     last_modified: str
     pool: str = DEFAULT_POOL  # the workers that run it: `warren worker --pool NAME`
     network: str = "default"  # "none": the handler gets no network at all
+    ephemeral_storage_mb: int = EPHEMERAL_DEFAULT_MB  # its /tmp, capped (Lambda's EphemeralStorage)
 
     @property
     def arn(self) -> str:
@@ -146,7 +148,12 @@ class FunctionSpec:
             "last_modified": self.last_modified,
             "pool": self.pool,
             **({"network": self.network} if self.network != "default" else {}),
+            **({"ephemeral_storage_mb": self.ephemeral_storage_mb}
+               if self.ephemeral_storage_mb != EPHEMERAL_DEFAULT_MB else {}),
         }
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionSpec:
@@ -165,6 +172,7 @@ class FunctionSpec:
             last_modified=data.get("last_modified", ""),
             pool=str(data.get("pool") or DEFAULT_POOL),
             network=str(data.get("network") or "default"),
+            ephemeral_storage_mb=int(data.get("ephemeral_storage_mb") or EPHEMERAL_DEFAULT_MB),
         )
 
     def fingerprint(self) -> bytes:
@@ -194,6 +202,8 @@ class FunctionSpec:
         check_description(self.description)
         check_pool(self.pool)
         check_network(self.network)
+        check_range("ephemeral storage", self.ephemeral_storage_mb, EPHEMERAL_DEFAULT_MB,
+                    EPHEMERAL_MAX_MB, " MB")
         self.async_config.validate()
         return self
 

@@ -93,3 +93,13 @@ def test_a_function_with_network_none_reaches_nothing(
     seen = _probe(fleet, "offline", {"allow": [["127.0.0.1", postgres_like]]})["walls"]
     assert not seen["outbound"]["ok"]
     assert seen["tmp"]["ok"] and seen["processes"]["ok"]
+
+
+def test_a_functions_ephemeral_storage_caps_its_tmp_through_a_worker(walled_fleet: Fleet) -> None:
+    fleet = walled_fleet
+    fleet.client.create_function("filler", code=PROBE, handler="fill.handler", timeout_s=120,
+                                 memory_mb=128, ephemeral_storage_mb=1024)
+    assert fleet.client.get_function("filler").ephemeral_storage_mb == 1024
+    seen = _probe(fleet, "filler", {})
+    assert seen["errno"] == 28  # ENOSPC, not an out-of-memory kill of a 128 MB function
+    assert 990 <= seen["wrote_mb"] <= 1024 and 1000 <= seen["size_mb"] <= 1040

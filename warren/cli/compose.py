@@ -77,6 +77,7 @@ def sandbox_for(spec: FunctionSpec, code_dir: Path, isolation: Any = None) -> Wa
         isolation=isolation,
         runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
         network=spec.network,
+        ephemeral_storage_mb=spec.ephemeral_storage_mb,
     )
     return sandbox
 

@@ -65,6 +65,7 @@ def function_view(spec: FunctionSpec, concurrency: int | None) -> dict[str, Any]
     view["arn"] = spec.arn
     view["concurrency"] = concurrency
     view.setdefault("network", spec.network)
+    view.setdefault("ephemeral_storage_mb", spec.ephemeral_storage_mb)
     return view
 
 
@@ -102,6 +103,9 @@ def _settings_options(create: bool) -> Callable[[F], F]:
                      + ("" if create else "; '' clears it.")),
         click.option("--pool", default=default(DEFAULT_POOL), show_default=create, metavar="NAME",
                      help="The worker pool that runs it (workers started with --pool NAME)."),
+        click.option("--ephemeral-storage", "ephemeral_storage_mb", type=int,
+                     default=default(512), show_default=create,
+                     help="Its /tmp in MB (512-10240), capped, apart from memory."),
         click.option("--network", type=click.Choice(["default", "none"]),
                      default=default("default"), show_default=create,
                      help="none: the handler gets no network at all."),

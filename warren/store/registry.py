@@ -95,7 +95,7 @@ class Registry:
         max_event_age_s: int = 21600,
         on_success: str | None = None,
         on_failure: str | None = None,
-        pool: str = DEFAULT_POOL, network: str = "default",
+        pool: str = DEFAULT_POOL, network: str = "default", ephemeral_storage_mb: int = 512,
     ) -> FunctionSpec:
         check_function_name(name)
         spec = FunctionSpec(
@@ -112,7 +112,7 @@ class Registry:
             async_config=AsyncConfig(max_retries, max_event_age_s, on_success or None,
                                      on_failure or None),
             last_modified=iso_time(zulu=False),
-            pool=pool, network=network,
+            pool=pool, network=network, ephemeral_storage_mb=ephemeral_storage_mb,
         ).validate()
         check_concurrency(concurrency)
         with redis_errors("the registry", self._redis):  # refuse early, before storing any code
@@ -130,7 +130,7 @@ class Registry:
             if concurrency is not None:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
-            pipe.hset(self.function_key(name), mapping={"latest": _dump(spec), "next_version": 0})
+            pipe.hset(self.function_key(name), mapping={"latest": spec.dumps(), "next_version": 0})
             self.refs.hold(pipe, sha256, name, LATEST)
             pipe.sadd(self.functions_key, name)
             if concurrency is not None:
@@ -156,6 +156,7 @@ class Registry:
         on_success: str | None = None,
         on_failure: str | None = None,
         pool: str | None = None, network: str | None = None,
+        ephemeral_storage_mb: int | None = None,
     ) -> FunctionSpec:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
@@ -181,6 +182,7 @@ class Registry:
                 ),
                 last_modified=iso_time(zulu=False),
                 pool=_pick(pool, current.pool), network=_pick(network, current.network),
+                ephemeral_storage_mb=_pick(ephemeral_storage_mb, current.ephemeral_storage_mb),
             ).validate()
 
         changed(self._spec(name, None), None)  # refuse bad input before storing any code
@@ -194,7 +196,7 @@ class Registry:
             if concurrency is not None:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
-            pipe.hset(self.function_key(name), "latest", _dump(spec))
+            pipe.hset(self.function_key(name), "latest", spec.dumps())
             if spec.code_sha256 != current.code_sha256:
                 self.refs.hold(pipe, spec.code_sha256, name, LATEST)
                 self.refs.drop(pipe, current.code_sha256, name, LATEST)
@@ -283,7 +285,7 @@ class Registry:
             pipe.hset(
                 self.function_key(name),
                 mapping={
-                    f"v:{number + 1}": _dump(spec),
+                    f"v:{number + 1}": spec.dumps(),
                     "next_version": number + 1,
                     "published": latest.fingerprint(),
                 },
@@ -390,10 +392,6 @@ class Registry:
         if b"latest" not in raw:
             raise NotFound(f"function {name} does not exist")
         return {k.decode(): v for k, v in raw.items()}
-
-
-def _dump(obj: FunctionSpec) -> bytes:
-    return orjson.dumps(obj.to_dict())
 
 
 def _pick(value: T | None, current: T) -> T:

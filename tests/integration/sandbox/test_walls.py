@@ -8,10 +8,12 @@ runs as root, where a wall that is down fails instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -154,7 +156,8 @@ def test_a_second_tenant_finds_neither_the_first_tenants_files_nor_its_processes
     _, walls, _ = probe({"peek_files": files, "peek_pids": [first.pid, seen["pid"]]})
     assert walls["other_tenant"] == {"ok": True, "found": []}
     # And the first tenant still has its file (kept while warm, as Lambda keeps /tmp)
-    assert os.path.exists(os.path.join(first.tmp_dir, "tenant-one-secret"))
+    again = first.invoke({"peek_files": ["/tmp/tenant-one-secret"]}).result["walls"]
+    assert again["other_tenant"]["found"] == ["/tmp/tenant-one-secret"]
 
 
 NODE_PROBE = """
@@ -201,3 +204,45 @@ def test_a_node_handler_gets_the_same_walls(fleet_env: dict[str, str], redis_url
                                   "redis": "ECONNREFUSED", "varTmp": "EROFS"}
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def test_tmp_is_capped_at_ephemeral_storage_apart_from_memory(fleet_env: dict[str, str]) -> None:
+    iso = Isolation.from_environ(fleet_env)
+    with Sandbox(PROBE, "fill.handler", isolation=iso, memory_mb=128, timeout_s=120,
+                 ephemeral_storage_mb=512) as sb:
+        need_walls(sb, network=False)
+        out = sb.invoke({})
+        # A 128 MB function fills its 512 MB /tmp (page cache is reclaimed, not counted as
+        # memory that stays) and then gets ENOSPC; the host's disk is not touched.
+        assert out.ok, out.logs
+        assert out.result["errno"] == errno.ENOSPC
+        assert 480 <= out.result["wrote_mb"] <= 512 and out.result["size_mb"] <= 520
+        assert sb.invoke({"name": "fill"}).result["listing"] == ["fill"]  # still usable
+    with Sandbox(PROBE, "fill.handler", isolation=iso, ephemeral_storage_mb=1024,
+                 timeout_s=60) as big:
+        assert 1000 <= big.invoke({"max_mb": 1}).result["size_mb"] <= 1040
+
+
+def test_tmp_survives_a_reset_of_the_same_sandbox_and_a_new_one_starts_empty(
+    fleet_env: dict[str, str],
+) -> None:
+    iso = Isolation.from_environ(fleet_env)
+    with Sandbox(PROBE, "fill.handler", isolation=iso, timeout_s=60) as sb:
+        need_walls(sb, network=False)
+        assert sb.invoke({"max_mb": 2, "name": "kept"}).result["listing"] == ["kept"]
+        old_pid = sb.pid
+        os.kill(old_pid, 9)  # the child dies: the next invoke starts a fresh one
+        for _ in range(2000):
+            if not sb.alive:
+                break
+            time.sleep(0.005)
+        again = sb.invoke({"max_mb": 1, "name": "second"})
+        assert sb.pid != old_pid and again.result["listing"] == ["kept", "second"]
+    with Sandbox(PROBE, "fill.handler", isolation=iso, timeout_s=60) as fresh:
+        assert fresh.invoke({"max_mb": 1}).result["listing"] == ["fill"]
+
+
+def test_ephemeral_storage_outside_512_to_10240_is_refused() -> None:
+    for bad in (511, 10241, "512"):
+        with pytest.raises(InvalidParameter, match="ephemeral storage"):
+            Sandbox(PROBE, "fill.handler", ephemeral_storage_mb=bad)
