@@ -58,7 +58,7 @@ class Isolation:
     own_uid: bool | None = None
     max_procs: int = 1024  # Lambda's processes + threads
     max_open_files: int = 1024
-    max_file_mb: int = 512  # Lambda's default /tmp size, as a per-file ceiling
+    max_file_mb: int | None = None  # per-file ceiling; None: the function's ephemeral storage
     log_cap_bytes: int = 1 << 20
     init_timeout_s: float = 10.0  # Lambda's on-demand init limit
     uid_base: int = DEFAULT_BASE  # sandbox uids are [uid_base, uid_base + uid_count)

@@ -230,7 +230,7 @@ class Sandbox:
         assert self._tmp_dir is not None
         rlimits = {
             "nofile": self._iso.max_open_files,
-            "fsize": max(self._iso.max_file_mb, self.ephemeral_storage_mb) * MB,
+            "fsize": (self._iso.max_file_mb or self.ephemeral_storage_mb) * MB,
             "core": 0,
         }
         if self._uid is not None:
