@@ -174,6 +174,26 @@ def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Any) -> Iterator
     f.close()
 
 
+def _sandbox_tables() -> set[str]:
+    nft = shutil.which("nft")
+    if nft is None or os.geteuid() != 0:
+        return set()
+    done = subprocess.run([nft, "list", "tables"], capture_output=True, text=True, check=False)
+    return {line.split()[-1] for line in done.stdout.splitlines()
+            if line.startswith("table inet warren_sandbox_")}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_the_network_walls_the_tests_installed() -> Iterator[None]:
+    """The workers and sandboxes under test install nftables tables on their uid ranges
+    (sandbox/netwall.py); they outlive the processes, as they should in production. Remove the
+    ones this session added, so that the machine is left as it was found."""
+    before = _sandbox_tables()
+    yield
+    for table in _sandbox_tables() - before:
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, check=False)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _collect_garbage_sockets_at_the_end() -> Iterator[None]:
     """Collect, at session end, sockets that only a reference cycle still held.
