@@ -9,7 +9,7 @@ export WARREN_TEST_S3_URL ?= http://127.0.0.1:$(S3_PORT)
 # Redis users' URLs. The tests keep the guest / no-password URLs above: those users stay.
 WARREN_ENV_FILE ?= $(if $(filter 0,$(shell id -u)),/etc/warren/warren.env,.warren/warren.env)
 
-.PHONY: dev install services example test lint bench clean
+.PHONY: dev install services browser example test lint bench clean
 
 dev: install services example
 
@@ -29,7 +29,13 @@ example: install services
 	set -a; [ ! -f $(WARREN_ENV_FILE) ] || . $(WARREN_ENV_FILE); set +a; \
 	PATH=$(VENV)/bin:$$PATH bash examples/run.sh
 
-test: install services lint
+# Headless Chromium for the console's browser test (tests/system/test_console.py).
+browser:
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install services browser lint
 	$(PY) -m pytest
 
 lint: install
@@ -43,6 +49,8 @@ bench: install services
 	$(PY) bench/runtimes.py
 	[ ! -f bench/fleet.py ] || $(PY) bench/fleet.py
 	[ ! -f bench/sources.py ] || $(PY) bench/sources.py
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/gateway.py
 
 clean:
 	rm -rf $(VENV) .warren build *.egg-info

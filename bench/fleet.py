@@ -46,6 +46,23 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+def scrape_meanwhile(ports: list[int], every_s: float = 5.0) -> None:
+    """Fetch each port's /metrics every `every_s` on a daemon thread, as Prometheus would."""
+    import threading
+    import urllib.request
+
+    def loop() -> None:
+        while True:
+            time.sleep(every_s)
+            for port in ports:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+                except OSError:
+                    pass
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 class Fleet:
     """A router and a worker as subprocesses, stopped by PID on exit."""
 
@@ -62,10 +79,18 @@ class Fleet:
         self.cache = Path("/var/tmp/warren-bench") / self.prefix
         self.code = Path(tempfile.mkdtemp(prefix="warren-bench-code-"))
         (self.code / "app.py").write_text(HANDLER)
+        # BENCH_METRICS_PORT=P: the router serves /metrics on P, the worker on P+1, both
+        # scraped every 5 s meanwhile (the with/without-metrics comparison, docs/operate.md).
+        port = int(os.environ.get("BENCH_METRICS_PORT", "0"))
+        metrics = (lambda n: ["--metrics-port", str(port + n)]) if port else (lambda n: [])
         self.procs = [
-            self._spawn("router"),
-            self._spawn("worker", "--slots", str(slots), "--cache-dir", str(self.cache)),
+            self._spawn("router", *metrics(0)),
+            self._spawn(
+                "worker", "--slots", str(slots), "--cache-dir", str(self.cache), *metrics(1)
+            ),
         ]
+        if port:
+            scrape_meanwhile([port, port + 1])
         self.client = Client.from_settings(self.settings)
         self.redis = redis.Redis.from_url(redis_url)
 

@@ -38,6 +38,7 @@ from source_kit import (  # noqa: E402
     wait,
 )
 from sources_fleet import SLOW_HANDLER_S, fleet_runs  # noqa: E402
+from sources_triggers import trigger_runs  # noqa: E402
 
 from router.batching.invoker import PythonInvoker  # noqa: E402
 
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--fleet-only", action="store_true",
                         help="only the fleet runs (replacing only them in the results)")
     parser.add_argument("--slots", type=int, default=2, help="worker slots of `warren up`")
+    parser.add_argument("--triggers-only", action="store_true",
+                        help="only PostgreSQL, MQTT and topics beside a Redis stream")
     args = parser.parse_args()
     n_stream, n_queue, n_lat = (40_000, 20_000, 100) if args.quick else (100_000, 40_000, 300)
     prefix = f"bench-src-{uuid.uuid4().hex[:8]}"
@@ -98,6 +101,9 @@ def main() -> None:
     results: dict[str, Any] = {"machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "load_avg_start": os.getloadavg()}}
+    if args.triggers_only:
+        triggers(b, args.quick, args.slots, results)
+        return
     if args.fleet_only:
         try:
             results["fleet"] = fleet_runs(b, prefix, n_stream // 2, n_queue // 2, n_lat, args.slots)
@@ -146,20 +152,45 @@ def main() -> None:
         results["s3_new_object"] = [
             s3_latency(b, p, 10 if args.quick else 20) for p in (0.5, 1.0, 2.0)]
         results["fleet"] = fleet_runs(b, prefix, n_stream // 2, n_queue // 2, n_lat, args.slots)
+        results["triggers"] = trigger_runs(b, 20_000 if args.quick else 40_000, n_lat, args.slots)
     finally:
         b.cleanup()
     results["machine"]["load_avg_end"] = os.getloadavg()
-    results["targets"] = {"records_per_s": 50_000, "p50_ms_batch1": 10, "s3": "within 2 x poll"}
+    results["targets"] = {"records_per_s": 50_000, "p50_ms_batch1": 10, "s3": "within 2 x poll",
+                          **TRIGGER_TARGETS}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     report(results)
 
 
+TRIGGER_TARGETS = {"table_rows_per_s": 10_000, "mqtt_msgs_per_s": 10_000,
+                   "topic_publish_to_handler_p50_ms": 5}
+
+
+def triggers(b: Bench, quick: bool, slots: int, results: dict[str, Any]) -> None:
+    """Only the triggers (and the stream they are compared with); the rest stays as it was."""
+    try:
+        results["triggers"] = trigger_runs(b, 20_000 if quick else 40_000, 100 if quick else 300,
+                                           slots)
+    finally:
+        b.cleanup()
+    results["machine"]["load_avg_end"] = os.getloadavg()
+    merged = orjson.loads(RESULTS.read_bytes()) if RESULTS.exists() else {}
+    merged["triggers"], merged["triggers_machine"] = results["triggers"], results["machine"]
+    merged.setdefault("targets", {}).update(TRIGGER_TARGETS)
+    RESULTS.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2))
+    report(results)
+
+
 def report(results: dict[str, Any]) -> None:
     print(f"{'path':<11} {'measure':<24} {'result':>40}")
-    for path in ("in-process", "fleet"):
-        for name, r in results.get(path, {}).items():
-            if not isinstance(r, dict):
+    for path in ("in-process", "fleet", "triggers"):
+        rows = dict(results.get(path, {}))
+        nested = rows.pop("fleet", None) if path == "triggers" else None
+        if isinstance(nested, dict):  # the triggers' fleet runs
+            rows.update({f"fleet {k}": v for k, v in nested.items()})
+        for name, r in rows.items():
+            if not isinstance(r, dict) or not ("records_per_s" in r or "samples" in r):
                 continue
             if "records_per_s" in r:
                 shown = f"{r['records_per_s']:>8} rec/s ({r['records']} in {r['seconds']} s)"

@@ -51,7 +51,16 @@ def handler(event, context):
 def fleet(prefix: str, slots: int = 2) -> Iterator[tuple[Client, int]]:
     env = {**os.environ, "WARREN_PREFIX": prefix, "WARREN_REDIS_URL": REDIS,
            "WARREN_AMQP_URL": AMQP, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", str(slots)],
+    # BENCH_METRICS_PORT=P: `warren up --metrics-port P` (router P, worker P+1, poller P+2),
+    # scraped every 5 s meanwhile (the with/without-metrics comparison, docs/operate.md).
+    port = int(os.environ.get("BENCH_METRICS_PORT", "0"))
+    metrics = ["--metrics-port", str(port)] if port else []
+    if port:
+        from fleet import scrape_meanwhile
+
+        scrape_meanwhile([port, port + 1, port + 2])
+    proc = subprocess.Popen([sys.executable, "-m", "warren", "up", "--slots", str(slots),
+                             *metrics],
                             env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -146,6 +146,27 @@ def install(
     return fast
 
 
+def install_on_asyncio(
+    conn: Any, *, enabled: bool, version: str = pika.__version__
+) -> FastPathReport:
+    """coalesced-writes on an `AsyncioConnection` (the gateway's), which is its own impl: a sync
+    request's frames leave in one send() instead of on the event loop's next write turn."""
+    active: tuple[str, ...] = ()
+    unavailable: tuple[tuple[str, str], ...] = ()
+    if enabled and not supported(version):
+        unavailable = ((COALESCED_WRITES, f"pika {version} is outside the tested range"),)
+    elif enabled:
+        missing = [name for _, name in _HOOKS[COALESCED_WRITES] if not hasattr(conn, name)]
+        if missing:
+            unavailable = ((COALESCED_WRITES, f"pika {version} has no {', '.join(missing)}"),)
+        else:
+            _coalesce_writes(conn)
+            active = (COALESCED_WRITES,)
+    report = FastPathReport(version, enabled, active, unavailable)
+    _announce(report)
+    return report
+
+
 class FastPaths:
     """The paths installed on one connection, and the public-API way for each that is not."""
 

@@ -13,9 +13,16 @@ import redis
 from broker_adapters.amqp import Backbone
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
+from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
-from warren.errors import InvalidParameter, TooManyRequests, Unavailable
+from warren.errors import (
+    InvalidParameter,
+    NoLiveWorker,
+    StoreUnavailable,
+    TooManyRequests,
+    Unavailable,
+)
 from warren.function import LATEST, FunctionSpec, is_version
 from warren.invocation import (
     DRY_RUN,
@@ -31,6 +38,7 @@ from warren.ports import Delivery
 from warren.settings import Settings
 from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry
+from warren.store.throttles import ThrottleStore
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -263,6 +271,13 @@ class Dispatcher:
             reply = self._reply_via_redis(backbone, queue, body, request_id, wait_s)
         else:
             reply = self._reply_via_amqp(backbone, queue, body, request_id, wait_s)
+        if reply is NO_WORKER:
+            raise NoLiveWorker(
+                f"no live worker serves pool {spec.pool!r} of {spec.name} (no heartbeat): start "
+                + ("`warren worker`" if spec.pool == DEFAULT_POOL else
+                   f"`warren worker --pool {spec.pool}`")
+                + " for this fleet"
+            )
         if reply is None:
             # A held lease is neither parked nor released: the call may still be running
             # somewhere, so it stays counted until its TTL ends.
@@ -286,10 +301,13 @@ class Dispatcher:
         """Publish with reply-to = direct reply-to and wait on this connection (the default)."""
         backbone.request(queue, body, correlation_id=request_id, expiration_ms=int(wait_s * 1000))
         deadline = time.monotonic() + wait_s
+        watch = WorkerWatch(self._redis, self.settings.prefix, queue)
         while request_id not in self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            if watch.gone():
+                return NO_WORKER
             backbone.process(min(remaining, 1.0))
         return self._replies.pop(request_id)
 
@@ -309,6 +327,7 @@ class Dispatcher:
             confirm=False,
         )
         deadline = time.monotonic() + wait_s
+        watch = WorkerWatch(self._redis, self.settings.prefix, queue)
         while True:
             # A second at a time, servicing the broker connection in between: its heartbeats
             # go on, and a broker that went away fails the call now, as direct reply-to would.
@@ -318,6 +337,8 @@ class Dispatcher:
                 return bytes(got[1])
             if time.monotonic() >= deadline:
                 return None
+            if watch.gone():
+                return NO_WORKER
             backbone.process(0)
 
     def _admit(
@@ -348,6 +369,7 @@ class Dispatcher:
         with redis_errors("admission", self._redis):
             grant = self.semaphore.acquire(name, [lease_id], wait_s, finished)
         if not grant.admitted:
+            self._count_throttle(name)
             raise TooManyRequests(
                 f"TooManyRequestsException: Rate Exceeded. (Reason: {grant.reason}, "
                 f"concurrency limit {grant.limit})",
@@ -360,3 +382,10 @@ class Dispatcher:
         lease = ParkedLease(grant.key, lease_id, grant.expires, now + ttl_s, now)
         return replace(invocation, held_lease=lease_id), lease
 
+    def _count_throttle(self, name: str) -> None:
+        # Counted for the fleet's metrics; a 429 must not turn into an outage error.
+        try:
+            with redis_errors("counting a throttle", self._redis):
+                ThrottleStore(self._redis, self.settings.prefix).add(name, "sync")
+        except StoreUnavailable:
+            pass

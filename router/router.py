@@ -16,11 +16,13 @@ from collections.abc import Callable
 from broker_adapters.deadletter import dead_letter
 from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
+from router.metrics import RouterMetrics
 from router.record import EVENT_AGE_EXCEEDED, RETRIES_EXHAUSTED, invocation_record
 from router.retry import RetryPolicy
 from warren.errors import DecodeError, Unavailable
 from warren.invocation import Invocation, decode_chunk, encode_chunk
 from warren.keys import DEFAULT_POOL
+from warren.observe.metrics import Registry
 from warren.ports import Broker, Delivery
 from warren.store.redis import redis_errors
 
@@ -40,6 +42,7 @@ class Router:
         pool: str = DEFAULT_POOL,
         prefetch: int = 500,
         max_chunk: int = 100,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._connect = connect
         self.semaphore = semaphore
@@ -48,6 +51,7 @@ class Router:
         self.pool = pool
         self.prefetch = prefetch
         self.max_chunk = max_chunk
+        self.metrics = metrics or RouterMetrics(Registry())  # counted even when not served
         self._batch: list[Delivery] = []
         self.forwarded = 0
         self.deferred = 0
@@ -97,6 +101,7 @@ class Router:
                 invocations = decode_chunk(delivery.body)
             except DecodeError as exc:
                 dead_letter(backbone, delivery, backbone.keys.async_queue, str(exc))
+                self.metrics.dead_lettered(backbone.keys.async_queue)
                 continue
             for inv in invocations:
                 if self.policy.expired(inv):
@@ -123,6 +128,7 @@ class Router:
                 else:
                     deferred.append(inv)
 
+        self.metrics.routed(by_function, deferred)
         by_pool: dict[str, list[Invocation]] = defaultdict(list)
         for inv in admitted:
             by_pool[inv.spec.pool].append(inv)
@@ -143,6 +149,7 @@ class Router:
     def _give_up(self, inv: Invocation, condition: str) -> None:
         uri = inv.spec.async_config.on_failure
         log.info("giving up %s (%s, %s)", inv.request_id, inv.spec.name, condition)
+        self.metrics.gave_up(inv, condition)
         if uri:
             record = invocation_record(inv, condition, invoke_count=inv.attempt - 1)
             self.destinations.send(uri, record)

@@ -122,8 +122,10 @@ class ApiChannel:
         return bool(self._exit_poll.poll(0))
 
     def send(self, frame: bytes, deadline: float) -> None:
-        rid, deadline_ms, payload = protocol.unpack_request(frame[protocol.LENGTH.size :])
-        self._api.submit(rid, deadline_ms, payload)
+        rid, deadline_ms, payload, context = protocol.unpack_request(
+            frame[protocol.LENGTH.size :]
+        )
+        self._api.submit(rid, deadline_ms, payload, context)
 
     def wait(self, deadline: float, logs: LogBuffer) -> bytes | str:
         """A ready or response frame (without its length); EXITED; or TIMEOUT at the deadline."""

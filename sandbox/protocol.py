@@ -4,7 +4,8 @@ The child never imports msgpack or orjson: a handler that bundles its own copy o
 its own, so everything the child loads before the handler is standard library. Each frame is a
 4-byte big-endian length followed by a fixed struct header and raw byte fields.
 
-    request  (caller -> child):  "I" + deadline_epoch_ms(d) + len(id)(H) + id + payload JSON
+    request  (caller -> child):  "I" + deadline_epoch_ms(d) + len(id)(H) + id + payload JSON,
+                                 or "C" + ... + id + len(ctx)(I) + client context JSON + payload
     ready    (child -> caller):  "R" + VERSION(B) + init_ms(d) + ok(B) + error JSON
     response (child -> caller):  "O" + ok(B) + duration_ms(d) + max_rss_kb(Q)
                                  + len(error_type)(H) + error_type + body JSON
@@ -22,18 +23,34 @@ READY = struct.Struct(">cBdB")
 RESPONSE = struct.Struct(">cBdQH")
 
 
-def pack_request(request_id: str, deadline_epoch_ms: float, payload: bytes) -> bytes:
+def pack_request(
+    request_id: str, deadline_epoch_ms: float, payload: bytes, client_context: bytes = b""
+) -> bytes:
+    """Kind "I"; with a client context, kind "C" and the context (length-prefixed) after the id."""
     rid = request_id.encode()
-    body_len = REQUEST.size + len(rid) + len(payload)
+    if not client_context:
+        body_len = REQUEST.size + len(rid) + len(payload)
+        head = REQUEST.pack(b"I", deadline_epoch_ms, len(rid))
+        return b"".join((LENGTH.pack(body_len), head, rid, payload))
+    body_len = REQUEST.size + len(rid) + LENGTH.size + len(client_context) + len(payload)
+    head = REQUEST.pack(b"C", deadline_epoch_ms, len(rid))
     return b"".join(
-        (LENGTH.pack(body_len), REQUEST.pack(b"I", deadline_epoch_ms, len(rid)), rid, payload)
+        (LENGTH.pack(body_len), head, rid, LENGTH.pack(len(client_context)), client_context,
+         payload)
     )
 
 
-def unpack_request(frame: bytes) -> tuple[str, float, bytes]:
-    _, deadline, rid_len = REQUEST.unpack_from(frame)
+def unpack_request(frame: bytes) -> tuple[str, float, bytes, bytes]:
+    """(request id, deadline, payload, client context or b"")."""
+    kind, deadline, rid_len = REQUEST.unpack_from(frame)
     start = REQUEST.size
-    return frame[start : start + rid_len].decode(), deadline, frame[start + rid_len :]
+    rid = frame[start : start + rid_len].decode()
+    at = start + rid_len
+    if kind != b"C":
+        return rid, deadline, frame[at:], b""
+    (cc_len,) = LENGTH.unpack_from(frame, at)
+    at += LENGTH.size
+    return rid, deadline, frame[at + cc_len :], frame[at : at + cc_len]
 
 
 def pack_ready(init_ms: float, error_json: bytes | None) -> bytes:

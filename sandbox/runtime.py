@@ -29,14 +29,50 @@ _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 Handler = Callable[[Any, Any], Any]
 
 
+class _Attributes:
+    """A JSON object's keys as attributes (a missing one is None), as awslambdaric's are."""
+
+    def __init__(self, data: Any, names: tuple[str, ...]) -> None:
+        data = data if isinstance(data, dict) else {}
+        for name in names:
+            setattr(self, name, data.get(name))
+
+
+class ClientContext:
+    """`context.client_context`: Invoke's X-Amz-Client-Context (client, custom, env)."""
+
+    CLIENT = ("installation_id", "app_title", "app_version_name", "app_version_code",
+              "app_package_name")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        client = data.get("client")
+        self.client = _Attributes(client, self.CLIENT) if client is not None else None
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ClientContext | None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        return cls(data) if isinstance(data, dict) else None
+
+
 class LambdaContext:
     """The `context` argument, with the attributes Lambda's Python runtime provides."""
 
-    def __init__(self, request_id: str, deadline_epoch_ms: float, fixed: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        deadline_epoch_ms: float,
+        fixed: dict[str, Any],
+        client_context: bytes = b"",
+    ) -> None:
         self.aws_request_id = request_id
         self.__dict__.update(fixed)
         self.identity = None
-        self.client_context = None
+        self.client_context = ClientContext.parse(client_context) if client_context else None
         self._deadline_epoch_ms = deadline_epoch_ms
 
     @staticmethod
@@ -209,7 +245,9 @@ class Runtime:
             _log_error(err)
             return json.dumps(err).encode()
 
-    def _invoke(self, request_id: str, deadline_ms: float, payload: bytes) -> bytes:
+    def _invoke(
+        self, request_id: str, deadline_ms: float, payload: bytes, client_context: bytes = b""
+    ) -> bytes:
         started = time.perf_counter()
         self._filter.request_id = request_id
         ok, etype = False, ""
@@ -219,7 +257,7 @@ class Runtime:
             except ValueError as exc:
                 message = f"Unable to unmarshal input: {exc}"
                 raise RuntimeFault("Runtime.UnmarshalError", message) from None
-            context = LambdaContext(request_id, deadline_ms, self._context_fixed)
+            context = LambdaContext(request_id, deadline_ms, self._context_fixed, client_context)
             assert self._handler is not None
             result = self._handler(event, context)
             try:

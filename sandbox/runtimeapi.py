@@ -82,14 +82,20 @@ class RuntimeApi:
         self._sent_at = 0.0
         self._parked: Connection | None = None  # a GET .../next waiting for an event
 
-    def submit(self, request_id: str, deadline_ms: float, payload: bytes) -> None:
+    def submit(
+        self, request_id: str, deadline_ms: float, payload: bytes, client_context: bytes = b""
+    ) -> None:
         """An invocation for the runtime; delivered now if it is waiting, else on its next GET."""
+        context = ""
+        if client_context:  # one header line: the JSON re-encoded without line breaks
+            compact = json.dumps(json.loads(client_context), separators=(",", ":"))
+            context = f"Lambda-Runtime-Client-Context: {compact}\r\n"
         head = (
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             f"Lambda-Runtime-Aws-Request-Id: {request_id}\r\n"
             f"Lambda-Runtime-Deadline-Ms: {int(deadline_ms)}\r\n"
             f"Lambda-Runtime-Invoked-Function-Arn: {self._arn}\r\n"
-            f"Lambda-Runtime-Trace-Id: {trace_id()}\r\n"
+            f"Lambda-Runtime-Trace-Id: {trace_id()}\r\n{context}"
             f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode("latin-1")
         self._current, self.answer = request_id, None

@@ -124,10 +124,9 @@ class Sandbox:
             if not self.alive:
                 self._spawn()
 
-    def invoke(
-        self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
-    ) -> Outcome:
-        """Run the handler once. `payload` is the event already as JSON bytes."""
+    def invoke(self, event: Any = None, *, payload: bytes | None = None,
+               request_id: str | None = None, client_context: bytes | None = None) -> Outcome:
+        """Run the handler once; `payload` is the event as JSON bytes, `client_context` JSON."""
         if payload is None:
             try:
                 payload = orjson.dumps(event)
@@ -147,7 +146,7 @@ class Sandbox:
                 if isinstance(early, Outcome):
                     return early
                 init_ms = early
-            return self._invoke(rid, payload, logs, init_ms)
+            return self._invoke(rid, payload, logs, init_ms, client_context or b"")
 
     def close(self) -> None:
         """Kill everything the sandbox started and remove its tmp dir; idempotent."""
@@ -327,11 +326,13 @@ class Sandbox:
             )
         return init_ms
 
-    def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None) -> Outcome:
+    def _invoke(
+        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes = b""
+    ) -> Outcome:
         assert self._channel is not None
         started = time.monotonic()
         deadline = started + self.timeout_s
-        frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload)
+        frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload, cc)
         try:
             self._channel.send(frame, deadline)
             got = self._channel.wait(deadline, logs)

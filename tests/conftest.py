@@ -22,10 +22,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# The queue source tests' broker fixtures (channel, queue, store), shared by two files, and
+# The queue source tests' broker fixtures (channel, queue, store), shared by two files;
 # `world`: a fleet's stores with the in-memory broker, for the router's and workers' loops;
-# `own_redis`: a Redis of the handlers' own (the fleet's is behind the sandbox's wall).
-pytest_plugins = ["support.queue_kit", "support.memory_fleet", "support.own_redis"]
+# private PostgreSQL and Mosquitto servers for the table and MQTT sources; `own_redis`: a Redis
+# of the handlers' own (the fleet's is behind the sandbox's wall).
+pytest_plugins = [
+    "support.queue_kit", "support.memory_fleet", "support.private_services", "support.own_redis",
+]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -46,6 +46,7 @@ class Client:
             account_concurrency=settings.account_concurrency,
         )
         self._invoker: Dispatcher | None = None
+        self._topics: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Client:
@@ -146,11 +147,53 @@ class Client:
         """Batch submission (e.g. many `Event` invocations, each 202 backed by a confirm)."""
         return self.invoker.invoke_many(name, payloads, **options)
 
+    # ---- topics (router.topics does the work) -----------------------------------------------
+    @property
+    def topics(self) -> Any:
+        """The fleet's topics (router.topics.Topics): create, subscribe, publish, ..."""
+        if self._topics is None:
+            from broker_adapters.topics import TopicBus
+            from router.topics import Topics
+            from warren.keys import Keys
+            from warren.store.topics import TopicStore
+
+            self._topics = Topics(TopicStore(self.redis, self.settings.prefix),
+                                  TopicBus(self.settings.amqp, Keys(self.settings.prefix)),
+                                  self.registry)
+        return self._topics
+
+    def create_topic(self, name: str) -> str:
+        return str(self.topics.create(name))
+
+    def delete_topic(self, name: str) -> None:
+        self.topics.delete(name)
+
+    def list_topics(self) -> list[str]:
+        return list(self.topics.names())
+
+    def subscribe(self, topic: str, function: str, *, filter_policy: str | None = None,
+                  raw: bool = False) -> Any:
+        """Subscribe a function (NAME[:QUALIFIER]); returns the Subscription (its id, arn)."""
+        return self.topics.subscribe(topic, function, filter_policy=filter_policy, raw=raw)
+
+    def unsubscribe(self, topic: str, subscription_id: str) -> None:
+        self.topics.unsubscribe(topic, subscription_id)
+
+    def publish(self, topic: str, message: str, *, subject: str | None = None,
+                attributes: Mapping[str, Any] | None = None) -> str:
+        """Publish; returns the MessageId once RabbitMQ confirmed the message. Attribute
+        values: str (String), a number (Number), a list of str (String.Array), or
+        {"Type": ..., "Value": ...}."""
+        return str(self.topics.publish(topic, message, subject=subject, attributes=attributes))
+
     # ---- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         if self._invoker is not None:
             self._invoker.close()
         self._invoker = None
+        if self._topics is not None:
+            self._topics.close()
+        self._topics = None
         self.redis.close()
 
     def __enter__(self) -> Client:

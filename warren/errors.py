@@ -10,7 +10,8 @@
     ├── DecodeError            a wire message that is not a valid envelope
     ├── Unavailable            infrastructure cannot be reached
     │   ├── BrokerUnavailable  RabbitMQ
-    │   └── StoreUnavailable   Redis, or an S3 endpoint
+    │   ├── StoreUnavailable   Redis, or an S3 endpoint
+    │   └── NoLiveWorker       no worker heartbeats for the pool a sync call waits on
     └── SandboxError           the sandbox itself failed (not the handler: those are outcomes)
 """
 
@@ -63,6 +64,10 @@ class BrokerUnavailable(Unavailable):
 
 
 class StoreUnavailable(Unavailable):
+    pass
+
+
+class NoLiveWorker(Unavailable):
     pass
 
 

@@ -10,7 +10,8 @@ What the patterns see (`FilterCriteria.document`), as Lambda applies them:
   `data` key; `body` is accepted too for queues, as SQS calls it). Data that parses as JSON is
   matched as JSON; anything else is a plain string, so it only matches patterns that do not look
   inside it (a string pattern on `data` itself, or `exists`).
-- S3 records and scheduled events: the record itself, as the handler would receive it.
+- S3 records, scheduled events and table changes (DynamoDB records): the record itself, as the
+  handler would receive it; MQTT messages: the payload (`{"data": ...}` when not an object).
 """
 
 from __future__ import annotations
@@ -218,4 +219,6 @@ class FilterCriteria:
             except orjson.JSONDecodeError:
                 value = data.decode("utf-8", "replace")
             return {"data": value, "body": value} if kind == "queue" else {"data": value}
+        if kind == "mqtt":  # the payload itself, as an IoT rule's WHERE sees it
+            return dict(record) if isinstance(record, Mapping) else {"data": record}
         return dict(record)

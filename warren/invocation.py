@@ -56,6 +56,7 @@ class Invocation:
     lease_expires: float = 0.0
     log_tail: bool = False
     held_lease: str | None = None  # a lease the sync caller keeps (and releases) itself
+    client_context: bytes | None = None  # Invoke's X-Amz-Client-Context, as JSON
 
     @property
     def lease_id(self) -> str:
@@ -84,6 +85,8 @@ class Invocation:
             "tail": self.log_tail,
             "held": self.held_lease,
         }
+        if self.client_context:
+            wire["cc"] = self.client_context
         if spec_index is None:
             wire["spec"] = self.spec.to_dict()
         else:
@@ -105,6 +108,7 @@ class Invocation:
                 lease_expires=float(data.get("lease_exp") or 0.0),
                 log_tail=bool(data.get("tail")),
                 held_lease=str(data["held"]) if data.get("held") else None,
+                client_context=bytes(data["cc"]) if data.get("cc") else None,
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise DecodeError(f"not a valid invocation: {type(exc).__name__}: {exc}") from None

@@ -10,14 +10,23 @@ Redis (p = prefix):
     p:code:<sha256>             a code bundle; p:coderefs[:<sha256>] who references it
     p:logs:<function>           invocation log stream
     p:stats:<function>          invocation/error counters (hash)
+    p:usage:<hour>              metered usage of one hour, per function and version (hash,
+                                store/usage.py); p:usage:m:<minute> per-minute counts for
+                                charts; p:throttles[:m:<minute>] throttles per function
     p:sem:pool, p:sem:fn:<f>    concurrency leases (zsets of "<function>|<request id>")
     p:reply:<request id>        a sync result, when the reply travels on a Redis list
     p:worker:<id>               a worker's heartbeat
     p:mappings                  set of mapping uuids; p:mapping:<uuid>:<part> its spec, stats,
                                 lease, attempts and its source's checkpoints
     p:pollers                   zset poller id -> heartbeat expiry (ms)
+    p:accesskeys                the gateway's access keys (hash id -> name, secret, created)
+    p:urls, p:urlof             function URL configs by id, and their ids by function|qualifier
+    p:topics                    set of topic names; p:topic:<name> its subscriptions
+                                (hash id -> JSON)
 RabbitMQ:
     p.async, p.work.<pool>, p.delay.<ms>, p.dead
+    p.topic.<name> (a fanout exchange per topic), p.topic.<name>.<subscription id> (its
+    subscriptions' durable queues)
 """
 
 from __future__ import annotations
@@ -96,6 +105,22 @@ class Keys:
     def stats(self, function: str) -> str:
         return f"{self.prefix}:stats:{function}"
 
+    def usage(self, hour: int) -> str:
+        """Metered usage of one hour (`hour` = unix time // 3600)."""
+        return f"{self.prefix}:usage:{hour}"
+
+    def usage_minute(self, minute: int) -> str:
+        """Per-minute counts for the console's charts (`minute` = unix time // 60)."""
+        return f"{self.prefix}:usage:m:{minute}"
+
+    def throttles_minute(self, minute: int) -> str:
+        return f"{self.prefix}:throttles:m:{minute}"
+
+    @property
+    def throttles(self) -> str:
+        """Throttles per function: `<f>|sync` (429s at the caller), `<f>|async` (deferrals)."""
+        return f"{self.prefix}:throttles"
+
     @property
     def account_leases(self) -> str:
         """Leases of functions without reserved concurrency: the account's unreserved share."""
@@ -130,3 +155,33 @@ class Keys:
     @property
     def pollers(self) -> str:
         return f"{self.prefix}:pollers"
+
+    # ---- the gateway ------------------------------------------------------------------------
+    @property
+    def access_keys(self) -> str:
+        return f"{self.prefix}:accesskeys"
+
+    @property
+    def urls(self) -> str:
+        return f"{self.prefix}:urls"
+
+    @property
+    def url_index(self) -> str:
+        """Function URL ids by "<function>|<qualifier>"."""
+        return f"{self.prefix}:urlof"
+    # ---- topics -----------------------------------------------------------------------------
+    @property
+    def topics(self) -> str:
+        return f"{self.prefix}:topics"
+
+    def topic(self, name: str) -> str:
+        """A topic's subscriptions (hash: subscription id -> JSON)."""
+        return f"{self.prefix}:topic:{name}"
+
+    def topic_exchange(self, name: str) -> str:
+        """The fanout exchange a topic's messages are published to."""
+        return f"{self.prefix}.topic.{name}"
+
+    def subscription_queue(self, topic: str, subscription_id: str) -> str:
+        """One subscription's durable queue, bound to its topic's exchange."""
+        return f"{self.prefix}.topic.{topic}.{subscription_id}"

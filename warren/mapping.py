@@ -14,7 +14,7 @@ from warren.filter import FilterCriteria, parse_pattern
 
 ACTIVE = frozenset({"Creating", "Enabling", "Enabled", "Updating"})
 STATES = ("Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting")
-DEFAULT_BATCH = {"stream": 100, "queue": 10, "s3": 10, "schedule": 1}
+DEFAULT_BATCH = {"stream": 100, "queue": 10, "s3": 10, "schedule": 1, "table": 100, "mqtt": 1}
 MAX_BATCH = 10_000
 MAX_WINDOW_S = 300
 STAT_FIELDS = ("read", "filtered", "invoked", "succeeded", "failed", "destination", "batches")
@@ -27,7 +27,8 @@ UPDATABLE = frozenset(
 SOURCE_HINT = (
     "a source is one of s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&suffix=.jpg, "
     "redis+stream://HOST:PORT/DB/STREAM, amqp://USER:PASS@HOST:PORT/VHOST/QUEUE, "
-    "schedule:rate(5 minutes) or schedule:cron(0 12 * * ? *)"
+    "schedule:rate(5 minutes), schedule:cron(0 12 * * ? *), "
+    "postgres://USER:PASS@HOST:5432/DB?table=SCHEMA.NAME or mqtt://USER:PASS@HOST:1883/TOPIC/#"
 )
 SOURCE_KINDS = {
     "redis+stream": "stream",
@@ -36,11 +37,16 @@ SOURCE_KINDS = {
     "amqps": "queue",
     "s3": "s3",
     "schedule": "schedule",
+    "postgres": "table",
+    "postgresql": "table",
+    "mqtt": "mqtt",
+    "mqtts": "mqtt",
 }
 
 
 def source_kind(uri: str) -> str:
-    """The kind of source a URI names: stream, queue, s3 or schedule; InvalidParameter if none."""
+    """The kind of source a URI names: stream, queue, s3, schedule, table or mqtt;
+    InvalidParameter if none."""
     scheme = uri.partition(":")[0].lower()
     if scheme not in SOURCE_KINDS or ":" not in uri:
         raise InvalidParameter(f"unknown source {uri!r}: {SOURCE_HINT}")
@@ -52,7 +58,7 @@ class MappingSpec:
     uuid: str
     function: str                      # NAME or NAME:QUALIFIER, as given
     source: str
-    kind: str                          # stream | queue | s3 | schedule
+    kind: str                          # stream | queue | s3 | schedule | table | mqtt
     batch_size: int
     window_s: float = 0
     start_position: str = "trim-horizon"

@@ -12,6 +12,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
 DEFAULT_SYNC_LEASE_IDLE_MS = 50  # a sync caller keeps an idle lease (admission/parking)
+DEFAULT_USAGE_RETENTION_DAYS = 90.0
 SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md, Wire contracts)
 
 
@@ -92,6 +93,9 @@ class Settings:
     sync_lease_idle_s: float = DEFAULT_SYNC_LEASE_IDLE_MS / 1000
     sync_reply: str = "amqp"
     mapping_sync_reply: str = "redis"  # the poller's own batch invokes (docs/mappings.md)
+    usage_retention_days: float = DEFAULT_USAGE_RETENTION_DAYS  # metered usage (docs/operate.md)
+    log_maxlen: int = 10_000  # invocation log blocks kept per function (store/logs.py)
+    log_max_age_days: float = 7.0  # and for how long
 
     @classmethod
     def from_environ(
@@ -120,6 +124,15 @@ class Settings:
             )
         sync_reply = _sync_reply(environ, "WARREN_SYNC_REPLY", "amqp")
         mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
+        retention = _days(environ, "WARREN_USAGE_RETENTION_DAYS", DEFAULT_USAGE_RETENTION_DAYS)
+        log_age = _days(environ, "WARREN_LOG_MAX_AGE_DAYS", 7.0)
+        raw_maxlen = environ.get("WARREN_LOG_MAXLEN", "10000")
+        try:
+            log_maxlen = int(raw_maxlen)
+        except ValueError:
+            log_maxlen = 0
+        if log_maxlen < 10:
+            raise ConfigError(f"WARREN_LOG_MAXLEN must be at least 10 entries, got {raw_maxlen!r}")
         return cls(
             amqp=AmqpSettings.from_url(
                 amqp_url or environ.get("WARREN_AMQP_URL", DEFAULT_AMQP_URL),
@@ -133,6 +146,9 @@ class Settings:
             sync_lease_idle_s=idle_ms / 1000,
             sync_reply=sync_reply,
             mapping_sync_reply=mapping_sync_reply,
+            usage_retention_days=retention,
+            log_maxlen=log_maxlen,
+            log_max_age_days=log_age,
         )
 
 
@@ -142,6 +158,19 @@ def _sync_reply(environ: Mapping[str, str], name: str, default: str) -> str:
         raise ConfigError(
             f"{name} must be one of {', '.join(SYNC_REPLIES)}, got {environ[name]!r}"
         )
+    return value
+
+
+def _days(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 3660:
+        raise ConfigError(f"{name} must be a number of days from 1/24 to 3660, got {raw!r}")
     return value
 
 

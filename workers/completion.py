@@ -23,6 +23,7 @@ from warren.keys import REPLY_LIST_SCHEME, Keys
 from warren.ports import Broker, Delivery
 from warren.store.logs import LogStore
 from warren.store.redis import execute_raw
+from warren.store.usage import UsageMeter
 from workers.executor import Run
 
 log = logging.getLogger("warren.worker")
@@ -64,6 +65,7 @@ class Completion:
         logs: LogStore,
         destinations: DestinationSet,
         policy: RetryPolicy,
+        meter: UsageMeter | None = None,
     ) -> None:
         self._redis = client
         self._prefix = prefix
@@ -71,6 +73,7 @@ class Completion:
         self.logs = logs
         self.destinations = destinations
         self.policy = policy
+        self.meter = meter or UsageMeter(prefix)
 
     def finish(self, chunk: Chunk, publisher: Broker) -> None:
         """Everything downstream is durable when this returns; the caller then acks."""
@@ -139,6 +142,7 @@ class Completion:
             commands.append(("HINCRBY", Keys(self._prefix).stats(function), "invocations", n))
             if errors:
                 commands.append(("HINCRBY", Keys(self._prefix).stats(function), "errors", errors))
+        commands += self.meter.commands(m for run in runs if (m := run.metered) is not None)
         execute_raw(self._redis, commands)
 
     def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:

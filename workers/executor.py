@@ -11,6 +11,7 @@ from warren.codec import dumps_json
 from warren.errors import StoreUnavailable, WarrenError
 from warren.invocation import Invocation, InvocationResult, log_tail
 from warren.store.redis import redis_errors
+from warren.store.usage import Metered
 from workers.codecache import CodeCache
 from workers.pool import SandboxPool
 
@@ -25,6 +26,18 @@ class Run:
     result: InvocationResult
     ok: bool
     logs: str
+    duration_ms: float | None = None  # None: no sandbox ran (a service error), nothing billed
+    init_ms: float | None = None
+
+    @property
+    def metered(self) -> Metered | None:
+        """What this run adds to the usage meter (store/usage.py), if a sandbox ran it."""
+        if self.duration_ms is None:
+            return None
+        spec = self.invocation.spec
+        return Metered(
+            spec.name, spec.version, spec.memory_mb, self.duration_ms, self.init_ms, not self.ok
+        )
 
 
 class Executor:
@@ -44,7 +57,9 @@ class Executor:
         except WarrenError as exc:
             return self._service_error(inv, exc)
         try:
-            outcome = sandbox.invoke(payload=inv.payload, request_id=inv.request_id)
+            outcome = sandbox.invoke(
+                payload=inv.payload, request_id=inv.request_id, client_context=inv.client_context
+            )
         except WarrenError as exc:
             sandbox.close()
             return self._service_error(inv, exc)
@@ -58,7 +73,9 @@ class Executor:
             request_id=inv.request_id,
             raw_payload=outcome.result_json,
         )
-        return Run(inv, result, bool(outcome.ok), outcome.logs)
+        return Run(
+            inv, result, bool(outcome.ok), outcome.logs, outcome.duration_ms, outcome.init_ms
+        )
 
     def _keep_lease(self, inv: Invocation) -> None:
         # A chunk may wait in this worker, and a redelivered one may be old: make sure the

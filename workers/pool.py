@@ -22,7 +22,12 @@ class WarmSandbox(Protocol):
         ...
 
     def invoke(
-        self, event: Any = None, *, payload: bytes | None = None, request_id: str | None = None
+        self,
+        event: Any = None,
+        *,
+        payload: bytes | None = None,
+        request_id: str | None = None,
+        client_context: bytes | None = None,
     ) -> Outcome: ...
 
     def close(self) -> None: ...

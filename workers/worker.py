@@ -84,6 +84,10 @@ class Worker:
             "completed": self.completed,
         }
 
+    def consuming(self) -> int:
+        """Slots whose broker connection is open (the worker's /readyz)."""
+        return sum(1 for s in self._slots if s.link is not None and s.link.backbone.is_open)
+
     # -- the main thread: start the slots, keep their connections, reap -----------------------
     def run(self, stop: threading.Event) -> None:
         self._stop = stop

@@ -1,6 +1,9 @@
-"""Event sources behind one seam: Redis streams, RabbitMQ queues, S3-compatible buckets, schedules.
+"""Event sources behind one seam: Redis streams, RabbitMQ queues, S3-compatible buckets, schedules,
+PostgreSQL table changes and MQTT topics.
 
-`open_source(uri, ...)` parses a mapping's source URI and returns the matching `Source`.
+`open_source(uri, ...)` parses a mapping's source URI and returns the matching `Source`;
+`prepare_source` checks a new mapping's source and starts keeping its records; `purge_source`
+forgets a deleted mapping's checkpoints.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from warren.mapping import SOURCE_HINT, StartPosition, source_kind
 from warren.source import Source, SourceIdentity
 from warren.store.redis import redis_errors
 
-__all__ = ["open_source", "purge_source"]
+__all__ = ["open_source", "prepare_source", "purge_source"]
 
 def open_source(
     uri: str,
@@ -88,17 +91,56 @@ def open_source(
             rule_name=opts.get("rule_name"),
             max_age_s=float(opts.get("max_age_s", 86400.0)),
         )
+    if kind == "table":
+        from broker_adapters.sources.pgslot import TableLocation
+        from broker_adapters.sources.pgtable import TableSource
+
+        table = TableLocation.parse(uri)
+        return TableSource(
+            table, identity,
+            poll_interval_s=float(opts.get("poll_interval_s", table.poll_ms / 1000)),
+        )
+    if kind == "mqtt":
+        from broker_adapters.sources.mqtt import MqttSource
+        from broker_adapters.sources.mqtt_session import MqttLocation
+
+        return MqttSource(MqttLocation.parse(uri), identity,
+                          batch_size=int(opts.get("batch_size", 1)))
     raise InvalidParameter(f"source kind {kind!r} is not available yet: {SOURCE_HINT}")
+
+
+def prepare_source(uri: str, *, mapping_id: str) -> None:
+    """Check a new mapping's source and make it start keeping records for the mapping: a
+    PostgreSQL table gets its replication slot, an MQTT topic filter its persistent session.
+    A source that cannot work raises InvalidParameter with the fix; others are only parsed."""
+    kind = source_kind(uri)
+    if kind == "table":
+        from broker_adapters.sources.pgslot import prepare_table
+
+        prepare_table(uri, mapping_id)
+    elif kind == "mqtt":
+        from broker_adapters.sources.mqtt_session import prepare_session
+
+        prepare_session(uri, mapping_id)
 
 
 def purge_source(
     uri: str, *, mapping_id: str, redis: redis.Redis[Any], prefix: str
 ) -> None:
     """Forget a deleted mapping's checkpoints: its stream consumer group, its bucket and
-    schedule state in Redis. The source's own data (stream entries, messages, objects) stays.
+    schedule state in Redis, its PostgreSQL slot, its MQTT session. The source's own data
+    (stream entries, messages, objects, rows) stays.
     """
     kind = source_kind(uri)
     base = Keys(prefix).mapping(mapping_id)
+    if kind == "table":
+        from broker_adapters.sources.pgslot import drop_slot
+
+        drop_slot(uri, mapping_id)
+    elif kind == "mqtt":
+        from broker_adapters.sources.mqtt_session import end_session
+
+        end_session(uri, mapping_id)
     if kind == "stream":
         from broker_adapters.sources.stream import StreamLocation
 

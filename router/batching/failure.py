@@ -1,9 +1,10 @@
 """The record an on-failure destination receives when a mapping gives up on some records.
 
-Lambda's shape for streams (requestContext / responseContext / KinesisBatchInfo), with Warren's
-addition `recordIds` (the itemIdentifiers given up on) for every source kind. For queues and
-buckets the records themselves travel too (`records`): once a queue message is acked nothing
-else keeps it, so metadata alone would lose it. Streams keep their data, so, as on Lambda, only
+Lambda's shape for streams (requestContext / responseContext / KinesisBatchInfo, or
+DDBStreamBatchInfo for a PostgreSQL table), with Warren's addition `recordIds` (the
+itemIdentifiers given up on) for every source kind. For queues, buckets, tables and MQTT the
+records themselves travel too (`records`): once acked or checkpointed nothing else keeps them,
+so metadata alone would lose them. Redis streams keep their data, so, as on Lambda, only
 metadata is sent for them.
 """
 
@@ -62,8 +63,9 @@ def failure_record(
         "timestamp": iso_time(),
         "recordIds": [r.id for r in records],
     }
-    if kind == "stream":
-        body["KinesisBatchInfo"] = {
+    if kind in ("stream", "table"):
+        info = "KinesisBatchInfo" if kind == "stream" else "DDBStreamBatchInfo"
+        body[info] = {
             "shardId": "shardId-000000000000",
             "startSequenceNumber": first.id,
             "endSequenceNumber": last.id,
@@ -72,6 +74,8 @@ def failure_record(
             "batchSize": len(records),
             "streamArn": _source_arn(first.record, source_uri),
         }
+        if kind == "table":  # the slot keeps no change once it is past it: send the records
+            body["records"] = [r.record for r in records]
     else:
         body["BatchInfo"] = {
             "source": source_uri,

@@ -1,4 +1,4 @@
-"""The Source seam's promises, written once and run against all four sources on real services."""
+"""The Source seam's promises, written once and run against all six sources on real services."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _drain(source: Source, wait_s: float = 1.0) -> list[SourceRecord]:
     return out
 
 
-@pytest.fixture(params=["stream", "queue", "s3", "schedule"])
+@pytest.fixture(params=["stream", "queue", "s3", "schedule", "table", "mqtt"])
 def kit(request, redis_url, unique) -> Iterator[Kit]:
     store = redis.Redis.from_url(redis_url)
     prefix = f"t-{unique}"
@@ -80,6 +80,38 @@ def kit(request, redis_url, unique) -> Iterator[Kit]:
         yield Kit(opener(f"s3://{bucket}/?endpoint={endpoint}"),
                   lambda n: [s3.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")
                              for i in range(n)] and None)
+    elif request.param == "table":
+        import psycopg
+
+        from broker_adapters.sources import prepare_source, purge_source
+
+        server = request.getfixturevalue("pg_server")
+        db = psycopg.connect(server.conninfo(), autocommit=True)
+        table = f"contract_{unique}"
+        db.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, v text)")
+        db.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+        uri = f"{server.url}?table={table}"
+        prepare_source(uri, mapping_id=mapping)
+        cleanup += [lambda: purge_source(uri, mapping_id=mapping, redis=store, prefix=prefix),
+                    lambda: db.execute(f"DROP TABLE {table}"), db.close]
+        yield Kit(opener(uri), lambda n: [db.execute(f"INSERT INTO {table} (v) VALUES ('x')")
+                                          for _ in range(n)] and None)
+    elif request.param == "mqtt":
+        import paho.mqtt.client as mqtt
+
+        from broker_adapters.sources import prepare_source, purge_source
+
+        server = request.getfixturevalue("mqtt_server")
+        uri = f"{server.url}/contract-{unique}/#"
+        prepare_source(uri, mapping_id=mapping)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect("127.0.0.1", server.port)
+        client.loop_start()
+        cleanup += [lambda: purge_source(uri, mapping_id=mapping, redis=store, prefix=prefix),
+                    client.disconnect, client.loop_stop]
+        yield Kit(opener(uri), lambda n: [
+            client.publish(f"contract-{unique}/t", str(i).encode(), qos=1).wait_for_publish(10)
+            for i in range(n)] and None)
     else:
         state = f"{prefix}:mapping:{mapping}:schedule"
 
@@ -106,8 +138,8 @@ def source(kit):
 
 def test_a_source_is_a_source(source):
     assert isinstance(source, Source)
-    assert source.kind in ("stream", "queue", "s3", "schedule")
-    assert source.ordered is (source.kind == "stream")
+    assert source.kind in ("stream", "queue", "s3", "schedule", "table", "mqtt")
+    assert source.ordered is (source.kind in ("stream", "table", "mqtt"))
 
 
 def test_read_returns_no_more_than_asked_and_every_record_once(kit, source):
@@ -157,7 +189,7 @@ def test_the_event_carries_the_records_in_their_aws_shape(kit, source):
     kit.produce(1)
     records = _drain(source)
     event = source.event(records)
-    if source.kind == "schedule":
+    if source.kind in ("schedule", "mqtt"):  # one event per record (MQTT: batch size 1)
         assert event == records[0].record
     elif source.kind == "queue":
         assert list(event["rmqMessagesByQueue"].values()) == [[r.record for r in records]]

@@ -111,15 +111,18 @@ def test_every_yaml_file_parses_and_names_its_kind():
         for doc in docs:
             assert {"apiVersion", "kind", "metadata"} <= set(doc), f"{path}: {doc}"
             assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "warren"
-    assert set(_compose_services()) >= {"rabbitmq", "redis", "minio", "worker", "router", "poller"}
+    assert set(_compose_services()) >= {
+        "rabbitmq", "redis", "s3", "worker", "router", "poller", "gateway", "prometheus",
+        "grafana",
+    }
 
 
 # -- the commands are real ------------------------------------------------------------------
 
 
-def test_the_fleet_runs_the_three_long_running_processes():
+def test_the_fleet_runs_the_four_long_running_processes():
     names = {argv[0] for _, argv in _fleet_argvs()}
-    assert names == {"worker", "router", "poller"}
+    assert names == {"worker", "router", "poller", "gateway"}
     for where in ("systemd", "compose", "k8s"):
         assert {a[0] for w, a in _fleet_argvs() if w.startswith(where)} == names, where
 
@@ -134,7 +137,7 @@ def test_every_command_and_option_named_exists_in_the_cli(where, argv):
 
 
 def test_python_m_warren_serves_the_processes_the_image_runs():
-    for name in ("worker", "router", "poller"):
+    for name in ("worker", "router", "poller", "gateway"):
         done = subprocess.run(
             [sys.executable, "-m", "warren", name, "--help"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -153,7 +156,7 @@ def test_an_unknown_command_or_option_would_be_caught():
 
 
 def _read_in_source(name: str) -> bool:
-    for room in ("warren", "broker_adapters", "router", "workers", "sandbox"):
+    for room in ("warren", "broker_adapters", "router", "workers", "sandbox", "gateway"):
         for path in (ROOT / room).rglob("*.py"):
             if f'"{name}"' in path.read_text():
                 return True
@@ -195,7 +198,7 @@ def test_the_env_file_cannot_contradict_the_flags_it_feeds(monkeypatch):
     (argv,) = [a for a in _unit_argvs(env) if a[0] == "worker"]
     root = cli.make_context("warren", list(argv), auto_envvar_prefix="WARREN")
     with root:
-        command = cli.commands["worker"]
+        command = cli.get_command(root, "worker")
         ctx = command.make_context("worker", argv[1:], parent=root)
         assert ctx.params["slots"] == int(env["WARREN_WORKER_SLOTS"])
         assert ctx.params["pool_name"] == env["WARREN_WORKER_POOL"]
@@ -276,7 +279,7 @@ def test_the_worker_unit_drains_for_the_longest_function():
         assert _unit(path)["Service"]["EnvironmentFile"] == "/etc/warren/warren.env"
 
 
-def test_the_worker_pod_drains_runs_as_root_and_shares_uid_leases_per_node():
+def test_the_worker_pod_drains_runs_as_root_and_is_alone_on_its_node():
     (deployment,) = _k8s("Deployment", "warren-worker")
     spec = deployment["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] >= DRAIN_S
@@ -287,8 +290,26 @@ def test_the_worker_pod_drains_runs_as_root_and_shares_uid_leases_per_node():
     mounts = {m["name"]: m["mountPath"] for m in _worker_container()["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert mounts["sandbox-uids"] == DEFAULT_LOCK_DIR
-    assert volumes["sandbox-uids"]["hostPath"]["path"] == DEFAULT_LOCK_DIR
+    # No hostPath (the namespace enforces `baseline`): one worker pod per node instead.
+    assert "emptyDir" in volumes["sandbox-uids"]
+    assert not any("hostPath" in v for v in volumes.values())
+    (term,) = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert "hostUsers" not in spec
+
+
+def test_pods_use_probes_and_no_service_account_token_and_the_namespace_enforces_baseline():
+    (namespace,) = _k8s("Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    for deployment in _k8s("Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["automountServiceAccountToken"] is False
+        (container,) = spec["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_the_compose_worker_drains_and_shares_uid_leases():
@@ -305,21 +326,25 @@ def test_the_compose_worker_drains_and_shares_uid_leases():
 def test_the_lead_services_are_kept_as_ensure_services_uses_them():
     services = _compose_services()
     assert services["rabbitmq"] == {
-        "image": "rabbitmq:3.13-management", "ports": ["5672:5672", "15672:15672"],
+        "image": "rabbitmq:4.2.5-management", "ports": ["5672:5672", "15672:15672"],
         "volumes": ["rabbitmq-data:/var/lib/rabbitmq"],
     }
     # Warren's registry and code bundles live in Redis: it keeps them across a restart
     assert services["redis"] == {
-        "image": "redis:7", "ports": ["6379:6379"], "volumes": ["redis-data:/data"],
+        "image": "redis:8.4.2", "ports": ["6379:6379"], "volumes": ["redis-data:/data"],
         "command": ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec"],
     }
-    assert services["minio"] == {
-        "image": "minio/minio", "command": "server /data",
-        "environment": {"MINIO_ROOT_USER": "warren-test", "MINIO_ROOT_PASSWORD": "warren-test"},
-        "ports": ["${S3_PORT:-9310}:9000"],
+    assert services["s3"] == {
+        "image": "versity/versitygw:v1.8.0", "command": ["--port", ":9000", "posix", "/data"],
+        "environment": {"ROOT_ACCESS_KEY": "warren-test", "ROOT_SECRET_KEY": "warren-test"},
+        "volumes": ["s3-data:/data"], "ports": ["${S3_PORT:-9310}:9000"],
     }
+    # Every image is pinned to a release: no floating tags in a deploy.
+    for name, service in services.items():
+        if "image" in service and "build" not in service:
+            assert re.search(r":v?\d+\.\d+\.\d+(-\w+)?$", service["image"]), name
     script = (DEPLOY / "ensure-services.sh").read_text()
-    assert "up -d rabbitmq redis minio" in script
+    assert "up -d rabbitmq redis s3" in script
     assert "--appendonly yes" in script  # the Redis it starts itself keeps its data too
     assert 'bash "$here/deploy/service-credentials.sh"' in script
 
@@ -362,7 +387,10 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path):
     shim.write_text("#!/bin/sh\nexit 0\n")
     shim.chmod(0o755)
     for path in UNITS:
-        (tmp_path / path.name).write_text(path.read_text().replace(UNIT_BINARY, str(shim)))
+        text = path.read_text().replace(UNIT_BINARY, str(shim))
+        # ExecStartPost waits for /readyz with the install's own python: the same stand-in.
+        text = text.replace(UNIT_BINARY.rsplit("/", 1)[0] + "/python", str(shim))
+        (tmp_path / path.name).write_text(text)
     done = subprocess.run(
         ["systemd-analyze", "verify", *[str(tmp_path / p.name) for p in UNITS]],
         capture_output=True, text=True, timeout=60,

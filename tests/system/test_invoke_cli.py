@@ -122,7 +122,7 @@ def test_sync_over_the_limit_fails_at_once_with_429(fleet: Fleet) -> None:
             fleet.client.invoke("one", {"sleep": 0})
         assert caught.value.reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
         out = fleet.cli("invoke", "one", "--payload", "{}")
-        assert out.returncode == 1
+        assert out.returncode == 4  # throttled
         assert b"TooManyRequestsException" in out.stderr and b"Traceback" not in out.stderr
     finally:
         thread.join()

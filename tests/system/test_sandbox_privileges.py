@@ -250,7 +250,7 @@ def test_local_invoke_reads_the_uid_base_from_the_environment():
     assert result.exit_code == 0, result.output
     assert base <= json.loads(result.stdout)["uid"] < base + 8
     bad = CliRunner().invoke(cli, args, env={"WARREN_SANDBOX_UID_BASE": "x"})
-    assert bad.exit_code == 1 and "WARREN_SANDBOX_UID_BASE must be a whole number" in bad.stderr
+    assert bad.exit_code == 2 and "WARREN_SANDBOX_UID_BASE must be a whole number" in bad.stderr
 
 
 def test_the_worker_refuses_a_bad_uid_range_at_start():
@@ -259,7 +259,7 @@ def test_the_worker_refuses_a_bad_uid_range_at_start():
         [sys.executable, "-m", "warren", "worker"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error: a bad setting
     assert "sandbox uid range must be positive" in done.stderr
 
 

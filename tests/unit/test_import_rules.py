@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOMS = ("warren", "broker_adapters", "router", "workers", "sandbox")
+ROOMS = ("warren", "broker_adapters", "router", "workers", "sandbox", "gateway")
 
 
 def _modules(*rooms: str) -> list[Path]:
@@ -55,7 +55,7 @@ def test_no_undeclared_attributes_through_object_new_or_dict() -> None:
     pattern = re.compile(r"object\.__new__|\.__dict__\b")
     hits = [
         f"{p.relative_to(ROOT)}:{i}"
-        for p in _modules("warren", "broker_adapters", "router", "workers")
+        for p in _modules("warren", "broker_adapters", "router", "workers", "gateway")
         for i, line in enumerate(p.read_text().splitlines(), 1)
         if pattern.search(line)
     ]

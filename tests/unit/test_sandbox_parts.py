@@ -26,9 +26,18 @@ def test_frames_round_trip_and_arrive_whole_from_any_split():
         reader.feed(stream[i : i + 3])
         while (frame := reader.frame()) is not None:
             frames.append(frame)
-    assert protocol.unpack_request(frames[0]) == ("req-1", 1234.5, b'{"a": 1}')
+    assert protocol.unpack_request(frames[0]) == ("req-1", 1234.5, b'{"a": 1}', b"")
     assert protocol.unpack_response(frames[1]) == (
         False, 1.25, 4096, "ValueError", b'{"errorType": "x"}'
+    )
+
+
+def test_a_request_with_a_client_context_carries_it_before_the_payload():
+    frame = protocol.pack_request("req-2", 9.5, b"[1]", b'{"custom": {"k": "v"}}')
+    reader = protocol.FrameReader()
+    reader.feed(frame)
+    assert protocol.unpack_request(reader.frame() or b"") == (
+        "req-2", 9.5, b"[1]", b'{"custom": {"k": "v"}}'
     )
 
 

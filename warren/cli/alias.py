@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from warren.cli.complete import function_names
 from warren.cli.function import make_client
 from warren.cli.output import echo, output_option
 from warren.function import Alias
@@ -36,7 +37,7 @@ def alias_group() -> None:
 
 
 @alias_group.command("create")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.argument("alias")
 @click.option("--version", "version", required=True, help="The version the alias points to.")
 @click.option("--weight", metavar="V2=W", help="Send fraction W (0.0-1.0) to version V2.")
@@ -53,7 +54,7 @@ def create(
 
 
 @alias_group.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.argument("alias")
 @click.option("--version", "version", default=None, help="The new primary version.")
 @click.option("--weight", metavar="V2=W", help="Send fraction W (0.0-1.0) to version V2.")
@@ -74,7 +75,7 @@ def update(
 
 
 @alias_group.command("get")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.argument("alias")
 @output_option
 @click.pass_context
@@ -84,7 +85,7 @@ def get(ctx: click.Context, name: str, alias: str, output: str) -> None:
 
 
 @alias_group.command("list")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @output_option
 @click.pass_context
 def list_(ctx: click.Context, name: str, output: str) -> None:
@@ -93,7 +94,7 @@ def list_(ctx: click.Context, name: str, output: str) -> None:
 
 
 @alias_group.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.argument("alias")
 @click.pass_context
 def delete(ctx: click.Context, name: str, alias: str) -> None:

@@ -13,28 +13,38 @@ from typing import Any
 from broker_adapters.amqp import Backbone
 from broker_adapters.poller import Poller
 from broker_adapters.sources import open_source, purge_source
+from broker_adapters.topics import TopicBus
 from router.admission.semaphore import Semaphore
 from router.batching.invoker import FleetInvoker, Invoker
 from router.batching.runner import BatchRunner
 from router.destination import DestinationSet, open_destination
 from router.dispatch import Dispatcher
+from router.metrics import CountedDestinations, RouterMetrics
+from router.relay import TopicRelay
 from router.retry import RetryPolicy
 from router.router import Router
+from router.topics import Topics
 from warren.aws import function_arn
 from warren.errors import ConfigError
 from warren.function import FunctionSpec
 from warren.keys import Keys
 from warren.mapping import MappingSpec
+from warren.observe.metrics import Registry
 from warren.settings import Settings
 from warren.source import Source
 from warren.store.codes import CodeStore
 from warren.store.logs import LogStore
 from warren.store.mappings import MappingStore
 from warren.store.redis import connect
-from warren.store.registry import Registry
+from warren.store.registry import Registry as FunctionRegistry
+from warren.store.throttles import ThrottleStore
+from warren.store.topics import TopicStore
+from warren.store.usage import UsageMeter
 from workers.codecache import CodeCache
 from workers.completion import Completion
 from workers.executor import Executor
+from workers.logship import ShippingLogStore
+from workers.metrics import MeteredExecutor, WorkerMetrics
 from workers.pool import SandboxPool, WarmSandbox
 from workers.worker import Worker, WorkerConfig
 
@@ -87,12 +97,17 @@ def _connector(settings: Settings) -> Callable[[str], Backbone]:
     return lambda name: Backbone(settings.amqp, keys, name=name)
 
 
-def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) -> Worker:
+def build_worker(
+    settings: Settings, config: WorkerConfig, policy: RetryPolicy,
+    metrics: WorkerMetrics | None = None, log_stdout: bool = False,
+) -> Worker:
+    """A worker; with `metrics`, its invocations are also counted for its /metrics; with
+    `log_stdout`, their logs also go to stdout as JSON lines."""
     from sandbox import Isolation
 
     isolation = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT, checked now
     client = connect(settings.redis, connect_timeout_s=None)
-    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+    registry = FunctionRegistry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
     )
@@ -101,35 +116,47 @@ def build_worker(settings: Settings, config: WorkerConfig, policy: RetryPolicy) 
         max_idle=config.max_idle or 2 * config.slots,
         idle_s=config.idle_s,
     )
-    executor = Executor(
-        pool,
-        CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s),
-        semaphore,
-    )
+    codes = CodeCache(CodeStore(client, settings.prefix), config.cache_dir, config.cache_ttl_s)
+    executor = Executor(pool, codes, semaphore)
+    if metrics is not None:
+        executor = MeteredExecutor(pool, codes, semaphore)
+        executor.metrics = metrics
     completion = Completion(
         client,
         settings.prefix,
         semaphore,
-        LogStore(client, settings.prefix),
-        DestinationSet(settings, client),
+        (ShippingLogStore if log_stdout else LogStore)(
+            client, settings.prefix, settings.log_maxlen, settings.log_max_age_days * 86400
+        ),
+        DestinationSet(settings, client) if metrics is None
+        else CountedDestinations(settings, client, metrics.registry),
         policy,
+        meter=UsageMeter(
+            settings.prefix,
+            settings.usage_retention_days * 86400,
+            tap=None if metrics is None else metrics.observe,
+        ),
     )
     return Worker(config, _connector(settings), executor, completion)
 
 
-def build_router(settings: Settings, environ: Any = os.environ) -> Router:
+def build_router(
+    settings: Settings, environ: Any = os.environ, metrics: Registry | None = None
+) -> Router:
     client = connect(settings.redis, connect_timeout_s=None)
-    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+    registry = FunctionRegistry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
     semaphore = Semaphore(
         client, settings.prefix, settings.account_concurrency, registry.reservations
     )
     keys = Keys(settings.prefix)
+    metrics = metrics or Registry()
     return Router(
         lambda: Backbone(settings.amqp, keys, name="warren-router"),
         semaphore,
-        DestinationSet(settings, client),
+        CountedDestinations(settings, client, metrics),
         retry_policy(environ),
         max_chunk=_positive_int(environ, "WARREN_ROUTER_CHUNK", 100),
+        metrics=RouterMetrics(metrics, ThrottleStore(client, settings.prefix)),
     )
 
 
@@ -159,13 +186,13 @@ def build_poller(
     (or through `invoker_factory()`, e.g. an in-process PythonInvoker)."""
     client = connect(settings.redis, connect_timeout_s=None)
     store = MappingStore(client, settings.prefix, purge=purge_source)
-    registry = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+    registry = FunctionRegistry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
 
     def dispatcher() -> Dispatcher:
         # The batch invokes take their results from Redis unless WARREN_MAPPING_SYNC_REPLY=amqp:
         # one broker message less per batch (docs/mappings.md).
         own = connect(settings.redis)
-        registry = Registry(own, CodeStore(own, settings.prefix), prefix=settings.prefix,
+        registry = FunctionRegistry(own, CodeStore(own, settings.prefix), prefix=settings.prefix,
                             account_concurrency=settings.account_concurrency)
         return Dispatcher(settings, registry, own, reply=settings.mapping_sync_reply)
 
@@ -196,3 +223,32 @@ def build_poller(
     return Poller(store, runner, lease_s=lease_s, poller_id=poller_id)
 
 
+def build_topics(settings: Settings, client: Any = None, *, check_functions: bool = True) -> Topics:
+    """Topics for the CLI and the client: Warren's Redis and a TopicBus on RabbitMQ."""
+    client = client if client is not None else connect(settings.redis)
+    functions = (
+        FunctionRegistry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
+        if check_functions else None
+    )
+    return Topics(TopicStore(client, settings.prefix),
+                  TopicBus(settings.amqp, Keys(settings.prefix)), functions)
+
+
+def build_relay(settings: Settings) -> TopicRelay:
+    """The topic relay `warren router` runs beside the router."""
+    client = connect(settings.redis, connect_timeout_s=None)
+    keys = Keys(settings.prefix)
+
+    def dispatcher() -> Dispatcher:
+        own = connect(settings.redis)
+        registry = FunctionRegistry(own, CodeStore(own, settings.prefix),
+                                    prefix=settings.prefix,
+                                    account_concurrency=settings.account_concurrency)
+        return Dispatcher(settings, registry, own)
+
+    return TopicRelay(
+        lambda: Backbone(settings.amqp, keys, name="warren-topic-relay"),
+        lambda: TopicBus(settings.amqp, keys),
+        TopicStore(client, settings.prefix),
+        dispatcher,
+    )

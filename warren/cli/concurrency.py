@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from warren.cli.complete import function_names
 from warren.cli.function import make_client
 from warren.cli.output import echo, output_option
 
@@ -14,7 +15,7 @@ def concurrency_group() -> None:
 
 
 @concurrency_group.command("set")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.argument("n", type=int)
 @click.pass_context
 def set_(ctx: click.Context, name: str, n: int) -> None:
@@ -24,7 +25,7 @@ def set_(ctx: click.Context, name: str, n: int) -> None:
 
 
 @concurrency_group.command("clear")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.pass_context
 def clear(ctx: click.Context, name: str) -> None:
     """Remove NAME's reservation: it shares the unreserved pool again."""
@@ -33,7 +34,7 @@ def clear(ctx: click.Context, name: str) -> None:
 
 
 @concurrency_group.command("get")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=function_names)
 @output_option
 @click.pass_context
 def get(ctx: click.Context, name: str | None, output: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from warren.cli.complete import function_names
 from warren.cli.output import echo, output_option
 from warren.client import Client
 from warren.function import DEFAULT_POOL, FunctionSpec
@@ -143,7 +144,7 @@ def create(
 
 
 @function_group.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @_settings_options(create=False)
 @output_option
 @click.pass_context
@@ -162,7 +163,7 @@ def update(
 
 
 @function_group.command("get")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @output_option
 @click.pass_context
 def get(ctx: click.Context, name: str, output: str) -> None:
@@ -181,7 +182,7 @@ def list_(ctx: click.Context, output: str) -> None:
     client = make_client(ctx)
     reservations = client.registry.reservations()
     specs = client.list_functions()
-    if output == "json":
+    if output != "table":
         echo([function_view(s, reservations.get(s.name)) for s in specs], output)
         return
     echo(
@@ -203,13 +204,13 @@ def list_(ctx: click.Context, output: str) -> None:
 
 
 @function_group.command("versions")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @output_option
 @click.pass_context
 def versions(ctx: click.Context, name: str, output: str) -> None:
     """List $LATEST and every published version of NAME."""
     specs = make_client(ctx).list_versions(name)
-    if output == "json":
+    if output != "table":
         echo([s.to_dict() for s in specs], output)
         return
     echo(
@@ -230,7 +231,7 @@ def versions(ctx: click.Context, name: str, output: str) -> None:
 
 
 @function_group.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.pass_context
 def delete(ctx: click.Context, name: str) -> None:
     """Delete NAME with all its versions, aliases and its reservation."""
@@ -239,7 +240,7 @@ def delete(ctx: click.Context, name: str) -> None:
 
 
 @function_group.command("publish")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.option("--description", default="", help="Overrides the function's description.")
 @output_option
 @click.pass_context

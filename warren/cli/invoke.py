@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from warren.cli.output import render
+from warren.cli.complete import function_names
+from warren.cli.output import output_option, render
+from warren.cli.root import EXIT_FAILED, EXIT_FUNCTION_ERROR
 from warren.codec import dumps_json
 from warren.invocation import DRY_RUN, EVENT, REQUEST_RESPONSE
 
@@ -37,12 +39,12 @@ def split_name(target: str) -> tuple[str, str | None]:
 
 
 @click.command("invoke")
-@click.argument("target", metavar="NAME[:QUALIFIER]")
+@click.argument("target", metavar="NAME[:QUALIFIER]", shell_complete=function_names)
 @click.option("--payload", help="The event: JSON text, @file or - for stdin.")
 @click.option("--async", "is_async", is_flag=True, help="Invoke as an Event (202, runs later).")
 @click.option("--dry-run", is_flag=True, help="Only check the function can be invoked (204).")
 @click.option("--log-tail", is_flag=True, help="Return the last 4 KB of the log (to stderr).")
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option
 @click.pass_obj
 def invoke_command(
     obj: Any,
@@ -53,7 +55,12 @@ def invoke_command(
     log_tail: bool,
     output: str,
 ) -> None:
-    """Invoke a function; prints the result, exits 1 on a function error."""
+    """Invoke a function and print its result.
+
+    Exits 1 on a function error (the error object is printed), 3 when the function does not
+    exist, 4 when throttled (429), 5 when no live worker serves its pool or the fleet cannot be
+    reached, 6 on a service error.
+    """
     from warren.client import Client
 
     name, qualifier = split_name(target)
@@ -63,16 +70,18 @@ def invoke_command(
         result = client.invoke(
             name, event, qualifier=qualifier, invocation_type=kind, log_tail=log_tail
         )
-    if output == "json":
-        click.echo(render(result.to_dict(), "json"))
+    if output != "table":
+        click.echo(render(result.to_dict(), output))
     elif kind != REQUEST_RESPONSE:
         click.echo(dumps_json({"status_code": result.status_code, "request_id": result.request_id}))
     else:
         if log_tail and result.log_result:
             click.echo(result.logs, err=True, nl=False)
         click.echo(result.raw_payload.decode("utf-8", "replace") if result.raw_payload else "null")
-    if result.function_error or result.status_code >= 400:
-        sys.exit(1)
+    if result.function_error:
+        sys.exit(EXIT_FUNCTION_ERROR)
+    if result.status_code >= 400:
+        sys.exit(EXIT_FAILED)
 
 
 COMMANDS = [invoke_command]

@@ -7,7 +7,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import click
+import orjson
 
+from warren.cli.complete import function_names
+from warren.cli.output import output_option, render
+from warren.logformat import records
 from warren.store.logs import LogEntry, LogStore
 from warren.store.redis import redis_errors
 
@@ -25,19 +29,31 @@ def parse_since(text: str | None) -> float | None:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _show(entry: LogEntry) -> None:
+def _show(entry: LogEntry, function: str, output: str) -> None:
+    if output != "table":
+        for record in records(function, entry.request_id, entry.version, entry.text,
+                              entry.timestamp):
+            if output == "json":
+                click.echo(orjson.dumps(record).decode())
+            else:
+                click.echo("---\n" + render(record, "yaml"))
+        return
     stamp = datetime.fromtimestamp(entry.timestamp, timezone.utc).isoformat(timespec="milliseconds")
     for line in entry.text.rstrip("\n").splitlines():
         click.echo(f"{stamp} {line}")
 
 
 @click.command("logs")
-@click.argument("name")
+@click.argument("name", shell_complete=function_names)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new invocations' logs.")
 @click.option("--since", help="Only logs newer than this (30s, 10m, 2h, 1d).")
+@output_option
 @click.pass_obj
-def logs_command(obj: Any, name: str, follow: bool, since: str | None) -> None:
-    """Print a function's invocation logs."""
+def logs_command(obj: Any, name: str, follow: bool, since: str | None, output: str) -> None:
+    """Print a function's invocation logs.
+
+    `-o json`: one object per line in Lambda's JSON log format (docs/operate.md).
+    """
     from warren.client import Client
 
     since_s = parse_since(since)
@@ -47,11 +63,11 @@ def logs_command(obj: Any, name: str, follow: bool, since: str | None) -> None:
         with redis_errors("logs", client.redis):
             if not follow:
                 for entry in store.read(name, since_s):
-                    _show(entry)
+                    _show(entry, name, output)
                 return
             try:
                 for entry in store.follow(name, since_s):
-                    _show(entry)
+                    _show(entry, name, output)
             except KeyboardInterrupt:
                 return
 

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 import click
 import redis
 
-from broker_adapters.sources import purge_source
+from broker_adapters.sources import prepare_source, purge_source
+from warren.cli.complete import mapping_ids
 from warren.cli.output import echo, output_option
 from warren.errors import InvalidParameter
 from warren.mapping import MappingSpec
@@ -35,7 +36,8 @@ def _store(ctx: click.Context, check_functions: bool = False) -> MappingStore:
         from warren.store.registry import Registry
 
         functions = Registry(client, CodeStore(client, settings.prefix), prefix=settings.prefix)
-    return MappingStore(client, settings.prefix, functions=functions, purge=purge_source)
+    return MappingStore(client, settings.prefix, functions=functions, purge=purge_source,
+                        prepare=prepare_source)
 
 
 def view(store: MappingStore, spec: MappingSpec) -> dict[str, Any]:
@@ -56,7 +58,8 @@ def _row(store: MappingStore, spec: MappingSpec) -> dict[str, Any]:
 def _settings_options(create: bool) -> Callable[[F], F]:
     options = [
         click.option("--batch-size", type=int, default=None,
-                     help="Records per batch (default 100 for streams, 10 for queues; max 10000)."),
+                     help="Records per batch (default 100 for streams and tables, 10 for queues, "
+                     "1 for MQTT; max 10000)."),
         click.option("--window", "window_s", type=float, default=None,
                      help="Batching window in seconds, 0-300 (default 0)."),
         click.option("--filter", "filters", multiple=True, metavar="JSON",
@@ -100,14 +103,17 @@ def _changes(**given: Any) -> dict[str, Any]:
 
 @click.group("mapping")
 def mapping_group() -> None:
-    """Event source mappings: feed a function from a bucket, a stream, a queue or a schedule."""
+    """Event source mappings: feed a function from a bucket, a stream, a queue, a schedule, a
+    PostgreSQL table's changes or an MQTT topic filter."""
 
 
 @mapping_group.command("create")
 @click.option("--function", "function", required=True, metavar="NAME[:QUALIFIER]")
 @click.option("--source", required=True, metavar="URI",
               help="s3://bucket/prefix?endpoint=..., redis+stream://host:port/db/stream, "
-                   "amqp://user:pass@host:port/vhost/queue, schedule:rate(5 minutes)")
+                   "amqp://user:pass@host:port/vhost/queue, schedule:rate(5 minutes), "
+                   "postgres://user:pass@host:port/db?table=schema.name, "
+                   "mqtt://user:pass@host:port/topic/#")
 @click.option("--start-position", default="trim-horizon", show_default=True,
               help="trim-horizon | latest | at-timestamp:ISO8601")
 @_settings_options(create=True)
@@ -132,14 +138,14 @@ def list_command(ctx: click.Context, function: str | None, output: str) -> None:
     """List mappings with their state and counters."""
     store = _store(ctx)
     specs = store.list_mappings(function)
-    if output == "json":
+    if output != "table":
         echo([view(store, s) for s in specs], output)
     else:
         echo([_row(store, s) for s in specs], output)
 
 
 @mapping_group.command("get")
-@click.argument("uuid")
+@click.argument("uuid", shell_complete=mapping_ids)
 @output_option
 @click.pass_context
 def get_command(ctx: click.Context, uuid: str, output: str) -> None:
@@ -149,7 +155,7 @@ def get_command(ctx: click.Context, uuid: str, output: str) -> None:
 
 
 @mapping_group.command("update")
-@click.argument("uuid")
+@click.argument("uuid", shell_complete=mapping_ids)
 @click.option("--function", "function", default=None, metavar="NAME[:QUALIFIER]")
 @_settings_options(create=False)
 @output_option
@@ -167,7 +173,7 @@ def update_command(ctx: click.Context, /, uuid: str, output: str, **settings: An
 
 def _state_command(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
-    @click.argument("uuid")
+    @click.argument("uuid", shell_complete=mapping_ids)
     @output_option
     @click.pass_context
     def command(ctx: click.Context, uuid: str, output: str) -> None:

@@ -1,4 +1,4 @@
-"""How read commands print: `--output table` for people, `--output json` for scripts."""
+"""How read commands print: `-o table` for people, `-o json` (or `-o yaml`) for scripts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 import orjson
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "yaml")
 
 output_option = click.option(
     "--output",
@@ -16,7 +16,7 @@ output_option = click.option(
     type=click.Choice(FORMATS),
     default="table",
     show_default=True,
-    help="table for people, json for scripts.",
+    help="table for people; json or yaml for scripts.",
 )
 
 
@@ -24,6 +24,11 @@ def render(obj: Any, output: str = "table") -> str:
     """A dict (one record) or a list of dicts (rows) as an aligned table or as JSON text."""
     if output == "json":
         return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    if output == "yaml":
+        import yaml  # only when asked: it is not cheap to import
+
+        plain = orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
+        return str(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True)).rstrip("\n")
     if isinstance(obj, Mapping):
         rows = [[key, _cell(value)] for key, value in _flatten(obj)]
         return _table(rows, header=None)

@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 import click
+import orjson
 import redis
 
 from broker_adapters.amqp import Backbone
 from router.admission.semaphore import Semaphore
-from warren.cli.output import render
+from warren.cli.output import output_option, render
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import Settings
 from warren.store.redis import redis_errors
@@ -102,16 +103,36 @@ def _mappings(settings: Settings, rdb: redis.Redis[bytes]) -> list[dict[str, Any
 
 
 @click.command("status")
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option
+@click.option("--watch", "-w", is_flag=True, help="Redraw every --interval seconds until Ctrl-C "
+              "(json: one compact document per line).")
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True)
 @click.pass_obj
-def status_command(obj: Any, output: str) -> None:
+def status_command(obj: Any, output: str, watch: bool, interval: float) -> None:
     """Live workers, queue depths and in-flight executions per function."""
     from warren.client import Client
 
     with Client.from_settings(obj.settings) as client:
-        status = fleet_status(obj.settings, client)
-    if output == "json":
-        click.echo(render(status, "json"))
+        if not watch:
+            _show(fleet_status(obj.settings, client), output)
+            return
+        try:
+            while True:
+                status = fleet_status(obj.settings, client)
+                if output == "json":
+                    click.echo(orjson.dumps(status, option=orjson.OPT_NON_STR_KEYS).decode())
+                else:
+                    click.clear()
+                    click.echo(time.strftime("%Y-%m-%d %H:%M:%S  (Ctrl-C to stop)\n"))
+                    _show(status, output)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+def _show(status: dict[str, Any], output: str) -> None:
+    if output != "table":
+        click.echo(render(status, output))
         return
     for section in ("workers", "queues", "functions", "mappings"):
         if section in status:

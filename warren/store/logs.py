@@ -1,4 +1,9 @@
-"""Per-function log streams in Redis: each invocation's START…REPORT block, bounded retention."""
+"""Per-function log streams in Redis: each invocation's START…REPORT block, bounded retention.
+
+Each stream is capped in size (`maxlen` entries, trimmed approximately on every XADD) and, with
+`max_age_s`, in age: once a minute per function and process, the XADD trims by MINID instead
+(entries older than the age go), so the cap costs no command of its own.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import redis
 from warren.keys import Keys
 
 DEFAULT_MAXLEN = 10_000
+DEFAULT_MAX_AGE_S = 7 * 86400.0
+AGE_TRIM_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -31,11 +38,17 @@ class LogStore:
     """`append` one block per invocation; `read` by time; `follow` tails new blocks."""
 
     def __init__(
-        self, client: redis.Redis[bytes], prefix: str = "warren", maxlen: int = DEFAULT_MAXLEN
+        self,
+        client: redis.Redis[bytes],
+        prefix: str = "warren",
+        maxlen: int = DEFAULT_MAXLEN,
+        max_age_s: float | None = None,
     ):
         self._redis = client
         self._prefix = prefix
         self.maxlen = maxlen
+        self.max_age_s = max_age_s
+        self._age_trim_at: dict[str, float] = {}
 
     def key(self, function: str) -> str:
         return Keys(self._prefix).logs(function)
@@ -55,9 +68,15 @@ class LogStore:
     def append_command(
         self, function: str, request_id: str, version: str, text: str
     ) -> tuple[str | int, ...]:
-        """The same XADD as a raw command, for `warren.store.rawpipe.execute_raw`."""
+        """The same XADD as a raw command, for `warren.store.redis.execute_raw`."""
+        trim: tuple[str | int, ...] = ("MAXLEN", "~", self.maxlen)
+        if self.max_age_s:
+            now = time.time()
+            if now >= self._age_trim_at.get(function, 0.0):
+                self._age_trim_at[function] = now + AGE_TRIM_EVERY_S
+                trim = ("MINID", "~", f"{int((now - self.max_age_s) * 1000)}-0")
         return (
-            "XADD", self.key(function), "MAXLEN", "~", self.maxlen, "*",
+            "XADD", self.key(function), *trim, "*",
             "rid", request_id, "ver", version, "log", text,
         )  # fmt: skip
 

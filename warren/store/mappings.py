@@ -34,6 +34,9 @@ from warren.store.redis import redis_errors
 # Forgets a deleted mapping's checkpoints kept by its source (a stream's consumer group, ...):
 # `purge(source_uri, mapping_id=..., redis=..., prefix=...)`, given by the composition root.
 Purge = Callable[..., None]
+# Checks a new mapping's source and makes it keep records for the mapping (a PostgreSQL slot,
+# an MQTT session): `prepare(source_uri, mapping_id=...)`, given by the composition root.
+Prepare = Callable[..., None]
 
 
 class FunctionLookup(Protocol):
@@ -46,12 +49,14 @@ class MappingStore:
     def __init__(
         self, redis_client: redis.Redis[bytes], prefix: str = "warren",
         functions: FunctionLookup | None = None, purge: Purge | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.redis = redis_client
         self.prefix = prefix
         self.keys = Keys(prefix)
         self._functions = functions
         self._purge = purge
+        self._prepare = prepare
 
     def key(self, mapping_id: str, part: str) -> str:
         return self.keys.mapping(mapping_id, part)
@@ -74,11 +79,22 @@ class MappingStore:
             parallelization_factor=parallelization_factor,
             state="Creating" if enabled else "Disabled",
         ))
-        with redis_errors("event source mappings", self.redis):
-            pipe = self.redis.pipeline()
-            pipe.set(self.key(spec.uuid, "spec"), orjson.dumps(spec.to_dict()))
-            pipe.sadd(self.keys.mappings, spec.uuid)
-            pipe.execute()
+        if self._prepare is not None:
+            self._prepare(source, mapping_id=spec.uuid)
+        try:
+            with redis_errors("event source mappings", self.redis):
+                pipe = self.redis.pipeline()
+                pipe.set(self.key(spec.uuid, "spec"), orjson.dumps(spec.to_dict()))
+                pipe.sadd(self.keys.mappings, spec.uuid)
+                pipe.execute()
+        except WarrenError:
+            if self._purge is not None:  # no slot or session may outlive a failed create
+                try:
+                    self._purge(source, mapping_id=spec.uuid, redis=self.redis,
+                                prefix=self.prefix)
+                except WarrenError:  # Redis is down: the slot and session are gone already
+                    pass
+            raise
         if enabled and not self.live_pollers():
             return self.set_state(spec.uuid, "Enabled")
         return spec

@@ -137,14 +137,14 @@ def test_concurrency_set_get_clear(run: Run, code: Path):
 def test_account_limit_comes_from_the_environment(run: Run, code: Path):
     ok(run("function", "create", "s", "--code", str(code), "--handler", "app.handler"))
     err = one_line_error(run("concurrency", "set", "s", "6",
-                             env={"WARREN_ACCOUNT_CONCURRENCY": "10"}))
+                             env={"WARREN_ACCOUNT_CONCURRENCY": "10"}), exit_code=2)
     assert "at most 5 is available" in err
 
 
 def test_delete(run: Run, code: Path):
     ok(run("function", "create", "d", "--code", str(code), "--handler", "app.handler"))
     assert ok(run("function", "delete", "d")).stdout.strip() == "Deleted function d"
-    assert "function d does not exist" in one_line_error(run("function", "get", "d"))
+    assert "function d does not exist" in one_line_error(run("function", "get", "d"), 3)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_delete(run: Run, code: Path):
     ],
 )
 def test_unknown_things_are_one_line_on_stderr(run: Run, args: list[str], message: str):
-    assert message in one_line_error(run(*args))
+    assert message in one_line_error(run(*args), exit_code=3)  # not found
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_invalid_values_are_one_line_with_a_fix(
     run: Run, code: Path, flags: list[str], message: str
 ):
     args = ["function", "create", "bad", "--code", str(code), "--handler", "app.handler", *flags]
-    assert message in one_line_error(run(*args))
+    assert message in one_line_error(run(*args), exit_code=2)  # a usage error
     assert as_json(run("function", "list", "-o", "json")) == []
 
 
@@ -192,7 +192,7 @@ def test_invalid_values_are_one_line_with_a_fix(
         ["function", "create", "x", "--code", "/nonexistent", "--handler", "app.handler"],
         ["function", "create", "x", "--code", ".", "--handler", "a.b", "--env", "NOEQUALS"],
         ["function", "create", "x", "--code", ".", "--handler", "a.b", "--memory", "big"],
-        ["function", "list", "--output", "yaml"],
+        ["function", "list", "--output", "xml"],
         ["function", "update", "x", "--env", "A1=1", "--clear-env"],
         ["alias", "create", "x", "a", "--version", "1", "--weight", "2:0.1"],
         ["alias", "update", "x", "a", "--weight", "2=0.1", "--no-weight"],
@@ -209,12 +209,12 @@ def test_bad_flags_are_usage_errors(run: Run, args: list[str]):
 
 def test_unreachable_redis_is_one_clear_line(run: Run):
     result = run("function", "list", env={"WARREN_REDIS_URL": "redis://127.0.0.1:1/0"})
-    assert "cannot reach Redis at redis://127.0.0.1:1/0" in one_line_error(result)
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in one_line_error(result, 5)
 
 
 def test_a_bad_redis_url_is_one_clear_line(run: Run):
     result = run("function", "list", env={"WARREN_REDIS_URL": "http://nope"})
-    assert "Redis URL must start with redis://" in one_line_error(result)
+    assert "Redis URL must start with redis://" in one_line_error(result, 2)
 
 
 def test_the_real_command_runs_in_a_subprocess(redis_url: str, prefix: str, code: Path):
@@ -229,7 +229,7 @@ def test_the_real_command_runs_in_a_subprocess(redis_url: str, prefix: str, code
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["name"] == "sub"
     missing = warren("function", "get", "nope")
-    assert missing.returncode == 1
+    assert missing.returncode == 3  # not found
     assert missing.stderr.strip() == "Error: function nope does not exist"
     assert missing.stdout == ""
 
@@ -267,12 +267,12 @@ def test_unsafe_code_is_refused_with_one_line(run: Run, tmp_path: Path):
     with zipfile.ZipFile(evil, "w") as archive:
         archive.writestr("../../escape.py", "x = 1\n")
     args = ["function", "create", "evil", "--code", str(evil), "--handler", "app.handler"]
-    assert "zip slip" in one_line_error(run(*args))
+    assert "zip slip" in one_line_error(run(*args), 6)
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "app.py").symlink_to("/etc/hostname")
     args = ["function", "create", "evil", "--code", str(linked), "--handler", "app.handler"]
-    assert "symlink" in one_line_error(run(*args))
+    assert "symlink" in one_line_error(run(*args), 6)
     assert as_json(run("function", "list", "-o", "json")) == []
 
 

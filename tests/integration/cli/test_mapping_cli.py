@@ -195,7 +195,7 @@ def test_list_and_get_show_the_counters(run, function, redis_url, prefix):
 def test_unreachable_redis_is_one_clear_line():
     env = {"WARREN_REDIS_URL": "redis://127.0.0.1:1/0", "WARREN_PREFIX": "x"}
     result = CliRunner().invoke(cli, ["mapping", "list"], env=env, auto_envvar_prefix="WARREN")
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # fleet unavailable
     assert "cannot reach Redis" in result.output
 
 

@@ -1,7 +1,8 @@
 """A Lambda handler that records every record it receives in Redis (`<key>` hash: n -> times seen).
 
-Reads Kinesis-shaped (`Records[].kinesis.data`) and RabbitMQ-shaped (`rmqMessagesByQueue`)
-events whose data is `{"n": N}`, as a user's handler would, and S3 events (by decoded key).
+Reads Kinesis-shaped (`Records[].kinesis.data`), RabbitMQ-shaped (`rmqMessagesByQueue`) and
+MQTT events (the payload, or a list of them) whose data is `{"n": N}`, DynamoDB records of rows
+with a column n, as a user's handler would, and S3 events (by decoded key).
 Configured by the environment: RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows
 each batch down; RECORDER_ORDER_KEY, when set, also appends each stream record's n to the list
 `<RECORDER_ORDER_KEY>:<partitionKey>` in the order the handler saw them. The Redis is one of
@@ -29,6 +30,12 @@ def _redis():
 
 
 def numbers(event):
+    if isinstance(event, list):  # MQTT, batch size > 1: the payloads
+        return [p["n"] for p in event]
+    if "n" in event:  # MQTT, batch size 1: the payload itself
+        return [event["n"]]
+    if "Records" in event and event["Records"] and "dynamodb" in event["Records"][0]:
+        return [int(r["dynamodb"]["NewImage"]["n"]["N"]) for r in event["Records"]]
     if "Records" in event and event["Records"] and "s3" in event["Records"][0]:
         return [unquote_plus(r["s3"]["object"]["key"]) for r in event["Records"]]
     if "Records" in event:
@@ -48,6 +55,10 @@ def handler(event, context):
         for record, n in zip(event["Records"], seen, strict=True):
             if "kinesis" in record:
                 pipe.rpush(f"{order_key}:{record['kinesis']['partitionKey']}", n)
+            elif "dynamodb" in record:
+                pipe.rpush(f"{order_key}:table", n)
+    elif order_key:
+        pipe.rpush(f"{order_key}:mqtt", *seen)
     pipe.execute()
     time.sleep(float(os.environ.get("RECORDER_SLEEP_S", "0")))
     return {"batchItemFailures": []}

@@ -1,0 +1,1 @@
+"""The HTTP front door: Lambda's REST-JSON API, SigV4, function URLs, health; asyncio throughout."""

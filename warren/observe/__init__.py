@@ -1,0 +1,1 @@
+"""Observing a fleet: Prometheus metrics, the probe server and the collectors that fill them."""
