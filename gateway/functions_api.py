@@ -76,6 +76,11 @@ def _config_changes(body: dict[str, Any]) -> dict[str, Any]:
     env = _env(body)
     if env is not None:
         changes["env"] = env
+    storage = body.get("EphemeralStorage")
+    if storage is not None:  # Lambda's {"Size": MB}, 512-10240, the function's /tmp
+        if not isinstance(storage, dict) or not isinstance(storage.get("Size"), int):
+            raise invalid("EphemeralStorage must be {\"Size\": MB}")
+        changes["ephemeral_storage_mb"] = storage["Size"]
     return changes
 
 
