@@ -289,6 +289,7 @@ def test_ephemeral_storage_and_network_are_function_settings(run: Run, code: Pat
                           "--output", "json"))
     assert updated["ephemeral_storage_mb"] == 10240 and updated["network"] == "none"
     for bad in ("511", "10241"):
-        message = one_line_error(run("function", "update", "walled", "--ephemeral-storage", bad))
+        result = run("function", "update", "walled", "--ephemeral-storage", bad)
+        message = one_line_error(result, 2)  # a bad value is a usage error
         assert "ephemeral storage" in message
     assert "none" in one_line_error(run("function", "create", "x", *base, "--network", "off"), 2)
