@@ -147,6 +147,7 @@ class AsyncBroker:
         link, self._link = self._link, None
         if link is None or link.closed:
             return
+        link.closed = True  # ours: not a loss to report
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         link.conn.add_on_close_callback(lambda _c, _e: _settle(done, None))
         try:
