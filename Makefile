@@ -5,6 +5,9 @@ S3_PORT ?= 9310
 export WARREN_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 export WARREN_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 export WARREN_TEST_S3_URL ?= http://127.0.0.1:$(S3_PORT)
+# Where deploy/service-credentials.sh (run by `make services`) writes Warren's own RabbitMQ and
+# Redis users' URLs. The tests keep the guest / no-password URLs above: those users stay.
+WARREN_ENV_FILE ?= $(if $(filter 0,$(shell id -u)),/etc/warren/warren.env,.warren/warren.env)
 
 .PHONY: dev install services browser example test lint bench clean
 
@@ -19,9 +22,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 services: install
-	PYTHON=$(PY) WARREN_S3_PORT=$(S3_PORT) bash deploy/ensure-services.sh
+	PYTHON=$(PY) WARREN_S3_PORT=$(S3_PORT) WARREN_ENV_FILE=$(WARREN_ENV_FILE) \
+		bash deploy/ensure-services.sh
 
 example: install services
+	set -a; [ ! -f $(WARREN_ENV_FILE) ] || . $(WARREN_ENV_FILE); set +a; \
 	PATH=$(VENV)/bin:$$PATH bash examples/run.sh
 
 # Headless Chromium for the console's browser test (tests/system/test_console.py).

@@ -42,8 +42,11 @@ if ! answers 6379; then
   command -v redis-server >/dev/null 2>&1 || { echo "ensure-services: installing redis-server"; apt_install redis-server; }
   echo "ensure-services: starting Redis"
   mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
-  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
-    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  # Warren's registry and code bundles live here: keep them across a restart (AOF, fsync each
+  # second, plus RDB snapshots). Only for a Redis this script starts itself.
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 \
+    --appendonly yes --appendfsync everysec --save "3600 1 300 100 60 10000" \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for 6379 20 Redis
 fi
 
@@ -102,6 +105,9 @@ if ! answers 1883; then
   wait_for 1883 20 Mosquitto
 fi
 
+# The sandbox's network wall is a set of nftables rules on the sandbox uid range (sandbox/netwall.py).
+command -v nft >/dev/null 2>&1 || { echo "ensure-services: installing nftables"; apt_install nftables; }
+
 # Node.js runs the nodejs* runtimes (sandbox/node/); curl is what a shell `bootstrap` uses (the
 # provided* tests). Without them those tests would only skip.
 if ! command -v node >/dev/null 2>&1 && ! command -v nodejs >/dev/null 2>&1; then
@@ -109,5 +115,8 @@ if ! command -v node >/dev/null 2>&1 && ! command -v nodejs >/dev/null 2>&1; the
   apt_install nodejs
 fi
 command -v curl >/dev/null 2>&1 || { echo "ensure-services: installing curl"; apt_install curl; }
+
+bash "$here/deploy/service-credentials.sh" ||
+  echo "ensure-services: Warren's own users were not set up (above); the guest URLs still work" >&2
 
 echo "ensure-services: RabbitMQ :5672, Redis :6379, S3 :$S3_PORT, PostgreSQL :$PG_PORT (wal_level=logical) and Mosquitto :1883 answer; node $(node --version 2>/dev/null || nodejs --version)"

@@ -81,6 +81,11 @@ def _config_changes(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
             raise invalid("Layers must be a list of layer version ARNs")
         changes["layers"] = layers
+    storage = body.get("EphemeralStorage")
+    if storage is not None:  # Lambda's {"Size": MB}, 512-10240, the function's /tmp
+        if not isinstance(storage, dict) or not isinstance(storage.get("Size"), int):
+            raise invalid("EphemeralStorage must be {\"Size\": MB}")
+        changes["ephemeral_storage_mb"] = storage["Size"]
     return changes
 
 

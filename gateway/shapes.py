@@ -11,7 +11,6 @@ from warren.aws import ACCOUNT_ID, REGION
 from warren.function import LATEST, Alias, AsyncConfig, FunctionSpec
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/warren-function"  # Warren has no IAM; a fixed stand-in
-EPHEMERAL_MB = 512
 
 
 def lambda_time(iso: str) -> str:
@@ -59,7 +58,7 @@ def function_configuration(spec: FunctionSpec) -> dict[str, Any]:
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
-        "EphemeralStorage": {"Size": EPHEMERAL_MB},
+        "EphemeralStorage": {"Size": spec.ephemeral_storage_mb},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{spec.name}"},
         "Layers": [{"Arn": x.arn, "CodeSize": x.code_size} for x in spec.layers],
     }

@@ -40,17 +40,21 @@ def _prctl(option: int, value: int) -> None:
     _LIBC.prctl(option, value, 0, 0, 0)
 
 
-def enter(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+def enter(
+    spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int, tmp_fd: int = -1
+) -> None:
     """Isolate the current process per `spec` and serve; never returns."""
     try:
         _detach(spec["cgroup_procs"])
     except BaseException:
         os._exit(71)
-    _serve(spec, ctrl_fd, log_fd, parent_pid)
+    _serve(spec, ctrl_fd, log_fd, parent_pid, tmp_fd)
 
 
-def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int) -> None:
-    """Detach and join the cgroup now; wait for a spec and two fds; then serve. Never returns."""
+def wait_as_spare(
+    sock: socket.socket, cgroup_procs: list[str], parent_pid: int, walls: bool = False
+) -> None:
+    """Detach, join the cgroup, build the private view now; wait for a spec; serve. No return."""
     try:
         # Drop the template's fds at once: among them are other children's status pipes, whose
         # end of stream must not wait for a spare.
@@ -61,19 +65,24 @@ def wait_as_spare(sock: socket.socket, cgroup_procs: list[str], parent_pid: int)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:
             os._exit(1)
+        if walls:
+            _private_view()
         _prefault(sock)
-        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
-        if not msg or len(fds) != 2:
+        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
+        if not msg or len(fds) not in (2, 3):
             os._exit(0)
         spec = json.loads(msg)
     except BaseException:
         os._exit(71)
-    _serve(spec, fds[0], fds[1], parent_pid)
+    _serve(spec, fds[0], fds[1], parent_pid, fds[2] if len(fds) > 2 else -1)
 
 
-def _serve(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
+def _serve(
+    spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int, tmp_fd: int = -1
+) -> None:
     code = 0
     try:
+        _walls(spec, tmp_fd)
         _isolate(spec, ctrl_fd, log_fd, parent_pid)
         from sandbox.bootstrap import exec_bootstrap
         from sandbox.runtime import Runtime
@@ -178,6 +187,39 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
     os.environ.update(spec["env"])
 
 
+_view_ready = False
+
+
+def _walls(spec: dict[str, Any], tmp_fd: int) -> None:
+    """As root, before the fds are shuffled and the uid dropped (mounts need CAP_SYS_ADMIN)."""
+    walls = spec.get("walls") or {}
+    if walls.get("view"):
+        from sandbox.mountwalls import sandbox_mounts
+
+        _private_view()
+        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"], spec["code_dir"], tmp_fd)
+    elif _view_ready:  # a spare built a view this spec does not want: its tmp dir stays writable
+        from sandbox.mountwalls import writable
+
+        writable(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
+    if tmp_fd >= 0:
+        os.close(tmp_fd)
+    if walls.get("network") == "none":
+        from sandbox.mountwalls import no_network
+
+        no_network()
+
+
+def _private_view() -> None:
+    """Once per child: a spare has usually built it already, ahead of the hand-off."""
+    global _view_ready
+    if not _view_ready:
+        from sandbox.mountwalls import private_view
+
+        private_view()
+        _view_ready = True
+
+
 def _mapped_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -242,4 +284,4 @@ def exec_main() -> None:
 
     expose_interpreter()
     spec = json.loads(sys.argv[1])
-    enter(spec, int(sys.argv[2]), int(sys.argv[3]), os.getppid())
+    enter(spec, int(sys.argv[2]), int(sys.argv[3]), os.getppid(), int(sys.argv[4]))

@@ -50,14 +50,21 @@ class ChildProcess(Protocol):
 
 
 class Launcher(Protocol):
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ChildProcess:
-        """Start a child per `spec`; `spec["cgroup"]`, when set, asks for a group of its own."""
+    def spawn(
+        self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int = -1
+    ) -> ChildProcess:
+        """Start a child per `spec`; `spec["cgroup"]`, when set, asks for a group of its own.
+
+        `tmp_fd`, when given, is the detached mount of the sandbox's /tmp volume."""
 
     def kill_uid(self, uid: int) -> None:
         """SIGKILL every process owned by `uid` (the sandbox's own), waiting until none is left."""
 
     def unprivileged_problem(self) -> str | None:
         """Why children could not run as an unprivileged uid here, or None if they can."""
+
+    def walls_problem(self) -> str | None:
+        """Why children could not get a private view of files and processes, or None."""
 
 
 class ForkedChild:
@@ -100,6 +107,7 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._problem: str | None = None
+        self._walls_problem: str | None = "not probed"
 
     @classmethod
     def shared(cls) -> ForkServer:
@@ -111,9 +119,12 @@ class ForkServer:
                 atexit.register(_close_at_exit, cls._shared, cls._shared_pid)
             return cls._shared
 
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ForkedChild:
+    def spawn(
+        self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int = -1
+    ) -> ForkedChild:
         request = json.dumps({"op": "spawn", "spec": spec}).encode()
-        reply, fds = self._request(request, [ctrl_fd, log_fd], expect_fds=1)
+        passed = [ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else [])
+        reply, fds = self._request(request, passed, expect_fds=1)
         group = reply.get("cgroup")
         return ForkedChild(int(reply["pid"]), fds[0], Cgroup(**group) if group else None)
 
@@ -124,6 +135,11 @@ class ForkServer:
         with self._lock:
             self._ensure_started()
             return self._problem
+
+    def walls_problem(self) -> str | None:
+        with self._lock:
+            self._ensure_started()
+            return self._walls_problem
 
     @property
     def pid(self) -> int | None:
@@ -184,6 +200,7 @@ class ForkServer:
             self._stop()
             raise SandboxError("the sandbox fork server did not start")
         self._problem = hello.get("unprivileged_problem")
+        self._walls_problem = hello.get("walls_problem", "the template did not say")
         return ours
 
     def _stop(self) -> None:
@@ -235,8 +252,11 @@ class ExecLauncher:
 
     def __init__(self, python: str = sys.executable) -> None:
         self._python = python
+        self._walls_problem: str | None = "not probed"
 
-    def spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> ExecChild:
+    def spawn(
+        self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int = -1
+    ) -> ExecChild:
         boot = _BOOT.format(path=_PACKAGE_PARENT, module="child", func="exec_main")
         group = None
         want = spec.get("cgroup")
@@ -245,8 +265,9 @@ class ExecLauncher:
             spec = {**spec, "cgroup_procs": group.procs_files}
         try:
             proc = subprocess.Popen(
-                [self._python, "-I", "-c", boot, json.dumps(spec), str(ctrl_fd), str(log_fd)],
-                pass_fds=[ctrl_fd, log_fd],
+                [self._python, "-I", "-c", boot, json.dumps(spec), str(ctrl_fd), str(log_fd),
+                 str(tmp_fd)],
+                pass_fds=[ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else []),
                 env={"PATH": os.defpath},
                 stdin=subprocess.DEVNULL,
                 cwd="/",
@@ -259,6 +280,13 @@ class ExecLauncher:
 
     def unprivileged_problem(self) -> str | None:
         return None  # each child exposes the interpreter itself (child.exec_main)
+
+    def walls_problem(self) -> str | None:
+        if self._walls_problem == "not probed":
+            from sandbox.mountwalls import probe
+
+            self._walls_problem = probe()
+        return self._walls_problem
 
     def kill_uid(self, uid: int) -> None:
         boot = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "

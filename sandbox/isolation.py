@@ -13,10 +13,10 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
-from sandbox import capabilities
+from sandbox import capabilities, netwall
 from sandbox.capabilities import CAP_CHOWN, CAP_SETGID, CAP_SETUID
 from sandbox.cgroup import CgroupParent
 from sandbox.forkserver import Launcher
@@ -37,10 +37,13 @@ class Enforcement:
     kill: str  # "cgroup+uid", "cgroup", "uid" or "process-group"
     user: str  # "own-uid" (a uid of its own per sandbox) or "caller"
     unenforced: tuple[str, ...] = ()
+    view: str = "shared"  # "private": own mounts, read-only tree, /tmp, /dev/shm, own processes
+    network: str = "open"  # "deny-list": the fleet's services and WARREN_SANDBOX_DENY refused
 
     def describe(self) -> str:
         text = (
             f"memory={self.memory} processes={self.processes} kill={self.kill} user={self.user}"
+            f" view={self.view} network={self.network}"
         )
         if self.unenforced:
             text += "; NOT enforced: " + "; ".join(self.unenforced)
@@ -55,12 +58,15 @@ class Isolation:
     own_uid: bool | None = None
     max_procs: int = 1024  # Lambda's processes + threads
     max_open_files: int = 1024
-    max_file_mb: int = 512  # Lambda's default /tmp size, as a per-file ceiling
+    max_file_mb: int | None = None  # per-file ceiling; None: the function's ephemeral storage
     log_cap_bytes: int = 1 << 20
     init_timeout_s: float = 10.0  # Lambda's on-demand init limit
     uid_base: int = DEFAULT_BASE  # sandbox uids are [uid_base, uid_base + uid_count)
     uid_count: int = DEFAULT_SIZE
     launcher: Launcher | None = None
+    # Addresses handlers may not reach (None: no network wall asked for; from_environ sets it).
+    deny: tuple[netwall.Deny, ...] | None = None
+    walls: bool | None = None  # private view of files and processes; None: where possible
     uid_pool: UidPool | None = None
     cgroup_parent: CgroupParent | None = field(default=None, repr=False)
 
@@ -95,7 +101,7 @@ class Isolation:
                 numbers.append(int(raw))
             except ValueError:
                 raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-        return cls(uid_base=numbers[0], uid_count=numbers[1])
+        return cls(uid_base=numbers[0], uid_count=numbers[1], deny=tuple(deny_list(environ)))
 
     def pool(self) -> UidPool:
         """Where this isolation's sandbox uids are leased from."""
@@ -126,13 +132,37 @@ class Isolation:
         if self.use_cgroups is False:
             parent = None
         enforcement = _enforcement(parent.version if parent else None, own_uid, why_not_uid)
+        enforcement = self._walls(enforcement, launcher, own_uid)
         self._warn_once(enforcement)
         return enforcement, parent, own_uid
+
+    def _walls(self, enforcement: Enforcement, launcher: Launcher, own_uid: bool) -> Enforcement:
+        """Add the walls between tenants and the fleet that can be built here, and say which not."""
+        down = list(enforcement.unenforced)
+        view, network = "shared", "open"
+        if self.walls is not False:
+            problem = launcher.walls_problem() if own_uid else "needs a uid of its own"
+            if problem is None:
+                view = "private"
+            else:
+                down.append(f"private /tmp, /dev/shm, read-only files, own processes ({problem})")
+        if self.deny is not None:
+            problem = "needs a uid of its own"
+            if own_uid:
+                last = self.uid_base + self.uid_count - 1
+                problem = netwall.install(self.uid_base, last, list(self.deny))
+            if problem is None:
+                network = "deny-list"
+            else:
+                down.append(f"handlers can reach the fleet's Redis/RabbitMQ ({problem})")
+        return replace(enforcement, view=view, network=network, unenforced=tuple(down))
 
     def without_own_uid(self, enforcement: Enforcement, why: str) -> Enforcement:
         """What is left when a uid of its own turns out impossible at run time (said once)."""
         version = int(enforcement.memory[-1]) if enforcement.memory.startswith("cgroup") else None
         degraded = _enforcement(version, False, why)
+        walls = "private /tmp, /dev/shm, own processes and the network wall (need a uid of its own)"
+        degraded = replace(degraded, unenforced=(*degraded.unenforced, walls))
         self._warn_once(degraded)
         return degraded
 
@@ -147,6 +177,38 @@ class Isolation:
         if cls._detected is None:
             cls._detected = (CgroupParent.detect(),)
         return cls._detected[0]
+
+    def rlimits(
+        self, memory_mb: int, storage_mb: int, own_uid: bool, cgroup: bool
+    ) -> dict[str, int]:
+        """The rlimits a child sets on itself: files, file size (its /tmp's cap unless set), no
+        core dumps; processes when it has a uid of its own; address space when no cgroup holds
+        its memory."""
+        limits = {
+            "nofile": self.max_open_files,
+            "fsize": (self.max_file_mb or storage_mb) * 1024 * 1024,
+            "core": 0,
+        }
+        if own_uid:
+            limits["nproc"] = self.max_procs
+        if not cgroup:
+            limits["as"] = (memory_mb + AS_HEADROOM_MB) * 1024 * 1024
+        return limits
+
+    def walls_spec(self, enforcement: Enforcement, network: str, memory_mb: int) -> dict[str, Any]:
+        """What a child builds before it drops to its uid (see child._isolate)."""
+        private = enforcement.view == "private"
+        if network == "none" and not private:
+            self.say_once(f"network none not enforced: {enforcement.describe()}")
+        return {"view": private, "shm_mb": memory_mb, "network": network}
+
+    @classmethod
+    def say_once(cls, text: str) -> None:
+        with cls._warned_lock:
+            if text in cls._warned:
+                return
+            cls._warned.add(text)
+        log.warning("sandbox: %s", text)
 
     @classmethod
     def _warn_once(cls, enforcement: Enforcement) -> None:
@@ -183,3 +245,17 @@ def _enforcement(cgroup_version: int | None, own_uid: bool, why_not_uid: str) ->
         user="own-uid" if own_uid else "caller",
         unenforced=tuple(unenforced),
     )
+
+
+def deny_list(environ: Mapping[str, str]) -> list[netwall.Deny]:
+    """The fleet's own service addresses plus WARREN_SANDBOX_DENY (default: the metadata one)."""
+    urls = [
+        environ.get("WARREN_AMQP_URL", "").strip() or "amqp://127.0.0.1:5672/",
+        environ.get("WARREN_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+    ]
+    denied = netwall.from_urls(urls)
+    extra = environ.get("WARREN_SANDBOX_DENY")
+    entries = [netwall.METADATA] if extra is None else [e for e in extra.split(",") if e.strip()]
+    for entry in entries:
+        denied.extend(netwall.parse(entry))
+    return denied

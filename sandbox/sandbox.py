@@ -17,17 +17,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from sandbox import protocol, runtimes
+from sandbox import netwall, protocol, runtimes, tmpvolume
 from sandbox.apichannel import ApiChannel, listen, open_channel
 from sandbox.cgroup import Cgroup
 from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.environment import lambda_environment
 from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
-from sandbox.isolation import AS_HEADROOM_MB, Enforcement, Isolation
+from sandbox.isolation import Enforcement, Isolation
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, describe_status, make_outcome
 from sandbox.procstatus import peak_rss_kb
@@ -61,6 +61,8 @@ class Sandbox:
         isolation: Isolation | None = None,
         runtime: str | None = None,
         opt_dir: str | None = None,
+        network: str = "default",
+        ephemeral_storage_mb: int = tmpvolume.DEFAULT_MB,
     ) -> None:
         self.code_dir = os.path.abspath(code_dir)
         if not os.path.isdir(self.code_dir):
@@ -71,6 +73,8 @@ class Sandbox:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
         self.opt_dir = opt_dir  # its layers merged (sandbox/layers.py); a bootstrap may be there
         self._plan = runtimes.plan(runtime, self.code_dir, memory_mb, opt_dir)  # or refused
+        self.network = netwall.check_mode(network, self._plan.runtime, self._plan.external)
+        self.ephemeral_storage_mb, self._volume = tmpvolume.check_size(ephemeral_storage_mb), -1
         self.runtime = self._plan.runtime
         self.handler = handler
         self.memory_mb = memory_mb
@@ -86,9 +90,7 @@ class Sandbox:
         self._launcher: Launcher = self._iso.launcher or ForkServer.shared()
         enforcement, self._cg_parent, self._own_uid = self._iso.resolve(self._launcher)
         self.enforcement: Enforcement = enforcement
-        self._lock = threading.Lock()
-        self._closed = False
-        self._tmp_dir: str | None = None
+        self._lock, self._closed, self._tmp_dir = threading.Lock(), False, cast("str | None", None)
         self._uid: UidLease | None = None
         self._cgroup: Cgroup | None = None
         self._child: ChildProcess | None = None
@@ -108,22 +110,14 @@ class Sandbox:
         """Not closed and not discarded after a failure (no syscall: `alive` polls the child)."""
         return self._channel is not None and not self._closed
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
+    pid = property(lambda self: self._child.pid if self._child is not None else None)
 
-    @property
-    def uid(self) -> int | None:
-        """The sandbox's own uid, when it runs as one."""
-        return self._uid.uid if self._uid is not None else None
+    uid = property(lambda self: self._uid.uid if self._uid is not None else None,
+                   doc="The sandbox's own uid, when it runs as one.")
 
-    @property
-    def cgroup(self) -> Cgroup | None:
-        return self._cgroup
+    cgroup = property(lambda self: self._cgroup)
 
-    @property
-    def tmp_dir(self) -> str | None:
-        return self._tmp_dir
+    tmp_dir = property(lambda self: self._tmp_dir, doc="The tmp dir on the host (its /tmp).")
 
     def start(self, wait: bool = False) -> str | None:
         """Start the child before its first invoke; with `wait`, run init out (None, or why not)."""
@@ -168,6 +162,7 @@ class Sandbox:
             if self._uid is not None:
                 self._uid.release()
                 self._uid = None
+            self._volume = tmpvolume.release(self._volume)
             if self._tmp_dir is not None:
                 remove_tree(self._tmp_dir)
                 self._tmp_dir = None
@@ -186,7 +181,8 @@ class Sandbox:
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
         listener = listen() if self._plan.external else None  # its Runtime API endpoint
         try:
-            self._child = self._launcher.spawn(self._spec(listener), ctrl_child.fileno(), log_w)
+            spec, fds = self._spec(listener), (ctrl_child.fileno(), log_w, self._volume)
+            self._child = self._launcher.spawn(spec, *fds)
         except BaseException:
             ctrl.close()
             os.close(log_r)
@@ -218,6 +214,8 @@ class Sandbox:
                 except PermissionError as exc:  # refused although the capability is held
                     why = f"cannot hand the tmp dir to the sandbox uid: {exc.strerror}"
                     self._without_own_uid(why)
+        if self._volume == -1 and self.enforcement.view == "private":
+            self._volume = tmpvolume.attach(self.ephemeral_storage_mb, self.uid, self._iso.say_once)
 
     def _without_own_uid(self, why: str) -> None:
         """Run as the caller from now on, and say so once (see Isolation.without_own_uid)."""
@@ -228,15 +226,10 @@ class Sandbox:
 
     def _spec(self, listener: socket.socket | None = None) -> dict[str, Any]:
         assert self._tmp_dir is not None
-        rlimits = {
-            "nofile": self._iso.max_open_files,
-            "fsize": self._iso.max_file_mb * MB,
-            "core": 0,
-        }
-        if self._uid is not None:
-            rlimits["nproc"] = self._iso.max_procs
-        if self._cg_parent is None:
-            rlimits["as"] = (self.memory_mb + AS_HEADROOM_MB) * MB
+        rlimits = self._iso.rlimits(
+            self.memory_mb, self.ephemeral_storage_mb, self._uid is not None,
+            self._cg_parent is not None,
+        )
         cgroup = None
         if self._cg_parent is not None:
             cgroup = {
@@ -253,7 +246,7 @@ class Sandbox:
             region=self.region,
             code_dir=self.code_dir,
             runtime_dir=_RUNTIME_DIR,
-            tmp_dir=self._tmp_dir,
+            tmp_dir="/tmp" if self.enforcement.view == "private" else self._tmp_dir,
             runtime=self.runtime,
             opt_dir=self.opt_dir,
         )
@@ -266,6 +259,8 @@ class Sandbox:
             "cgroup": cgroup,
             "cgroup_procs": [],
             "rlimits": rlimits,
+            "tmp_dir": self._tmp_dir,
+            "walls": self._iso.walls_spec(self.enforcement, self.network, self.memory_mb),
         }
         return runtimes.exec_spec(spec, self._plan, listener, self.memory_mb)
 

@@ -29,6 +29,7 @@ import sandbox.child as child
 import sandbox.runtime  # noqa: F401  (imported here so every child starts with it loaded)
 from sandbox.cgroup import Cgroup, CgroupParent
 from sandbox.mountview import expose_interpreter
+from sandbox.mountwalls import probe as probe_walls
 from sandbox.tmpdir import remove_tree
 
 STATUS = struct.Struct(">i")
@@ -45,8 +46,9 @@ class Spare:
 
 
 class Template:
-    def __init__(self, sock: socket.socket, spares: int) -> None:
+    def __init__(self, sock: socket.socket, spares: int, walls: bool = False) -> None:
         self._sock = sock
+        self._walls = walls  # spares build their private view ahead (see child.wait_as_spare)
         self._want_spares = spares
         self._spares: dict[int, Spare] = {}
         self._doomed: dict[int, Cgroup] = {}  # killed spares: their groups go once reaped
@@ -87,17 +89,18 @@ class Template:
             return False
         request: dict[str, Any] = json.loads(msg)
         if request["op"] == "spawn":
-            self._spawn(request["spec"], fds[0], fds[1])
+            self._spawn(request["spec"], fds[0], fds[1], fds[2] if len(fds) > 2 else -1)
         elif request["op"] == "kill_uid":
             self._kill_uid(int(request["uid"]))
         else:
             self._sock.send(json.dumps({"error": f"unknown op {request['op']!r}"}).encode())
         return True
 
-    def _spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int) -> None:
+    def _spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int) -> None:
         want = spec.get("cgroup")
         parent = CgroupParent(**want["parent"]) if want else None
-        pid, group = self._hand_to_spare(parent, spec, ctrl_fd, log_fd) if want else (0, None)
+        fds = [ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else [])
+        pid, group = self._hand_to_spare(parent, spec, fds) if want else (0, None)
         try:
             if not pid:
                 if parent is not None and want:
@@ -106,18 +109,18 @@ class Template:
                 me = os.getpid()
                 pid = os.fork()
                 if pid == 0:
-                    child.enter(spec, ctrl_fd, log_fd, me)
+                    child.enter(spec, ctrl_fd, log_fd, me, tmp_fd)
         except OSError as exc:
             self._sock.send(json.dumps({"error": f"cannot start a sandbox child: {exc}"}).encode())
             return
         finally:
-            os.close(ctrl_fd)
-            os.close(log_fd)
+            for fd in fds:
+                os.close(fd)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         self._children[pid] = status_w
         for tmp in [t for t in self._known if not os.path.isdir(t)]:
             del self._known[tmp]
-        self._known[spec["env"]["TMPDIR"]] = (pid, spec, group)
+        self._known[_tmp_dir(spec)] = (pid, spec, group)
         reply = {"pid": pid, "cgroup": group.as_dict() if group else None}
         socket.send_fds(self._sock, [json.dumps(reply).encode()], [status_r])
         os.close(status_r)
@@ -126,7 +129,7 @@ class Template:
             self._replenish(parent, (want["memory_bytes"], want["max_pids"]))
 
     def _hand_to_spare(
-        self, parent: CgroupParent | None, spec: dict[str, Any], ctrl_fd: int, log_fd: int
+        self, parent: CgroupParent | None, spec: dict[str, Any], fds: list[int]
     ) -> tuple[int, Cgroup | None]:
         for pid, spare in list(self._spares.items()):
             if spare.parent != parent:
@@ -137,7 +140,7 @@ class Template:
             try:
                 if spare.limits != limits:
                     spare.group.set_limits(*limits)
-                socket.send_fds(spare.sock, [json.dumps(spec).encode()], [ctrl_fd, log_fd])
+                socket.send_fds(spare.sock, [json.dumps(spec).encode()], fds)
                 return pid, spare.group
             except OSError:
                 _kill(pid)  # it died, or its group would not take the limits: use another
@@ -160,7 +163,7 @@ class Template:
             pid = os.fork()
             if pid == 0:
                 ours.close()
-                child.wait_as_spare(theirs, group.procs_files, me)
+                child.wait_as_spare(theirs, group.procs_files, me, self._walls)
             theirs.close()
             self._spares[pid] = Spare(pid, ours, parent, group, limits)
 
@@ -219,7 +222,12 @@ class Template:
         for _, spec, group in leftovers:
             if group is not None:
                 group.remove()
-            remove_tree(spec["env"]["TMPDIR"])
+            remove_tree(_tmp_dir(spec))
+
+
+def _tmp_dir(spec: dict[str, Any]) -> str:
+    """The sandbox's tmp dir on the host (the handler may see it as /tmp)."""
+    return str(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
 
 
 def _kill(pid: int) -> None:
@@ -278,12 +286,14 @@ def main() -> None:
     problem = expose_interpreter()
     if problem is None and os.geteuid() == 0:
         problem = _probe_unprivileged()
-    sock.send(json.dumps({"hello": 1, "unprivileged_problem": problem}).encode())
+    walls = probe_walls()
+    hello = {"hello": 1, "unprivileged_problem": problem, "walls_problem": walls}
+    sock.send(json.dumps(hello).encode())
     os.chdir("/")
     # Everything imported so far is shared with every child: keep the collector off those pages
     # so that children do not copy them on their first collection.
     gc.freeze()
-    Template(sock, spares).run()
+    Template(sock, spares, walls=walls is None and problem is None).run()
 
 
 if __name__ == "__main__":

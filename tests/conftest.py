@@ -24,10 +24,18 @@ import pytest
 
 # The queue source tests' broker fixtures (channel, queue, store), shared by two files;
 # `world`: a fleet's stores with the in-memory broker, for the router's and workers' loops;
-# private PostgreSQL and Mosquitto servers for the table and MQTT sources.
-pytest_plugins = ["support.queue_kit", "support.memory_fleet", "support.private_services"]
+# private PostgreSQL and Mosquitto servers for the table and MQTT sources; `own_redis`: a Redis
+# of the handlers' own (the fleet's is behind the sandbox's wall).
+pytest_plugins = [
+    "support.queue_kit", "support.memory_fleet", "support.private_services", "support.own_redis",
+]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Workers started by the tests keep their sandboxes off the default uid range: the network wall
+# they install (nftables rules on their range, node-wide) then never touches the sandboxes of a
+# real worker, or of another checkout's tests, running on the same machine.
+os.environ.setdefault("WARREN_SANDBOX_UID_BASE", "700000")
 
 
 def _answers(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -167,6 +175,26 @@ def fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Any) -> Iterator
     f = make_fleet(amqp_url, redis_url, unique, tmp_path)
     yield f
     f.close()
+
+
+def _sandbox_tables() -> set[str]:
+    nft = shutil.which("nft")
+    if nft is None or os.geteuid() != 0:
+        return set()
+    done = subprocess.run([nft, "list", "tables"], capture_output=True, text=True, check=False)
+    return {line.split()[-1] for line in done.stdout.splitlines()
+            if line.startswith("table inet warren_sandbox_")}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_the_network_walls_the_tests_installed() -> Iterator[None]:
+    """The workers and sandboxes under test install nftables tables on their uid ranges
+    (sandbox/netwall.py); they outlive the processes, as they should in production. Remove the
+    ones this session added, so that the machine is left as it was found."""
+    before = _sandbox_tables()
+    yield
+    for table in _sandbox_tables() - before:
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, check=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

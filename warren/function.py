@@ -100,6 +100,10 @@ class AsyncConfig:
         return self
 
 
+EPHEMERAL_DEFAULT_MB, EPHEMERAL_MAX_MB = 512, 10240  # Lambda's /tmp: 512 MB to 10 GB
+NETWORK_MODES = ("default", "none")  # none: a network namespace with nothing in it
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """Everything needed to run one version of a function; `$LATEST` or an immutable "1", "2"..."""
@@ -118,6 +122,8 @@ class FunctionSpec:
     last_modified: str
     pool: str = DEFAULT_POOL  # the workers that run it: `warren worker --pool NAME`
     layers: tuple[LayerRef, ...] = ()  # merged under the sandbox's /opt in this order
+    network: str = "default"  # "none": the handler gets no network at all
+    ephemeral_storage_mb: int = EPHEMERAL_DEFAULT_MB  # its /tmp, capped (Lambda's EphemeralStorage)
 
     @property
     def arn(self) -> str:
@@ -144,7 +150,13 @@ class FunctionSpec:
             "last_modified": self.last_modified,
             "pool": self.pool,
             "layers": [layer.to_dict() for layer in self.layers],
+            **({"network": self.network} if self.network != "default" else {}),
+            **({"ephemeral_storage_mb": self.ephemeral_storage_mb}
+               if self.ephemeral_storage_mb != EPHEMERAL_DEFAULT_MB else {}),
         }
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionSpec:
@@ -163,6 +175,8 @@ class FunctionSpec:
             last_modified=data.get("last_modified", ""),
             pool=str(data.get("pool") or DEFAULT_POOL),
             layers=tuple(LayerRef.from_dict(x) for x in data.get("layers") or ()),
+            network=str(data.get("network") or "default"),
+            ephemeral_storage_mb=int(data.get("ephemeral_storage_mb") or EPHEMERAL_DEFAULT_MB),
         )
 
     def fingerprint(self) -> bytes:
@@ -195,6 +209,9 @@ class FunctionSpec:
         check_pool(self.pool)
         if len(self.layers) > MAX_LAYERS:
             raise InvalidParameter(f"a function may use at most {MAX_LAYERS} layers")
+        check_network(self.network)
+        check_range("ephemeral storage", self.ephemeral_storage_mb, EPHEMERAL_DEFAULT_MB,
+                    EPHEMERAL_MAX_MB, " MB")
         self.async_config.validate()
         return self
 
@@ -247,6 +264,12 @@ def check_pool(pool: str) -> str:
             f"pool {pool!r} is invalid: use 1-64 letters, digits, '-' or '_'"
         )
     return pool
+
+
+def check_network(network: str) -> str:
+    if network not in NETWORK_MODES:
+        raise InvalidParameter(f"network must be one of {', '.join(NETWORK_MODES)}: {network!r}")
+    return network
 
 
 def check_alias_name(name: str) -> str:

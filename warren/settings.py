@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from warren.errors import ConfigError
 
@@ -17,6 +17,16 @@ DEFAULT_SYNC_LEASE_IDLE_MS = 50  # a sync caller keeps an idle lease (admission/
 QUEUE_TYPES = ("quorum", "classic")
 DEFAULT_USAGE_RETENTION_DAYS = 90.0
 SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md, Wire contracts)
+
+
+def redact(url: str) -> str:
+    """`url` with its password (and a user name alone, which may be a Redis password) hidden."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***" if parts.password is not None else "***"
+    return parts._replace(netloc=f"{user}@{host}").geturl()
 
 
 @dataclass(frozen=True)
@@ -64,11 +74,13 @@ class AmqpSettings:
     def _one(cls, url: str) -> AmqpSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
-            raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {url!r}")
+            raise ConfigError(
+                f"AMQP URL must start with amqp:// or amqps://, got {redact(url)!r}"
+            )
         try:
             port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
         except ValueError as exc:
-            raise ConfigError(f"bad port in AMQP URL {url!r}: {exc}") from None
+            raise ConfigError(f"bad port in AMQP URL {redact(url)!r}: {exc}") from None
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         return cls(
             url=url,
@@ -100,12 +112,17 @@ class RedisSettings:
             return cls._sentinel(url)
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"Redis URL must start with redis://, got {url!r}")
+            raise ConfigError(
+                f"Redis URL must start with redis://, rediss:// or unix://, got {redact(url)!r}"
+            )
         try:
             port = parts.port or 6379
-            db = int(parts.path.strip("/") or 0)
+            if parts.scheme == "unix":  # unix:///run/redis.sock?db=0: the path is the socket
+                db = int(parse_qs(parts.query).get("db", ["0"])[0])
+            else:
+                db = int(parts.path.strip("/") or 0)
         except ValueError as exc:
-            raise ConfigError(f"bad Redis URL {url!r}: {exc}") from None
+            raise ConfigError(f"bad Redis URL {redact(url)!r}: {exc}") from None
         return cls(url=url, host=parts.hostname or "127.0.0.1", port=port, db=db)
 
     @classmethod

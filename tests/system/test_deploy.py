@@ -210,7 +210,14 @@ def test_the_env_file_cannot_contradict_the_flags_it_feeds(monkeypatch):
 def test_the_env_example_matches_the_settings_defaults():
     values = _env_file(ENV_EXAMPLE)
     settings = Settings.from_environ(values)
-    assert settings.amqp.url == DEFAULT_AMQP_URL and settings.redis.url == DEFAULT_REDIS_URL
+    defaults = Settings.from_environ({"WARREN_AMQP_URL": DEFAULT_AMQP_URL,
+                                      "WARREN_REDIS_URL": DEFAULT_REDIS_URL})
+    # The same places as the defaults, as Warren's own user rather than guest / no password
+    assert (settings.amqp.host, settings.amqp.port, settings.amqp.vhost) == (
+        defaults.amqp.host, defaults.amqp.port, defaults.amqp.vhost)
+    assert (settings.redis.host, settings.redis.port, settings.redis.db) == (
+        defaults.redis.host, defaults.redis.port, defaults.redis.db)
+    assert settings.amqp.username == "warren" and "warren:" in settings.redis.url
     assert settings.prefix == Settings.from_environ({}).prefix
     assert int(values["WARREN_WORKER_SLOTS"]) >= 1
 
@@ -320,8 +327,13 @@ def test_the_lead_services_are_kept_as_ensure_services_uses_them():
     services = _compose_services()
     assert services["rabbitmq"] == {
         "image": "rabbitmq:4.2.5-management", "ports": ["5672:5672", "15672:15672"],
+        "volumes": ["rabbitmq-data:/var/lib/rabbitmq"],
     }
-    assert services["redis"] == {"image": "redis:8.4.2", "ports": ["6379:6379"]}
+    # Warren's registry and code bundles live in Redis: it keeps them across a restart
+    assert services["redis"] == {
+        "image": "redis:8.4.2", "ports": ["6379:6379"], "volumes": ["redis-data:/data"],
+        "command": ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec"],
+    }
     assert services["s3"] == {
         "image": "versity/versitygw:v1.8.0", "command": ["--port", ":9000", "posix", "/data"],
         "environment": {"ROOT_ACCESS_KEY": "warren-test", "ROOT_SECRET_KEY": "warren-test"},
@@ -333,6 +345,8 @@ def test_the_lead_services_are_kept_as_ensure_services_uses_them():
             assert re.search(r":v?\d+\.\d+\.\d+(-\w+)?$", service["image"]), name
     script = (DEPLOY / "ensure-services.sh").read_text()
     assert "up -d rabbitmq redis s3" in script
+    assert "--appendonly yes" in script  # the Redis it starts itself keeps its data too
+    assert 'bash "$here/deploy/service-credentials.sh"' in script
 
 
 def test_the_compose_fleet_builds_the_dockerfile():

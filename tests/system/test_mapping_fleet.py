@@ -84,30 +84,30 @@ def _wait(predicate, timeout=90.0, what=""):
 
 
 @pytest.mark.parametrize("fleet", ["redis", "amqp"], indirect=True)
-def test_every_stream_record_reaches_a_real_handler_once(fleet, redis_url, tmp_path):
+def test_every_stream_record_reaches_a_real_handler_once(fleet, own_redis, tmp_path):
     client, store, prefix = fleet
     seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
-    _recorder(client, tmp_path, "recorder", redis_url, seen_key)
+    _recorder(client, tmp_path, "recorder", own_redis.url, seen_key)
     pipe = client.redis.pipeline()
     for n in range(2000):
         pipe.xadd(stream, {"data": orjson.dumps({"n": n})})
     pipe.execute()
     spec = store.create(function="recorder", source=f"redis+stream:///{stream}", batch_size=100)
-    _wait(lambda: client.redis.hlen(seen_key) == 2000, what="2000 records")
-    seen = {int(k): int(v) for k, v in client.redis.hgetall(seen_key).items()}
+    _wait(lambda: own_redis.client.hlen(seen_key) == 2000, what="2000 records")
+    seen = {int(k): int(v) for k, v in own_redis.client.hgetall(seen_key).items()}
     assert sorted(seen) == list(range(2000)) and set(seen.values()) == {1}
     _wait(lambda: store.stats(spec.uuid)["succeeded"] == 2000, what="the counters")
     assert store.get(spec.uuid).state == "Enabled"
 
 
-def test_a_parallel_stream_keeps_order_per_key_through_the_fleet(fleet, redis_url, tmp_path):
+def test_a_parallel_stream_keeps_order_per_key_through_the_fleet(fleet, own_redis, tmp_path):
     client, store, prefix = fleet
     seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
     code = tmp_path / "lanes"
     code.mkdir()
     shutil.copy(RECORDER, code / "recorder.py")
     client.create_function("lanes", code=code, handler="recorder.handler", env={
-        "RECORDER_REDIS_URL": redis_url, "RECORDER_KEY": seen_key,
+        "RECORDER_REDIS_URL": own_redis.url, "RECORDER_KEY": seen_key,
         "RECORDER_ORDER_KEY": f"{seen_key}:order", "RECORDER_SLEEP_S": "0.02"})
     keys = [f"device-{i}" for i in range(8)]
     pipe = client.redis.pipeline()
@@ -116,11 +116,11 @@ def test_a_parallel_stream_keeps_order_per_key_through_the_fleet(fleet, redis_ur
     pipe.execute()
     spec = store.create(function="lanes", source=f"redis+stream:///{stream}", batch_size=50,
                         parallelization_factor=4)
-    _wait(lambda: client.redis.hlen(seen_key) == 2000, what="2000 records")
-    seen = {int(k): int(v) for k, v in client.redis.hgetall(seen_key).items()}
+    _wait(lambda: own_redis.client.hlen(seen_key) == 2000, what="2000 records")
+    seen = {int(k): int(v) for k, v in own_redis.client.hgetall(seen_key).items()}
     assert sorted(seen) == list(range(2000)) and set(seen.values()) == {1}
     for i, key in enumerate(keys):
-        order = [int(n) for n in client.redis.lrange(f"{seen_key}:order:{key}", 0, -1)]
+        order = [int(n) for n in own_redis.client.lrange(f"{seen_key}:order:{key}", 0, -1)]
         assert order == list(range(i, 2000, 8)), f"{key} out of order"
     _wait(lambda: store.stats(spec.uuid)["succeeded"] == 2000, what="the counters")
 
@@ -146,28 +146,28 @@ def test_an_unchanged_lambda_handler_reports_a_bad_record_which_alone_is_given_u
     assert record["requestContext"]["approximateInvokeCount"] == 3
 
 
-def test_throttles_are_not_attempts_through_the_fleet(fleet, redis_url, tmp_path):
+def test_throttles_are_not_attempts_through_the_fleet(fleet, own_redis, tmp_path):
     client, store, prefix = fleet
     seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
-    _recorder(client, tmp_path, "held", redis_url, seen_key)
+    _recorder(client, tmp_path, "held", own_redis.url, seen_key)
     client.set_concurrency("held", 0)  # every invocation is throttled (429)
     for n in range(5):
         client.redis.xadd(stream, {"data": orjson.dumps({"n": n})})
     spec = store.create(function="held", source=f"redis+stream:///{stream}", batch_size=5,
                         max_retries=0)
     time.sleep(4)
-    assert client.redis.hlen(seen_key) == 0
+    assert own_redis.client.hlen(seen_key) == 0
     assert store.stats(spec.uuid)["failed"] == 0  # throttled, not given up
     client.clear_concurrency("held")
-    _wait(lambda: client.redis.hlen(seen_key) == 5, what="delivery once unthrottled")
+    _wait(lambda: own_redis.client.hlen(seen_key) == 5, what="delivery once unthrottled")
     assert store.stats(spec.uuid)["failed"] == 0
 
 
 def test_new_and_overwritten_objects_reach_the_handler_with_their_keys_decoded(
-        fleet, redis_url, s3_endpoint, tmp_path):
+        fleet, own_redis, s3_endpoint, tmp_path):
     client, store, prefix = fleet
     seen_key, bucket = f"{prefix}:seen", f"{prefix}-bucket"
-    _recorder(client, tmp_path, "objects", redis_url, seen_key, memory_mb=256)
+    _recorder(client, tmp_path, "objects", own_redis.url, seen_key, memory_mb=256)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     store.create(function="objects", source=f"s3://{bucket}/in/?endpoint={s3_endpoint}")
@@ -175,10 +175,11 @@ def test_new_and_overwritten_objects_reach_the_handler_with_their_keys_decoded(
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"v1")
     s3.put_object(Bucket=bucket, Key="elsewhere/skip.txt", Body=b"x")
-    _wait(lambda: client.redis.hlen(seen_key) == 4, what="4 objects")
+    _wait(lambda: own_redis.client.hlen(seen_key) == 4, what="4 objects")
     s3.put_object(Bucket=bucket, Key="in/a+b.txt", Body=b"version two")
-    _wait(lambda: int(client.redis.hget(seen_key, "in/a+b.txt") or 0) == 2, what="the overwrite")
-    seen = {k.decode(): int(v) for k, v in client.redis.hgetall(seen_key).items()}
+    _wait(lambda: int(own_redis.client.hget(seen_key, "in/a+b.txt") or 0) == 2,
+          what="the overwrite")
+    seen = {k.decode(): int(v) for k, v in own_redis.client.hgetall(seen_key).items()}
     assert seen == {"in/plain.txt": 1, "in/with space.txt": 1, "in/a+b.txt": 2,
                     "in/ünïcødé €.txt": 1}
     for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
@@ -187,7 +188,7 @@ def test_new_and_overwritten_objects_reach_the_handler_with_their_keys_decoded(
 
 
 def test_a_20_s_broker_outage_during_a_stream_run_acks_nothing_and_loses_nothing(
-        redis_url, amqp_url, unique, tmp_path):
+        redis_url, amqp_url, unique, tmp_path, own_redis):
     """The fleet reaches RabbitMQ through a proxy that is cut for 20 s mid-run."""
     from urllib.parse import urlsplit
 
@@ -203,25 +204,25 @@ def test_a_20_s_broker_outage_during_a_stream_run_acks_nothing_and_loses_nothing
     store = MappingStore(client.redis, prefix)
     seen_key, stream = f"{prefix}:seen", f"{prefix}-src"
     try:
-        _recorder(client, tmp_path, "rec", redis_url, seen_key, sleep_s=0.05)
+        _recorder(client, tmp_path, "rec", own_redis.url, seen_key, sleep_s=0.05)
         for n in range(3000):
             client.redis.xadd(stream, {"data": orjson.dumps({"n": n})})
         spec = store.create(function="rec", source=f"redis+stream:///{stream}", batch_size=20)
         group = f"warren-{spec.uuid}"
-        _wait(lambda: client.redis.hlen(seen_key) >= 300, what="the run to get going")
+        _wait(lambda: own_redis.client.hlen(seen_key) >= 300, what="the run to get going")
         proxy.cut()
         time.sleep(2)  # what was in flight settles
         acked = store.stats(spec.uuid)["succeeded"]
-        seen_at_cut = client.redis.hlen(seen_key)
+        seen_at_cut = own_redis.client.hlen(seen_key)
         time.sleep(18)
         # While the broker is unreachable nothing more is invoked, and nothing more is acked.
-        assert client.redis.hlen(seen_key) == seen_at_cut
+        assert own_redis.client.hlen(seen_key) == seen_at_cut
         assert store.stats(spec.uuid)["succeeded"] == acked
         assert store.stats(spec.uuid)["failed"] == 0
         lag = client.redis.xinfo_groups(stream)[0]
         assert lag["name"].decode() == group
         proxy.restore()
-        _wait(lambda: client.redis.hlen(seen_key) == 3000, timeout=120, what="all 3000 after")
+        _wait(lambda: own_redis.client.hlen(seen_key) == 3000, timeout=120, what="all 3000 after")
         _wait(lambda: store.stats(spec.uuid)["succeeded"] >= 3000, what="all acked")
         assert client.redis.xpending(stream, group)["pending"] == 0
         assert store.stats(spec.uuid)["failed"] == 0

@@ -261,3 +261,30 @@ def test_the_worker_refuses_a_bad_uid_range_at_start():
     )
     assert done.returncode == 2  # a usage error: a bad setting
     assert "sandbox uid range must be positive" in done.stderr
+
+
+# -- CAP_SYS_ADMIN / CAP_NET_ADMIN: the walls -----------------------------------------------------
+
+_WALLS = """
+iso = Isolation.from_environ({"WARREN_SANDBOX_UID_BASE": "700000"})
+with Sandbox(HANDLERS, handler="basic.write_tmp", isolation=iso) as sb:
+    out = sb.invoke({"name": "x.txt", "data": "y"})
+    print(json.dumps({"ok": out.ok, "result": out.result, "view": sb.enforcement.view,
+                      "network": sb.enforcement.network, "text": sb.enforcement.describe(),
+                      "tmp_dir": sb.tmp_dir}))
+"""
+
+
+def test_without_cap_sys_admin_the_file_and_process_walls_are_down_said_once_and_handlers_run():
+    seen, warnings = run_without("cap_sys_admin", _WALLS)
+    assert isinstance(seen, dict)
+    assert seen["ok"] and seen["view"] == "shared"
+    assert seen["result"]["tmpdir"] == seen["tmp_dir"]  # the host tmp dir, not a private /tmp
+    assert len(warnings) == 1 and "private /tmp, /dev/shm" in warnings[0]
+
+
+def test_without_cap_net_admin_the_network_wall_is_down_and_said_so():
+    seen, warnings = run_without("cap_net_admin", _WALLS)
+    assert isinstance(seen, dict)
+    assert seen["ok"] and seen["network"] == "open" and seen["view"] == "private"
+    assert len(warnings) == 1 and "can reach the fleet's Redis/RabbitMQ" in warnings[0]

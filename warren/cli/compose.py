@@ -107,6 +107,8 @@ def sandbox_for(
         isolation=isolation,
         runtime=spec.runtime,  # one this worker cannot run is refused here, with the list
         opt_dir=opt_dir,
+        network=spec.network,
+        ephemeral_storage_mb=spec.ephemeral_storage_mb,
     )
     return sandbox
 

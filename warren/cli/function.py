@@ -65,6 +65,8 @@ def function_view(spec: FunctionSpec, concurrency: int | None) -> dict[str, Any]
     view = spec.to_dict()
     view["arn"] = spec.arn
     view["concurrency"] = concurrency
+    view.setdefault("network", spec.network)
+    view.setdefault("ephemeral_storage_mb", spec.ephemeral_storage_mb)
     return view
 
 
@@ -114,6 +116,12 @@ def _settings_options(create: bool) -> Callable[[F], F]:
         click.option("--layers", "layers", multiple=True, metavar="NAME:VERSION",
                      callback=_layers_option, help="Layers merged under /opt in order (at most "
                      "5); repeat or separate with commas" + ("." if create else "; '' clears.")),
+        click.option("--ephemeral-storage", "ephemeral_storage_mb", type=int,
+                     default=default(512), show_default=create,
+                     help="Its /tmp in MB (512-10240), capped, apart from memory."),
+        click.option("--network", type=click.Choice(["default", "none"]),
+                     default=default("default"), show_default=create,
+                     help="none: the handler gets no network at all."),
     ]
     if not create:
         options.append(click.option("--clear-env", is_flag=True,

@@ -54,6 +54,10 @@ def local_group() -> None:
               help="A function environment variable (repeatable).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: result on stdout, logs on stderr; json: the whole outcome.")
+@click.option("--ephemeral-storage", type=click.IntRange(512, 10240), default=512,
+              show_default=True, help="Its /tmp in MB, capped apart from memory.")
+@click.option("--network", type=click.Choice(["default", "none"]), default="default",
+              show_default=True, help="none: the handler gets no network at all.")
 def invoke_command(
     code_dir: str,
     handler: str,
@@ -63,6 +67,8 @@ def invoke_command(
     timeout: int,
     env_pairs: tuple[str, ...],
     output: str,
+    network: str,
+    ephemeral_storage: int,
 ) -> None:
     """Run the --handler in CODE_DIR once in a sandbox; exit status 1 if the invocation fails."""
     from sandbox import Isolation, Sandbox
@@ -72,7 +78,8 @@ def invoke_command(
     iso = Isolation.from_environ(os.environ)  # WARREN_SANDBOX_UID_BASE/_COUNT
     try:
         sb = Sandbox(code_dir, handler=handler, memory_mb=memory, timeout_s=timeout, env=env,
-                     isolation=iso, runtime=runtime)
+                     isolation=iso, runtime=runtime, network=network,
+                     ephemeral_storage_mb=ephemeral_storage)
     except InvalidParameter as exc:
         raise click.BadParameter(str(exc), param_hint="--runtime") from None
     with sb:

@@ -101,8 +101,8 @@ class Registry:
         max_event_age_s: int = 21600,
         on_success: str | None = None,
         on_failure: str | None = None,
-        pool: str = DEFAULT_POOL,
-        layers: Sequence[str] = (),
+        pool: str = DEFAULT_POOL, layers: Sequence[str] = (), network: str = "default",
+        ephemeral_storage_mb: int = 512,
     ) -> FunctionSpec:
         check_function_name(name)
         spec = FunctionSpec(
@@ -119,8 +119,8 @@ class Registry:
             async_config=AsyncConfig(max_retries, max_event_age_s, on_success or None,
                                      on_failure or None),
             last_modified=iso_time(zulu=False),
-            pool=pool,
-            layers=self.layers.resolve(layers),
+            pool=pool, layers=self.layers.resolve(layers), network=network,
+            ephemeral_storage_mb=ephemeral_storage_mb,
         ).validate()
         check_concurrency(concurrency)
         with redis_errors("the registry", self._redis):  # refuse early, before storing any code
@@ -138,7 +138,7 @@ class Registry:
             if concurrency is not None:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
-            pipe.hset(self.function_key(name), mapping={"latest": _dump(spec), "next_version": 0})
+            pipe.hset(self.function_key(name), mapping={"latest": spec.dumps(), "next_version": 0})
             self.refs.hold_spec(pipe, spec)
             pipe.sadd(self.functions_key, name)
             if concurrency is not None:
@@ -163,8 +163,8 @@ class Registry:
         max_event_age_s: int | None = None,
         on_success: str | None = None,
         on_failure: str | None = None,
-        pool: str | None = None,
-        layers: Sequence[str] | None = None,
+        pool: str | None = None, layers: Sequence[str] | None = None,
+        network: str | None = None, ephemeral_storage_mb: int | None = None,
     ) -> FunctionSpec:
         """Change $LATEST; None leaves a setting as it is, "" clears a destination, {} the env."""
         check_function_name(name)
@@ -190,8 +190,9 @@ class Registry:
                     on_failure=conf.on_failure if on_failure is None else (on_failure or None),
                 ),
                 last_modified=iso_time(zulu=False),
-                pool=_pick(pool, current.pool),
-                layers=_pick(new_layers, current.layers),
+                pool=_pick(pool, current.pool), layers=_pick(new_layers, current.layers),
+                network=_pick(network, current.network),
+                ephemeral_storage_mb=_pick(ephemeral_storage_mb, current.ephemeral_storage_mb),
             ).validate()
 
         changed(self._spec(name, None), None)  # refuse bad input before storing any code
@@ -205,7 +206,7 @@ class Registry:
             if concurrency is not None:
                 self.reserved.check(pipe, name, concurrency)
             pipe.multi()
-            pipe.hset(self.function_key(name), "latest", _dump(spec))
+            pipe.hset(self.function_key(name), "latest", spec.dumps())
             self.refs.swap(pipe, current, spec)
             if concurrency is not None:
                 pipe.hset(self.reservations_key, name, concurrency)
@@ -294,7 +295,7 @@ class Registry:
             pipe.hset(
                 self.function_key(name),
                 mapping={
-                    f"v:{number + 1}": _dump(spec),
+                    f"v:{number + 1}": spec.dumps(),
                     "next_version": number + 1,
                     "published": latest.fingerprint(),
                 },
@@ -390,10 +391,6 @@ class Registry:
         if b"latest" not in raw:
             raise NotFound(f"function {name} does not exist")
         return {k.decode(): v for k, v in raw.items()}
-
-
-def _dump(obj: FunctionSpec) -> bytes:
-    return orjson.dumps(obj.to_dict())
 
 
 def _pick(value: T | None, current: T) -> T:

@@ -290,3 +290,22 @@ def test_unsafe_code_is_refused_with_one_line(run: Run, tmp_path: Path):
     args = ["function", "create", "evil", "--code", str(linked), "--handler", "app.handler"]
     assert "symlink" in one_line_error(run(*args), 6)
     assert as_json(run("function", "list", "-o", "json")) == []
+
+
+def test_ephemeral_storage_and_network_are_function_settings(run: Run, code: Path):
+    base = ("--code", str(code), "--handler", "app.handler", "--output", "json")
+    plain = as_json(run("function", "create", "plain", *base))
+    assert plain["ephemeral_storage_mb"] == 512 and plain["network"] == "default"
+    walled = as_json(run("function", "create", "walled", *base, "--ephemeral-storage", "2048",
+                         "--network", "none"))
+    assert walled["ephemeral_storage_mb"] == 2048 and walled["network"] == "none"
+    got = as_json(run("function", "get", "walled", "--output", "json"))
+    assert (got["ephemeral_storage_mb"], got["network"]) == (2048, "none")
+    updated = as_json(run("function", "update", "walled", "--ephemeral-storage", "10240",
+                          "--output", "json"))
+    assert updated["ephemeral_storage_mb"] == 10240 and updated["network"] == "none"
+    for bad in ("511", "10241"):
+        result = run("function", "update", "walled", "--ephemeral-storage", bad)
+        message = one_line_error(result, 2)  # a bad value is a usage error
+        assert "ephemeral storage" in message
+    assert "none" in one_line_error(run("function", "create", "x", *base, "--network", "off"), 2)

@@ -105,7 +105,8 @@ def test_the_real_command_runs_in_a_subprocess():
         [sys.executable, "-m", "warren.cli", "local", "invoke", HANDLERS, "--handler",
          "basic.hello", "--payload", '{"name": "proc"}'],
         capture_output=True, text=True, cwd=REPO, timeout=60,
-        env={"PATH": os.defpath, "PYTHONPATH": REPO},
+        env={"PATH": os.defpath, "PYTHONPATH": REPO,
+             "WARREN_SANDBOX_UID_BASE": os.environ["WARREN_SANDBOX_UID_BASE"]},
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"greeting": "hello proc"}

@@ -90,7 +90,7 @@ def test_environment_is_the_functions_plus_lambdas_reserved_names_and_nothing_el
     assert seen["_HANDLER"] == "basic.environment"
     assert seen["AWS_REGION"] == "us-east-1"
     assert seen["AWS_EXECUTION_ENV"].startswith("AWS_Lambda_python3")
-    assert seen["TMPDIR"] == sb.tmp_dir
+    assert seen["TMPDIR"] == ("/tmp" if sb.enforcement.view == "private" else sb.tmp_dir)
     assert "WARREN_SECRET_OF_THE_CALLER" not in seen
     reserved = {
         "_HANDLER", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",

@@ -200,3 +200,16 @@ def test_function_url_configs_create_get_update_list_delete(gw: GatewayKit) -> N
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.get_function_url_config(FunctionName=name)
 
+
+
+def test_ephemeral_storage_through_the_lambda_api(gw: GatewayKit) -> None:
+    lam = gw.client()
+    name = unique_name("tmpsize")
+    made = gw.create(name, EphemeralStorage={"Size": 2048})
+    assert made["EphemeralStorage"] == {"Size": 2048}
+    lam.update_function_configuration(FunctionName=name, EphemeralStorage={"Size": 10240})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    config = lam.get_function_configuration(FunctionName=name)
+    assert config["EphemeralStorage"] == {"Size": 10240}
+    plain = gw.create(unique_name("plain"))
+    assert plain["EphemeralStorage"] == {"Size": 512}

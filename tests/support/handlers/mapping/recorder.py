@@ -5,7 +5,8 @@ MQTT events (the payload, or a list of them) whose data is `{"n": N}`, DynamoDB 
 with a column n, as a user's handler would, and S3 events (by decoded key).
 Configured by the environment: RECORDER_REDIS_URL and RECORDER_KEY; RECORDER_SLEEP_S slows
 each batch down; RECORDER_ORDER_KEY, when set, also appends each stream record's n to the list
-`<RECORDER_ORDER_KEY>:<partitionKey>` in the order the handler saw them.
+`<RECORDER_ORDER_KEY>:<partitionKey>` in the order the handler saw them. The Redis is one of
+the test's own (support/own_redis.py): the fleet's is behind the sandbox's network wall.
 """
 
 from __future__ import annotations
