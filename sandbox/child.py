@@ -197,7 +197,8 @@ def _walls(spec: dict[str, Any], tmp_fd: int) -> None:
         from sandbox.mountwalls import sandbox_mounts
 
         _private_view()
-        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"], spec["code_dir"], tmp_fd)
+        sandbox_mounts(spec["tmp_dir"], walls["shm_mb"], spec["code_dir"], tmp_fd,
+                       walls.get("opt_dir"))
     elif _view_ready:  # a spare built a view this spec does not want: its tmp dir stays writable
         from sandbox.mountwalls import writable
 

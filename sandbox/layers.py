@@ -2,7 +2,8 @@
 
 Lambda unpacks a function's layers in order under /opt and points each runtime there. A Warren
 worker merges them into one directory of its code cache (workers/optdir.py); without a mount
-namespace that directory cannot *be* /opt, so the same places are named by its real path:
+namespace that directory cannot *be* /opt, so the same places are named by its real path
+(with one, where the sandbox's walls stand, it is bound read-only on /opt and these are /opt):
 `opt/python` and `opt/python/lib/python3.N/site-packages` on the Python path (after the
 function's own code), `opt/nodejs/node_modules` on NODE_PATH, `opt/bin` on PATH, `opt/lib` on
 LD_LIBRARY_PATH, and `opt/bootstrap` for a `provided` function whose code has none.
@@ -15,6 +16,15 @@ import sys
 
 # Set for every function with layers: code that must name a file of a layer by path uses it.
 OPT_VARIABLE = "WARREN_OPT_DIR"
+LAMBDA_OPT = "/opt"
+
+
+def placement(opt_dir: str | None, private_view: bool) -> tuple[str | None, str | None]:
+    """Where the runtime is told its layers are, and the directory to bind on /opt (if any):
+    /opt itself when the sandbox has a view of its own to bind it in, else the real path."""
+    if opt_dir and private_view and os.path.isdir(LAMBDA_OPT):
+        return LAMBDA_OPT, opt_dir
+    return opt_dir, None
 
 
 def layer_environment(env: dict[str, str], opt_dir: str, runtime: str, code_dir: str) -> None:

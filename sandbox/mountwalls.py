@@ -51,9 +51,14 @@ def private_view() -> None:
     _mount(b"proc", b"/proc", b"proc", proc_flags, b"hidepid=invisible", "procfs hidepid")
 
 
-def sandbox_mounts(tmp_dir: str, shm_mb: int, code_dir: str, tmp_fd: int = -1) -> None:
+def sandbox_mounts(tmp_dir: str, shm_mb: int, code_dir: str, tmp_fd: int = -1,
+                   opt_dir: str | None = None) -> None:
     """This sandbox's /tmp: its volume (`tmp_fd`, a detached mount, see tmpvolume.py) cloned
-    there, else its tmp dir bound there (writable again: a bind keeps the read-only flag)."""
+    there, else its tmp dir bound there (writable again: a bind keeps the read-only flag); its
+    layers (`opt_dir`, merged by the worker) bound read-only on /opt, where Lambda puts them."""
+    if opt_dir:
+        _mount(opt_dir.encode(), b"/opt", None, _MS_BIND | _MS_REC, None, "bind the layers")
+        _mount(None, b"/opt", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None, "read-only /opt")
     flags = _MS_NOSUID | _MS_NODEV
     data = f"size={shm_mb}m,mode=1777".encode()
     hidden = [d for d in ("/tmp", "/dev/shm") if code_dir.startswith(d + "/")]

@@ -28,6 +28,7 @@ from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.environment import lambda_environment
 from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import Enforcement, Isolation
+from sandbox.layers import placement
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, describe_status, make_outcome
 from sandbox.procstatus import peak_rss_kb
@@ -237,6 +238,7 @@ class Sandbox:
                 "memory_bytes": self.memory_mb * MB,
                 "max_pids": self._iso.max_procs,
             }
+        shown_opt, bound_opt = placement(self.opt_dir, self.enforcement.view == "private")
         env = lambda_environment(
             self._env,
             handler=self.handler,
@@ -248,7 +250,7 @@ class Sandbox:
             runtime_dir=_RUNTIME_DIR,
             tmp_dir="/tmp" if self.enforcement.view == "private" else self._tmp_dir,
             runtime=self.runtime,
-            opt_dir=self.opt_dir,
+            opt_dir=shown_opt,
         )
         spec: dict[str, Any] = {
             "code_dir": self.code_dir,
@@ -260,7 +262,10 @@ class Sandbox:
             "cgroup_procs": [],
             "rlimits": rlimits,
             "tmp_dir": self._tmp_dir,
-            "walls": self._iso.walls_spec(self.enforcement, self.network, self.memory_mb),
+            "walls": {
+                **self._iso.walls_spec(self.enforcement, self.network, self.memory_mb),
+                "opt_dir": bound_opt,
+            },
         }
         return runtimes.exec_spec(spec, self._plan, listener, self.memory_mb)
 

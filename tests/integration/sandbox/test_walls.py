@@ -249,3 +249,37 @@ def test_ephemeral_storage_outside_512_to_10240_is_refused() -> None:
     for bad in (511, 10241, "512"):
         with pytest.raises(InvalidParameter, match="ephemeral storage"):
             Sandbox(PROBE, "fill.handler", ephemeral_storage_mb=bad)
+
+
+def test_layers_show_up_read_only_at_opt_as_on_lambda(fleet_env: dict[str, str], tmp_path) -> None:
+    # Given a merged layer tree (as a worker's optdir builds it) with a Python package and a file
+    opt = tmp_path / "opt-merged"
+    (opt / "python").mkdir(parents=True)
+    (opt / "python" / "layered.py").write_text("WHERE = __file__\n")
+    (opt / "data.txt").write_text("from a layer\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(
+        "import os\nimport layered\n"
+        "def handler(event, context):\n"
+        "    try:\n"
+        "        open('/opt/new.txt', 'w')\n"
+        "        writable = True\n"
+        "    except OSError:\n"
+        "        writable = False\n"
+        "    return {'where': layered.WHERE, 'data': open('/opt/data.txt').read(),\n"
+        "            'opt': os.environ.get('WARREN_OPT_DIR'), 'writable': writable}\n"
+    )
+    for path in (tmp_path, opt, opt / "python", code):
+        path.chmod(0o755)
+    for path in (opt / "python" / "layered.py", opt / "data.txt", code / "app.py"):
+        path.chmod(0o644)
+    iso = Isolation.from_environ(fleet_env)
+    # When a sandbox with walls runs a handler of a function with layers
+    with Sandbox(str(code), "app.handler", isolation=iso, opt_dir=str(opt)) as sb:
+        need_walls(sb, network=False)
+        out = sb.invoke({})
+    # Then its layers are at /opt, on the Python path from there, and read-only
+    assert out.ok, out.logs
+    assert out.result == {"where": "/opt/python/layered.py", "data": "from a layer\n",
+                          "opt": "/opt", "writable": False}
