@@ -45,8 +45,8 @@ def test_a_local_service_is_denied_on_every_local_address_a_remote_one_by_addres
 
 
 def test_network_modes():
-    assert check_mode("none", "python3.11", external=False) == "none"
+    # Every runtime can have either: an external runtime's Runtime API listener is made inside
+    # its namespace (sandbox/netns.py).
+    assert check_mode("none") == "none" and check_mode("default") == "default"
     with pytest.raises(InvalidParameter):
-        check_mode("host", "python3.11", external=False)
-    with pytest.raises(InvalidParameter, match="not available"):
-        check_mode("none", "nodejs20.x", external=True)
+        check_mode("host")
