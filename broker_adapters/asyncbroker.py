@@ -22,6 +22,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 
 from broker_adapters.amqp import REPLY_TO, redact
 from broker_adapters.amqp_fastpath import install_on_asyncio
+from broker_adapters.queues import queue_arguments
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
@@ -56,6 +57,7 @@ class AsyncBroker:
         self.topology = topology
         self.name = name
         self._link: _Link | None = None
+        self._turn = itertools.count()
         self._connecting: asyncio.Future[_Link] | None = None
         self._replies: dict[str, asyncio.Future[bytes]] = {}
         self._ids = itertools.count(1)
@@ -85,7 +87,8 @@ class AsyncBroker:
             self._guard(
                 link,
                 lambda q=queue, d=done: link.confirms.queue_declare(
-                    q, durable=True, callback=lambda frame: _settle(d, frame)
+                    q, durable=True, arguments=queue_arguments(self.amqp.queue_type),
+                    callback=lambda frame: _settle(d, frame),
                 ),
             )
             await self._await(link, done)
@@ -173,7 +176,9 @@ class AsyncBroker:
     async def _open(self) -> _Link:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[Any] = loop.create_future()
-        params = pika.URLParameters(self.amqp.url)
+        # Several brokers (a cluster): each connect tries the next one.
+        urls = self.amqp.urls or (self.amqp.url,)
+        params = pika.URLParameters(urls[next(self._turn) % len(urls)])
         params.heartbeat = 30
         params.connection_attempts = 1
         params.socket_timeout = CONNECT_TIMEOUT_S
