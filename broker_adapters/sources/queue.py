@@ -123,7 +123,9 @@ class QueueSource:
         )
         self._cond = threading.Condition()
         self._buffer: deque[_Delivery] = deque()
-        self._inflight: dict[str, tuple[int, int]] = {}  # record id -> (generation, tag)
+        # record id -> (generation, tag, the record): a redelivery takes over the id of its
+        # stale copy (read on a dead connection), which then settles nothing of it.
+        self._inflight: dict[str, tuple[int, int, SourceRecord]] = {}
         self._generation = 0
         self._connection: BlockingConnection | None = None
         self._error = "not connected yet"
@@ -163,10 +165,13 @@ class QueueSource:
             if not self._buffer and self._connection is None:
                 raise BrokerUnavailable(f"queue {self._queue_key!r}: {self._error}")
             take = [self._buffer.popleft() for _ in range(min(max_records, len(self._buffer)))]
+            generation = self._generation
         out = []
         for delivery in take:
+            if delivery.generation != generation:
+                continue  # its connection died: the broker delivers it again on the new one
             record = self._record(delivery)
-            self._inflight[record.id] = (delivery.generation, delivery.tag)
+            self._inflight[record.id] = (delivery.generation, delivery.tag, record)
             out.append(record)
         return out
 
@@ -192,6 +197,23 @@ class QueueSource:
                 f"queue {self._queue_key!r}: the connection these {lost} message(s) came on "
                 "was lost before they were acked; RabbitMQ will deliver them again"
             )
+
+    def live(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """`records` without those read on a connection that has died since: those are
+        forgotten (the broker requeued them and delivers them again), so a caller neither
+        invokes them a second time nor tries to ack them on the new connection."""
+        with self._cond:
+            generation, connected = self._generation, self._connection is not None
+        out = []
+        for record in records:
+            held = self._inflight.get(record.id)
+            if held is None or held[2] is not record:
+                continue  # settled already, or its id taken over by its redelivery
+            if held[0] == generation and connected:
+                out.append(record)
+            else:
+                del self._inflight[record.id]
+        return out
 
     def retry(self, records: Sequence[SourceRecord]) -> None:
         # Messages of a lost connection are back in the queue already: nothing to do for them.
@@ -223,9 +245,11 @@ class QueueSource:
         tags: list[int] = []
         lost = 0
         for record in records:
-            held = self._inflight.pop(record.id, None)
-            if held is None:
+            held = self._inflight.get(record.id)
+            if held is None or held[2] is not record:
+                lost += held is not None  # a stale copy: its redelivery holds the id now
                 continue
+            del self._inflight[record.id]
             if held[0] == generation and connection is not None:
                 tags.append(held[1])
             else:
@@ -384,7 +408,8 @@ class QueueSource:
         props, body = delivery.properties, delivery.body
         record_id = props.message_id or "sha-" + hashlib.blake2b(body, digest_size=12).hexdigest()
         base, n = record_id, 1
-        while record_id in self._inflight:  # two identical messages in flight at once
+        while (held := self._inflight.get(record_id)) is not None \
+                and held[0] == delivery.generation:  # two identical messages in flight at once
             n += 1
             record_id = f"{base}#{n}"
         record = rmq_message(props, body, delivery.redelivered)

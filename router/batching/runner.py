@@ -30,6 +30,7 @@ from router.batching.health import SourceHealth
 from router.batching.invoker import Invoker, InvokeReply
 from router.batching.lane_runner import LaneRunner
 from router.batching.lanes import Work as _Work
+from router.batching.redelivery import HOLD_S, Redeliveries
 from router.batching.verdict import judge
 from warren.aws import function_arn as lambda_arn
 from warren.errors import Unavailable, WarrenError
@@ -86,6 +87,8 @@ class BatchRunner:
         self._stats_at = 0.0
         self._throttle_s = 0.0
         self._executor: ThreadPoolExecutor | None = None
+        self._redeliveries = Redeliveries(spec.uuid)  # a queue's records lost with a connection
+        self._held: list[_Work] = []  # redeliveries waiting for their stale copy's outcome
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -124,6 +127,7 @@ class BatchRunner:
             accept=self._accepts(source), stopping=stop.is_set,
         )
         pending: deque[_Work] = deque()
+        self._redeliveries.bind(source)
         inflight: dict[Future[InvokeReply], list[SourceRecord]] = {}
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"map-{self.spec.uuid[:8]}")
         self._executor = pool
@@ -153,6 +157,9 @@ class BatchRunner:
     def _step(self, source: Source, collector: BatchCollector, pending: deque[_Work],
               inflight: dict[Future[InvokeReply], list[SourceRecord]]) -> None:
         pool_submit = self._submitter(source, inflight)
+        if self._held:
+            pending.extend(self._held)
+            self._held.clear()
         now = time.monotonic()
         if source.ordered:
             if inflight:
@@ -198,11 +205,18 @@ class BatchRunner:
     ) -> tuple[Future[InvokeReply], list[SourceRecord]] | None:
         """Start one invocation of `work` (after giving up on its expired records), or None
         when nothing is left of it."""
-        records = self._expire(source, work)
+        records, hold, done = self._redeliveries.sort(self._redeliveries.live(work.records))
+        if done:  # redeliveries of stale records that succeeded: ran already, no second run
+            source.commit(done)
+            self._stats["succeeded"] += len(done)
+        if hold:
+            self._held.append(_Work(hold, time.monotonic() + HOLD_S, work.reply))
+        records = self._expire(source, records, work.reply)
         if not records:
-            return None
+            return None  # e.g. all read on a connection that died: they come again
         event = self._event(source, records)
         future = self._pool_submit(event)
+        self._redeliveries.started(records)
         self._stats["invoked"] += len(records)
         self._stats["batches"] += 1
         return future, records
@@ -222,9 +236,10 @@ class BatchRunner:
     # -- outcomes ----------------------------------------------------------------------------
     def take(self, source: Source, got: Gathered, submit: Callable[[_Work], None]) -> None:
         self._stats["read"] += got.read
-        if got.filtered:
-            source.commit(got.filtered)
-            self._stats["filtered"] += len(got.filtered)
+        filtered = self._redeliveries.live(got.filtered)
+        if filtered:
+            source.commit(filtered)
+            self._stats["filtered"] += len(filtered)
         if got.oversize:
             self._give_up(source, got.oversize, RECORD_TOO_LARGE, None)
         if got.batch:
@@ -266,9 +281,14 @@ class BatchRunner:
         if start_next is not None and verdict.reached and not verdict.next:
             start_next()
         if verdict.succeeded:
-            source.commit(verdict.succeeded)
-            self._forget(verdict.succeeded)
-            self._stats["succeeded"] += len(verdict.succeeded)
+            # Records whose connection died meanwhile cannot be acked: the broker delivers
+            # them again (one more run each), and the source serves on without a failure.
+            done = self._redeliveries.live(verdict.succeeded)
+            if done:
+                source.commit(done)
+                self._forget(done)
+            self._stats["succeeded"] += len(done)
+        self._redeliveries.finished(records, verdict.succeeded, done if verdict.succeeded else [])
         delay = 0.0
         if verdict.counts_attempt and verdict.failed:
             worst = self._spend_attempts(verdict.failed)
@@ -284,19 +304,19 @@ class BatchRunner:
         else:
             pending.extend(works)
 
-    def _expire(self, source: Source, work: _Work) -> list[SourceRecord]:
+    def _expire(self, source: Source, records: list[SourceRecord],
+                reply: InvokeReply | None) -> list[SourceRecord]:
         """Give up on the records past their max age or retry quota; return the rest."""
-        records = work.records
         if self.spec.max_age_s >= 0:
             cutoff = time.time() - self.spec.max_age_s
             old = [r for r in records if r.arrival < cutoff]
             if old:
-                self._give_up(source, old, RECORD_AGE_EXCEEDED, work.reply)
+                self._give_up(source, old, RECORD_AGE_EXCEEDED, reply)
                 records = [r for r in records if r.arrival >= cutoff]
         if self.spec.max_retries >= 0:
             spent = [r for r in records if self._attempts.get(r.id, 0) > self.spec.max_retries]
             if spent:
-                self._give_up(source, spent, RETRIES_EXHAUSTED, work.reply)
+                self._give_up(source, spent, RETRIES_EXHAUSTED, reply)
                 gone = {r.id for r in spent}
                 records = [r for r in records if r.id not in gone]
         return records
@@ -321,12 +341,22 @@ class BatchRunner:
                inflight: dict[Future[InvokeReply], list[SourceRecord]],
                collector: BatchCollector, deliver: bool) -> None:
         """On stop: let running invocations finish and settle, then hand the rest back."""
+        pending.extend(self._held)
+        self._held.clear()
         deadline = time.monotonic() + self._drain_s
         while inflight and deliver and time.monotonic() < deadline:
             self._harvest(source, pending, inflight, timeout=0.2)
         if not deliver:
             wait(list(inflight), timeout=self._drain_s)
-            return  # the source is broken: everything un-acked comes back by itself
+            # The source is broken: everything un-acked comes back by itself; what ran well
+            # meanwhile is not run again when it does.
+            for future, records in inflight.items():
+                if future.done() and future.exception() is None:
+                    verdict = judge(future.result(), records, ordered=source.ordered,
+                                    report_item_failures=self.spec.report_item_failures,
+                                    bisect=self.spec.bisect)
+                    self._redeliveries.succeeded_stale(verdict.succeeded)
+            return
         back = [r for w in pending for r in w.records] + collector.take_carry()
         back += [r for records in inflight.values() for r in records]
         if back:
