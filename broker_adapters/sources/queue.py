@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import ssl
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 import pika
@@ -20,60 +18,15 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.spec import Basic, BasicProperties
 
 from broker_adapters.amqp_fastpath import CONSUMER_PATHS, FastPaths, install
+from broker_adapters.sources.queue_location import QueueLocation
 from broker_adapters.sources.rmq_frames import DeliveryFrames
 from broker_adapters.sources.rmq_message import rmq_message
-from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
+from warren.errors import BrokerUnavailable, NotFound
 from warren.source import SourceIdentity, SourceRecord, records_json
 
-_URI_HINT = "a queue source looks like amqp://USER:PASS@HOST:5672/VHOST/QUEUE (vhost / is %2F)"
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 _MAX_PREFETCH = 65535
 log = logging.getLogger("warren.sources")
-
-
-@dataclass(frozen=True)
-class QueueLocation:
-    host: str
-    port: int
-    vhost: str
-    queue: str
-    username: str
-    password: str
-    tls: bool = False
-
-    @classmethod
-    def parse(cls, uri: str) -> QueueLocation:
-        parts = urlsplit(uri)
-        segments = parts.path.split("/")[1:]
-        if parts.scheme not in ("amqp", "amqps") or len(segments) != 2 or not all(segments):
-            raise InvalidParameter(f"bad source {uri!r}: {_URI_HINT}")
-        try:
-            port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        except ValueError:
-            raise InvalidParameter(f"bad port in {uri!r}: {_URI_HINT}") from None
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=port,
-            vhost=unquote(segments[0]),
-            queue=unquote(segments[1]),
-            username=unquote(parts.username or "guest"),
-            password=unquote(parts.password or "guest"),
-            tls=parts.scheme == "amqps",
-        )
-
-    def parameters(self, heartbeat_s: int) -> pika.ConnectionParameters:
-        tls = pika.SSLOptions(ssl.create_default_context()) if self.tls else None
-        return pika.ConnectionParameters(
-            host=self.host,
-            port=self.port,
-            virtual_host=self.vhost,
-            credentials=pika.PlainCredentials(self.username, self.password),
-            heartbeat=heartbeat_s,
-            connection_attempts=1,
-            socket_timeout=5,
-            blocked_connection_timeout=60,
-            ssl_options=tls,
-        )
 
 
 class _Cancelled(pika.exceptions.AMQPError):  # type: ignore[misc]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 
+from router.batching.invoker import InvokeReply
+from router.batching.lanes import Work
 from warren.source import LosesDeliveries, Source, SourceRecord
 
 log = logging.getLogger("warren.mapping")
@@ -30,6 +32,7 @@ class Redeliveries:
         self._lossy: LosesDeliveries | None = None
         self._running: Counter[str] = Counter()  # ids of records being invoked
         self._done: dict[str, float] = {}  # id of a stale record that succeeded -> expiry
+        self._held: list[Work] = []  # redeliveries waiting for their stale copy's outcome
 
     def bind(self, source: Source) -> None:
         """Serve `source` from now on (isinstance on a Protocol is slow: once per source)."""
@@ -48,12 +51,12 @@ class Redeliveries:
                      "delivers them again", self._mapping, len(records) - len(live))
         return live
 
-    def sort(self, records: Sequence[SourceRecord]
-             ) -> tuple[list[SourceRecord], list[SourceRecord], list[SourceRecord]]:
-        """Split live records into (to invoke, to hold: a stale copy of theirs is still being
-        invoked, done: a stale copy of theirs succeeded, ack them without a run)."""
+    def sort(self, records: Sequence[SourceRecord], reply: InvokeReply | None = None
+             ) -> tuple[list[SourceRecord], list[SourceRecord]]:
+        """Split live records into (to invoke, done: a stale copy of theirs succeeded, ack them
+        without a run); those whose stale copy is still being invoked are held (`release`)."""
         if self._lossy is None or not (self._running or self._done):
-            return list(records), [], []
+            return list(records), []
         now = time.monotonic()
         run, hold, done = [], [], []
         for record in records:
@@ -63,7 +66,15 @@ class Redeliveries:
                 done.append(record)  # never a new message that merely has the same id
             else:
                 run.append(record)
-        return run, hold, done
+        if hold:
+            self._held.append(Work(hold, now + HOLD_S, reply))
+        return run, done
+
+    def release(self, pending: deque[Work]) -> None:
+        """Hand the held redeliveries back to the runner's pending work, to be sorted again."""
+        if self._held:
+            pending.extend(self._held)
+            self._held.clear()
 
     def started(self, records: Sequence[SourceRecord]) -> None:
         if self._lossy is not None:

@@ -30,8 +30,8 @@ from router.batching.health import SourceHealth
 from router.batching.invoker import Invoker, InvokeReply
 from router.batching.lane_runner import LaneRunner
 from router.batching.lanes import Work as _Work
-from router.batching.redelivery import HOLD_S, Redeliveries
-from router.batching.verdict import judge
+from router.batching.redelivery import Redeliveries
+from router.batching.verdict import Verdict, judge
 from warren.aws import function_arn as lambda_arn
 from warren.errors import Unavailable, WarrenError
 from warren.filter import FilterCriteria
@@ -88,7 +88,6 @@ class BatchRunner:
         self._throttle_s = 0.0
         self._executor: ThreadPoolExecutor | None = None
         self._redeliveries = Redeliveries(spec.uuid)  # a queue's records lost with a connection
-        self._held: list[_Work] = []  # redeliveries waiting for their stale copy's outcome
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -157,9 +156,7 @@ class BatchRunner:
     def _step(self, source: Source, collector: BatchCollector, pending: deque[_Work],
               inflight: dict[Future[InvokeReply], list[SourceRecord]]) -> None:
         pool_submit = self._submitter(source, inflight)
-        if self._held:
-            pending.extend(self._held)
-            self._held.clear()
+        self._redeliveries.release(pending)
         now = time.monotonic()
         if source.ordered:
             if inflight:
@@ -205,12 +202,10 @@ class BatchRunner:
     ) -> tuple[Future[InvokeReply], list[SourceRecord]] | None:
         """Start one invocation of `work` (after giving up on its expired records), or None
         when nothing is left of it."""
-        records, hold, done = self._redeliveries.sort(self._redeliveries.live(work.records))
+        records, done = self._redeliveries.sort(self._redeliveries.live(work.records), work.reply)
         if done:  # redeliveries of stale records that succeeded: ran already, no second run
             source.commit(done)
             self._stats["succeeded"] += len(done)
-        if hold:
-            self._held.append(_Work(hold, time.monotonic() + HOLD_S, work.reply))
         records = self._expire(source, records, work.reply)
         if not records:
             return None  # e.g. all read on a connection that died: they come again
@@ -273,10 +268,7 @@ class BatchRunner:
         waiting behind this one: called only when nothing of this batch runs again, and before
         the commit, so the next invocation does not wait for the checkpoint's round trip (the
         checkpoint still follows the batch it belongs to)."""
-        verdict = judge(
-            reply, records, ordered=source.ordered,
-            report_item_failures=self.spec.report_item_failures, bisect=self.spec.bisect,
-        )
+        verdict = self._judge(source, records, reply)
         self._last_result = verdict.reason
         if start_next is not None and verdict.reached and not verdict.next:
             start_next()
@@ -303,6 +295,10 @@ class BatchRunner:
             pending.extendleft(reversed(works))  # retries go before anything newer
         else:
             pending.extend(works)
+
+    def _judge(self, source: Source, records: list[SourceRecord], reply: InvokeReply) -> Verdict:
+        return judge(reply, records, ordered=source.ordered, bisect=self.spec.bisect,
+                     report_item_failures=self.spec.report_item_failures)
 
     def _expire(self, source: Source, records: list[SourceRecord],
                 reply: InvokeReply | None) -> list[SourceRecord]:
@@ -341,8 +337,7 @@ class BatchRunner:
                inflight: dict[Future[InvokeReply], list[SourceRecord]],
                collector: BatchCollector, deliver: bool) -> None:
         """On stop: let running invocations finish and settle, then hand the rest back."""
-        pending.extend(self._held)
-        self._held.clear()
+        self._redeliveries.release(pending)
         deadline = time.monotonic() + self._drain_s
         while inflight and deliver and time.monotonic() < deadline:
             self._harvest(source, pending, inflight, timeout=0.2)
@@ -352,10 +347,8 @@ class BatchRunner:
             # meanwhile is not run again when it does.
             for future, records in inflight.items():
                 if future.done() and future.exception() is None:
-                    verdict = judge(future.result(), records, ordered=source.ordered,
-                                    report_item_failures=self.spec.report_item_failures,
-                                    bisect=self.spec.bisect)
-                    self._redeliveries.succeeded_stale(verdict.succeeded)
+                    self._redeliveries.succeeded_stale(
+                        self._judge(source, records, future.result()).succeeded)
             return
         back = [r for w in pending for r in w.records] + collector.take_carry()
         back += [r for records in inflight.values() for r in records]
