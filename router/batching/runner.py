@@ -277,7 +277,11 @@ class BatchRunner:
             # them again (one more run each), and the source serves on without a failure.
             done = self._redeliveries.live(verdict.succeeded)
             if done:
-                source.commit(done)
+                try:
+                    source.commit(done)
+                except Unavailable:  # lost meanwhile: their redeliveries need no run
+                    self._redeliveries.succeeded_stale(done)
+                    raise
                 self._forget(done)
             self._stats["succeeded"] += len(done)
         self._redeliveries.finished(records, verdict.succeeded, done if verdict.succeeded else [])
