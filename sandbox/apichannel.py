@@ -22,6 +22,7 @@ from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.forkserver import ChildProcess
 from sandbox.httpconn import BadRequest, Connection
 from sandbox.logbuffer import LogBuffer
+from sandbox.netns import Inside, receive_listener
 from sandbox.procstatus import PeakReader
 from sandbox.runtimeapi import MAX_RESPONSE_BYTES, RuntimeApi
 
@@ -29,8 +30,13 @@ _PAST_CAP = 64 * 1024  # read this much more than the limit, so the size reporte
 SETTLE_S = 0.25
 
 
-def listen() -> socket.socket:
-    """A fresh loopback listener for one sandbox child."""
+Listener = socket.socket | Inside  # Inside: made by a child with network none (netns.py)
+
+
+def listen(network: str = "default") -> Listener:
+    """A fresh loopback listener for one sandbox child (with network none, made by the child)."""
+    if network == "none":
+        return Inside()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -42,7 +48,7 @@ def open_channel(
     ctrl: socket.socket,
     log_r: int,
     child: ChildProcess,
-    listener: socket.socket | None,
+    listener: Listener | None,
     owner: tuple[str, int | None, int],
 ) -> ChildChannel | ApiChannel:
     """The channel to a new child: frames to the Python runtime, or the Runtime API."""
@@ -50,12 +56,16 @@ def open_channel(
         return ChildChannel(ctrl, log_r, child.fileno())
     arn, uid, memory_mb = owner
     return ApiChannel(
-        ctrl, log_r, child.fileno(), listener, pid=child.pid, arn=arn, uid=uid, memory_mb=memory_mb
+        ctrl, log_r, child.fileno(), listener if isinstance(listener, socket.socket) else None,
+        pid=child.pid, arn=arn, uid=uid, memory_mb=memory_mb
     )
 
 
-def peer_uid(conn: socket.socket) -> int | None:
-    """The uid owning the other end of a loopback TCP connection, from /proc/net/tcp."""
+def peer_uid(conn: socket.socket, pid: int | None = None) -> int | None:
+    """The uid owning the other end of a loopback TCP connection, from /proc/net/tcp.
+
+    With `pid`, that of the process's network namespace (a child with network none).
+    """
     def hexed(address: tuple[str, int]) -> str:
         host = socket.htonl(int.from_bytes(socket.inet_aton(address[0]), "big"))
         return f"{host:08X}:{address[1]:04X}"
@@ -63,7 +73,7 @@ def peer_uid(conn: socket.socket) -> int | None:
     # Both ends must match: a closed socket of the same port (TIME_WAIT, owned by uid 0) may linger.
     peer, ours = hexed(conn.getpeername()), hexed(conn.getsockname())
     try:
-        with open("/proc/net/tcp") as f:
+        with open(f"/proc/{pid or 'self'}/net/tcp") as f:
             for line in f:
                 fields = line.split()
                 if len(fields) > 7 and fields[1] == peer and fields[2] == ours:
@@ -79,7 +89,7 @@ class ApiChannel:
         ctrl: socket.socket,
         log_r: int,
         exit_fd: int,
-        listener: socket.socket,
+        listener: socket.socket | None,  # None: the child sends it over `ctrl` (netns.py)
         *,
         pid: int,
         arn: str,
@@ -90,14 +100,17 @@ class ApiChannel:
         os.set_blocking(log_r, False)
         self._ctrl, self._log_r, self._exit_fd = ctrl, log_r, exit_fd
         self._listener, self._uid, self._memory_mb = listener, uid, memory_mb
+        self._netns_pid = pid if listener is None else None  # whose /proc/PID/net/tcp to read
         self._heap_oom = False  # V8 said its heap is exhausted (then it aborts)
         self._peak = PeakReader(pid)
         self._api = RuntimeApi(arn, time.monotonic())
         self._conns: dict[int, Connection] = {}
         self._reader = protocol.FrameReader()
         self._epoll = select.epoll()
-        for fd in (ctrl.fileno(), log_r, exit_fd, listener.fileno()):
+        for fd in (ctrl.fileno(), log_r, exit_fd):
             self._epoll.register(fd, select.EPOLLIN)
+        if listener is not None:
+            self._epoll.register(listener.fileno(), select.EPOLLIN)
         self._ctrl_open = self._log_open = True
         self._exit_poll = select.poll()
         self._exit_poll.register(exit_fd, select.POLLIN)
@@ -154,7 +167,7 @@ class ApiChannel:
                 self.drain_logs(logs)
             elif fd == self._exit_fd:
                 exited = True
-            elif fd == self._listener.fileno():
+            elif self._listener is not None and fd == self._listener.fileno():
                 self._accept()
             elif fd == self._ctrl.fileno():
                 self._read_ctrl()
@@ -203,12 +216,13 @@ class ApiChannel:
         return frame[protocol.LENGTH.size :]
 
     def _accept(self) -> None:
+        assert self._listener is not None
         while True:
             try:
                 sock, _ = self._listener.accept()
             except BlockingIOError:
                 return
-            if self._uid is not None and peer_uid(sock) != self._uid:
+            if self._uid is not None and peer_uid(sock, self._netns_pid) != self._uid:
                 sock.close()  # not this sandbox's process: it gets nothing from here
                 continue
             conn = Connection(sock, MAX_RESPONSE_BYTES + _PAST_CAP)
@@ -255,7 +269,15 @@ class ApiChannel:
     def _read_ctrl(self) -> None:
         while self._ctrl_open:
             try:
-                data = self._ctrl.recv(1 << 16)
+                if self._listener is None:  # its first bytes carry the listener (netns.py)
+                    listener, data = receive_listener(self._ctrl)
+                    if listener is not None:
+                        self._listener = listener
+                        self._epoll.register(listener.fileno(), select.EPOLLIN)
+                        if not data:
+                            continue
+                else:
+                    data = self._ctrl.recv(1 << 16)
             except BlockingIOError:
                 return
             except OSError:
@@ -295,6 +317,7 @@ class ApiChannel:
         self._conns.clear()
         self._epoll.close()
         self._peak.close()
-        self._listener.close()
+        if self._listener is not None:
+            self._listener.close()
         self._ctrl.close()
         os.close(self._log_r)

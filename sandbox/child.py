@@ -82,7 +82,7 @@ def _serve(
 ) -> None:
     code = 0
     try:
-        _walls(spec, tmp_fd)
+        _walls(spec, tmp_fd, ctrl_fd)
         _isolate(spec, ctrl_fd, log_fd, parent_pid)
         from sandbox.bootstrap import exec_bootstrap
         from sandbox.runtime import Runtime
@@ -190,7 +190,7 @@ def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -
 _view_ready = False
 
 
-def _walls(spec: dict[str, Any], tmp_fd: int) -> None:
+def _walls(spec: dict[str, Any], tmp_fd: int, ctrl_fd: int) -> None:
     """As root, before the fds are shuffled and the uid dropped (mounts need CAP_SYS_ADMIN)."""
     walls = spec.get("walls") or {}
     if walls.get("view"):
@@ -209,6 +209,10 @@ def _walls(spec: dict[str, Any], tmp_fd: int) -> None:
         from sandbox.mountwalls import no_network
 
         no_network()
+        if spec.get("exec"):  # an external runtime: its Runtime API must be made in here
+            from sandbox.netns import send_listener
+
+            send_listener(ctrl_fd)
 
 
 def _private_view() -> None:

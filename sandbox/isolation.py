@@ -21,7 +21,7 @@ from sandbox.capabilities import CAP_CHOWN, CAP_SETGID, CAP_SETUID
 from sandbox.cgroup import CgroupParent
 from sandbox.forkserver import Launcher
 from sandbox.uidpool import DEFAULT_BASE, DEFAULT_SIZE, UID_MAX, UidPool
-from warren.errors import ConfigError
+from warren.errors import ConfigError, SandboxError
 
 log = logging.getLogger("sandbox")
 
@@ -199,7 +199,11 @@ class Isolation:
         """What a child builds before it drops to its uid (see child._isolate)."""
         private = enforcement.view == "private"
         if network == "none" and not private:
-            self.say_once(f"network none not enforced: {enforcement.describe()}")
+            # Fail closed: a function that asked for no network never runs with one.
+            raise SandboxError(
+                f"--network none cannot be built here ({enforcement.describe()}): the function "
+                "is not run (its sandbox needs root and namespaces)"
+            )
         return {"view": private, "shm_mb": memory_mb, "network": network}
 
     @classmethod

@@ -47,13 +47,10 @@ class Deny:
         return f"meta skuid {uids} {target}{port} {reject}"
 
 
-def check_mode(mode: str, runtime: str, external: bool) -> str:
-    """A function's network mode, refused when unknown or not yet available for its runtime."""
+def check_mode(mode: str) -> str:
+    """A function's network mode, refused when unknown (every runtime can have either)."""
     if mode not in MODES:
         raise InvalidParameter(f"network must be one of {', '.join(MODES)}, not {mode!r}")
-    if mode == "none" and external:
-        # Its Runtime API endpoint is a loopback port in the worker's own network namespace.
-        raise InvalidParameter(f"network none is not available for {runtime} yet")
     return mode
 
 

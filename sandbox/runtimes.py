@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox import layers
+from sandbox.netns import Inside
 from warren.errors import InvalidParameter
 
 PYTHON_HERE = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -90,14 +91,18 @@ def plan(runtime: str | None, code_dir: str, memory_mb: int, opt_dir: str | None
 
 
 def exec_spec(
-    spec: dict[str, Any], plan: Plan, listener: socket.socket | None, memory_mb: int
+    spec: dict[str, Any], plan: Plan, listener: socket.socket | Inside | None, memory_mb: int
 ) -> dict[str, Any]:
     """An external runtime's child spec: exec its bootstrap, point it at its API (`listener`)."""
     if listener is None or plan.argv is None:
         return spec  # the Python fast path
-    host, port = listener.getsockname()[:2]
+    if isinstance(listener, Inside):  # network none: made in the child's namespace
+        address = listener.address
+    else:
+        host, port = listener.getsockname()[:2]
+        address = f"{host}:{port}"
     spec["exec"] = list(plan.argv)
-    spec["env"]["AWS_LAMBDA_RUNTIME_API"] = f"{host}:{port}"
+    spec["env"]["AWS_LAMBDA_RUNTIME_API"] = address
     if "as" in spec["rlimits"]:
         spec["rlimits"]["as"] = (memory_mb + EXEC_AS_HEADROOM_MB) * 1024 * 1024
     return spec

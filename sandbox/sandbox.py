@@ -22,7 +22,7 @@ from typing import Any, cast
 import orjson
 
 from sandbox import netwall, protocol, runtimes, tmpvolume
-from sandbox.apichannel import ApiChannel, listen, open_channel
+from sandbox.apichannel import ApiChannel, Listener, listen, open_channel
 from sandbox.cgroup import Cgroup
 from sandbox.channel import EXITED, TIMEOUT, ChildChannel
 from sandbox.environment import lambda_environment
@@ -74,7 +74,7 @@ class Sandbox:
             raise InvalidParameter(f"timeout must be a positive number of seconds: {timeout_s!r}")
         self.opt_dir = opt_dir  # its layers merged (sandbox/layers.py); a bootstrap may be there
         self._plan = runtimes.plan(runtime, self.code_dir, memory_mb, opt_dir)  # or refused
-        self.network = netwall.check_mode(network, self._plan.runtime, self._plan.external)
+        self.network = netwall.check_mode(network)
         self.ephemeral_storage_mb, self._volume = tmpvolume.check_size(ephemeral_storage_mb), -1
         self.runtime = self._plan.runtime
         self.handler = handler
@@ -180,7 +180,7 @@ class Sandbox:
         self._prepare()
         ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
-        listener = listen() if self._plan.external else None  # its Runtime API endpoint
+        listener = listen(self.network) if self._plan.external else None  # its Runtime API endpoint
         try:
             spec, fds = self._spec(listener), (ctrl_child.fileno(), log_w, self._volume)
             self._child = self._launcher.spawn(spec, *fds)
@@ -225,7 +225,7 @@ class Sandbox:
         self._uid, self._own_uid = None, False
         self.enforcement = self._iso.without_own_uid(self.enforcement, why)
 
-    def _spec(self, listener: socket.socket | None = None) -> dict[str, Any]:
+    def _spec(self, listener: Listener | None = None) -> dict[str, Any]:
         assert self._tmp_dir is not None
         rlimits = self._iso.rlimits(
             self.memory_mb, self.ephemeral_storage_mb, self._uid is not None,

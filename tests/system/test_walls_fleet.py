@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from support.fleet import Fleet
+from support.runtimes import code_dir, need_node
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +104,38 @@ def test_a_functions_ephemeral_storage_caps_its_tmp_through_a_worker(walled_flee
     seen = _probe(fleet, "filler", {})
     assert seen["errno"] == 28  # ENOSPC, not an out-of-memory kill of a 128 MB function
     assert 990 <= seen["wrote_mb"] <= 1024 and 1000 <= seen["size_mb"] <= 1040
+
+
+NODE_REACH = """
+const net = require("net");
+exports.handler = async (event) => {
+  const seen = {};
+  for (const [host, port] of event.targets) {
+    seen[host + ":" + port] = await new Promise((done) => {
+      const s = net.connect(port, host);
+      s.setTimeout(3000);
+      s.on("connect", () => { s.destroy(); done("connected"); });
+      s.on("error", (e) => done(e.code));
+      s.on("timeout", () => { s.destroy(); done("timeout"); });
+    });
+  }
+  return seen;
+};
+"""
+
+
+def test_a_node_function_with_network_none_is_served_and_reaches_nothing(
+    walled_fleet: Fleet, redis_url: str, postgres_like: int
+) -> None:
+    need_node()
+    fleet = walled_fleet
+    redis_at = _address(redis_url, 6379)
+    targets = [redis_at, ["127.0.0.1", postgres_like], ["203.0.113.7", 80]]
+    with code_dir({"index.js": NODE_REACH}, executable=()) as path:
+        fleet.client.create_function("offline-node", code=path, handler="index.handler",
+                                     runtime="nodejs20.x", memory_mb=256, timeout_s=30,
+                                     network="none")
+    seen = _probe(fleet, "offline-node", {"targets": targets})
+    assert seen == {f"{redis_at[0]}:{redis_at[1]}": "ECONNREFUSED",
+                    f"127.0.0.1:{postgres_like}": "ECONNREFUSED",
+                    "203.0.113.7:80": "ENETUNREACH"}

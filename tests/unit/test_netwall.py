@@ -45,8 +45,22 @@ def test_a_local_service_is_denied_on_every_local_address_a_remote_one_by_addres
 
 
 def test_network_modes():
-    assert check_mode("none", "python3.11", external=False) == "none"
+    # Every runtime can have either: an external runtime's Runtime API listener is made inside
+    # its namespace (sandbox/netns.py).
+    assert check_mode("none") == "none" and check_mode("default") == "default"
     with pytest.raises(InvalidParameter):
-        check_mode("host", "python3.11", external=False)
-    with pytest.raises(InvalidParameter, match="not available"):
-        check_mode("none", "nodejs20.x", external=True)
+        check_mode("host")
+
+
+def test_network_none_fails_closed_where_no_namespace_can_be_built():
+    from sandbox.isolation import Enforcement, Isolation
+    from warren.errors import SandboxError
+
+    # Given a sandbox whose walls are down (no root, no namespaces)
+    down = Enforcement(memory="rlimit-as", processes="none", kill="process-group",
+                       user="caller", unenforced=("walls: needs root",))
+    # Then a function that asked for no network is not run at all, rather than with the network
+    with pytest.raises(SandboxError, match="--network none cannot be built here"):
+        Isolation().walls_spec(down, "none", 128)
+    # while one that did not ask still runs
+    assert Isolation().walls_spec(down, "default", 128)["network"] == "default"

@@ -132,9 +132,98 @@ def test_network_none_leaves_no_network_at_all(probe: Any, postgres_like: int) -
     assert walls["tmp"]["ok"] and walls["processes"]["ok"]  # the other walls stand too
 
 
-def test_network_none_is_refused_for_a_runtime_it_cannot_serve_yet() -> None:
+def test_an_unknown_network_mode_is_refused() -> None:
     with code_dir({"bootstrap": "#!/bin/sh\n"}) as path, pytest.raises(InvalidParameter):
-        Sandbox(path, "x", runtime="provided.al2023", network="none")
+        Sandbox(path, "x", runtime="provided.al2023", network="host")
+
+
+# An address outside this machine (TEST-NET-3): unreachable from an empty namespace.
+EXTERNAL = ("203.0.113.7", 80)
+
+NODE_REACH = """
+const net = require("net");
+const reach = (host, port) => new Promise((done) => {
+  const s = net.connect(port, host);
+  s.setTimeout(3000);
+  s.on("connect", () => { s.destroy(); done("connected"); });
+  s.on("error", (e) => done(e.code));
+  s.on("timeout", () => { s.destroy(); done("timeout"); });
+});
+exports.handler = async (event) => {
+  const seen = {};
+  for (const [host, port] of event.targets) seen[host + ":" + port] = await reach(host, port);
+  return { seen, api: process.env.AWS_LAMBDA_RUNTIME_API };
+};
+"""
+
+
+def _node_reach(fleet_env: dict[str, str], network: str, targets: list[list[Any]]) -> Any:
+    need_node()
+    with code_dir({"index.js": NODE_REACH}, executable=()) as path:
+        iso = Isolation.from_environ(fleet_env)
+        with Sandbox(path, "index.handler", runtime="nodejs20.x", isolation=iso,
+                     timeout_s=30, memory_mb=256, network=network) as sb:
+            need_walls(sb, network=False)
+            first = sb.invoke({"targets": targets})
+            second = sb.invoke({"targets": []})  # warm: the same runtime asks again
+            assert first.ok and second.ok, first.logs + second.logs
+            assert second.init_ms is None
+            return first.result
+
+
+def test_network_none_gives_a_node_handler_its_runtime_api_and_nothing_else(
+    fleet_env: dict[str, str], redis_url: str, postgres_like: int
+) -> None:
+    redis = list(_host_port(redis_url, 6379))
+    targets = [redis, ["127.0.0.1", postgres_like], list(EXTERNAL)]
+    got = _node_reach(fleet_env, "none", targets)
+    assert got["api"] == "127.0.0.1:9001"  # made inside its namespace (sandbox/netns.py)
+    seen = got["seen"]
+    assert seen[f"{redis[0]}:{redis[1]}"] == "ECONNREFUSED"  # nothing listens in its namespace
+    assert seen[f"127.0.0.1:{postgres_like}"] == "ECONNREFUSED"  # reachable without network none
+    assert seen[f"{EXTERNAL[0]}:{EXTERNAL[1]}"] == "ENETUNREACH"  # no route out at all
+
+
+def test_without_network_none_the_same_node_handler_reaches_the_loopback(
+    fleet_env: dict[str, str], postgres_like: int
+) -> None:
+    got = _node_reach(fleet_env, "default", [["127.0.0.1", postgres_like]])
+    assert got["seen"] == {f"127.0.0.1:{postgres_like}": "connected"}
+    assert got["api"] != "127.0.0.1:9001"
+
+
+SHELL_NO_NETWORK = """#!/bin/sh
+set -u
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+  HEADERS="$(mktemp)"
+  EVENT=$(curl -sS -D "$HEADERS" "$API/invocation/next")
+  RID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  rm -f "$HEADERS"
+  TARGET=$(echo "$EVENT" | tr -d '"')  # the event: a JSON string "host:port"
+  curl -s -o /dev/null --max-time 3 "http://$TARGET/"; CODE=$?
+  curl -sS -o /dev/null -X POST "$API/invocation/$RID/response" -d "{\\"curl\\": $CODE}"
+done
+"""
+
+
+@pytest.mark.parametrize("target", ["redis", "external"])
+def test_network_none_serves_a_provided_bootstrap_that_cannot_reach_out(
+    fleet_env: dict[str, str], redis_url: str, target: str
+) -> None:
+    if shutil.which("curl") is None:  # deploy/ensure-services.sh installs it
+        pytest.skip("the shell bootstrap needs curl")
+    host, port = _host_port(redis_url, 6379) if target == "redis" else EXTERNAL
+    with code_dir({"bootstrap": SHELL_NO_NETWORK}) as path:
+        iso = Isolation.from_environ(fleet_env)
+        with Sandbox(path, "x", runtime="provided.al2023", isolation=iso, timeout_s=30,
+                     network="none") as sb:
+            need_walls(sb, network=False)
+            first = sb.invoke(f"{host}:{port}")
+            again = sb.invoke(f"{host}:{port}")
+    assert first.ok and again.ok, first.logs
+    # curl's exit 7: could not connect (refused, or no route); never a reply from the service.
+    assert first.result == again.result == {"curl": 7}
 
 
 def test_the_fleets_credentials_never_reach_a_handler(
