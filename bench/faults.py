@@ -80,8 +80,8 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     ),
     "queue_mapping_broker_restart": (
         "a RabbitMQ-queue event source mapping across a broker restart",
-        "every message reaches the handler; batches read before the drop may run again "
-        "(at most 3 runs)",
+        "every message reaches the handler; a message runs again only on a real redelivery, "
+        "once at most (records of the dead connection are dropped, not invoked or acked)",
     ),
     "cluster_leader_stopped": (
         "3-broker cluster (quorum queues): the work queue's leader stopped mid-run",

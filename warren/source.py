@@ -126,6 +126,16 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class LosesDeliveries(Protocol):
+    """A source whose in-flight records die with their connection (the broker delivers them
+    again on a new one): such records must be neither invoked nor acked any more."""
+
+    def live(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """`records` without those whose connection is gone; those are forgotten here."""
+        ...
+
+
 @dataclass(frozen=True)
 class SourceIdentity:
     """Who is reading and where the ARNs in the events claim to live."""

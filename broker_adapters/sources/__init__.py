@@ -55,7 +55,8 @@ def open_source(
             claim_idle_s=float(opts.get("claim_idle_s", 30.0)),
         )
     if kind == "queue":
-        from broker_adapters.sources.queue import QueueLocation, QueueSource
+        from broker_adapters.sources.queue import QueueSource
+        from broker_adapters.sources.queue_location import QueueLocation
 
         batch = int(opts.get("batch_size", 0))
         return QueueSource(

@@ -47,7 +47,7 @@ def _parse(uri: str) -> tuple[str, int] | None:
         parts = urlsplit(uri)
         return (parts.hostname, parts.port or 6379) if parts.hostname else None
     if kind == "queue":
-        from broker_adapters.sources.queue import QueueLocation
+        from broker_adapters.sources.queue_location import QueueLocation
 
         QueueLocation.parse(uri)
         parts = urlsplit(uri)

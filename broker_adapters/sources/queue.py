@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import ssl
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 import pika
@@ -20,60 +18,15 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.spec import Basic, BasicProperties
 
 from broker_adapters.amqp_fastpath import CONSUMER_PATHS, FastPaths, install
+from broker_adapters.sources.queue_location import QueueLocation
 from broker_adapters.sources.rmq_frames import DeliveryFrames
 from broker_adapters.sources.rmq_message import rmq_message
-from warren.errors import BrokerUnavailable, InvalidParameter, NotFound
+from warren.errors import BrokerUnavailable, NotFound
 from warren.source import SourceIdentity, SourceRecord, records_json
 
-_URI_HINT = "a queue source looks like amqp://USER:PASS@HOST:5672/VHOST/QUEUE (vhost / is %2F)"
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 _MAX_PREFETCH = 65535
 log = logging.getLogger("warren.sources")
-
-
-@dataclass(frozen=True)
-class QueueLocation:
-    host: str
-    port: int
-    vhost: str
-    queue: str
-    username: str
-    password: str
-    tls: bool = False
-
-    @classmethod
-    def parse(cls, uri: str) -> QueueLocation:
-        parts = urlsplit(uri)
-        segments = parts.path.split("/")[1:]
-        if parts.scheme not in ("amqp", "amqps") or len(segments) != 2 or not all(segments):
-            raise InvalidParameter(f"bad source {uri!r}: {_URI_HINT}")
-        try:
-            port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        except ValueError:
-            raise InvalidParameter(f"bad port in {uri!r}: {_URI_HINT}") from None
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=port,
-            vhost=unquote(segments[0]),
-            queue=unquote(segments[1]),
-            username=unquote(parts.username or "guest"),
-            password=unquote(parts.password or "guest"),
-            tls=parts.scheme == "amqps",
-        )
-
-    def parameters(self, heartbeat_s: int) -> pika.ConnectionParameters:
-        tls = pika.SSLOptions(ssl.create_default_context()) if self.tls else None
-        return pika.ConnectionParameters(
-            host=self.host,
-            port=self.port,
-            virtual_host=self.vhost,
-            credentials=pika.PlainCredentials(self.username, self.password),
-            heartbeat=heartbeat_s,
-            connection_attempts=1,
-            socket_timeout=5,
-            blocked_connection_timeout=60,
-            ssl_options=tls,
-        )
 
 
 class _Cancelled(pika.exceptions.AMQPError):  # type: ignore[misc]
@@ -123,7 +76,9 @@ class QueueSource:
         )
         self._cond = threading.Condition()
         self._buffer: deque[_Delivery] = deque()
-        self._inflight: dict[str, tuple[int, int]] = {}  # record id -> (generation, tag)
+        # record id -> (generation, tag, the record): a redelivery takes over the id of its
+        # stale copy (read on a dead connection), which then settles nothing of it.
+        self._inflight: dict[str, tuple[int, int, SourceRecord]] = {}
         self._generation = 0
         self._connection: BlockingConnection | None = None
         self._error = "not connected yet"
@@ -163,10 +118,13 @@ class QueueSource:
             if not self._buffer and self._connection is None:
                 raise BrokerUnavailable(f"queue {self._queue_key!r}: {self._error}")
             take = [self._buffer.popleft() for _ in range(min(max_records, len(self._buffer)))]
+            generation = self._generation
         out = []
         for delivery in take:
+            if delivery.generation != generation:
+                continue  # its connection died: the broker delivers it again on the new one
             record = self._record(delivery)
-            self._inflight[record.id] = (delivery.generation, delivery.tag)
+            self._inflight[record.id] = (delivery.generation, delivery.tag, record)
             out.append(record)
         return out
 
@@ -192,6 +150,23 @@ class QueueSource:
                 f"queue {self._queue_key!r}: the connection these {lost} message(s) came on "
                 "was lost before they were acked; RabbitMQ will deliver them again"
             )
+
+    def live(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """`records` without those read on a connection that has died since: those are
+        forgotten (the broker requeued them and delivers them again), so a caller neither
+        invokes them a second time nor tries to ack them on the new connection."""
+        with self._cond:
+            generation, connected = self._generation, self._connection is not None
+        out = []
+        for record in records:
+            held = self._inflight.get(record.id)
+            if held is None or held[2] is not record:
+                continue  # settled already, or its id taken over by its redelivery
+            if held[0] == generation and connected:
+                out.append(record)
+            else:
+                del self._inflight[record.id]
+        return out
 
     def retry(self, records: Sequence[SourceRecord]) -> None:
         # Messages of a lost connection are back in the queue already: nothing to do for them.
@@ -223,9 +198,11 @@ class QueueSource:
         tags: list[int] = []
         lost = 0
         for record in records:
-            held = self._inflight.pop(record.id, None)
-            if held is None:
+            held = self._inflight.get(record.id)
+            if held is None or held[2] is not record:
+                lost += held is not None  # a stale copy: its redelivery holds the id now
                 continue
+            del self._inflight[record.id]
             if held[0] == generation and connection is not None:
                 tags.append(held[1])
             else:
@@ -384,7 +361,8 @@ class QueueSource:
         props, body = delivery.properties, delivery.body
         record_id = props.message_id or "sha-" + hashlib.blake2b(body, digest_size=12).hexdigest()
         base, n = record_id, 1
-        while record_id in self._inflight:  # two identical messages in flight at once
+        while (held := self._inflight.get(record_id)) is not None \
+                and held[0] == delivery.generation:  # two identical messages in flight at once
             n += 1
             record_id = f"{base}#{n}"
         record = rmq_message(props, body, delivery.redelivered)

@@ -30,7 +30,8 @@ from router.batching.health import SourceHealth
 from router.batching.invoker import Invoker, InvokeReply
 from router.batching.lane_runner import LaneRunner
 from router.batching.lanes import Work as _Work
-from router.batching.verdict import judge
+from router.batching.redelivery import Redeliveries
+from router.batching.verdict import Verdict, judge
 from warren.aws import function_arn as lambda_arn
 from warren.errors import Unavailable, WarrenError
 from warren.filter import FilterCriteria
@@ -86,6 +87,7 @@ class BatchRunner:
         self._stats_at = 0.0
         self._throttle_s = 0.0
         self._executor: ThreadPoolExecutor | None = None
+        self._redeliveries = Redeliveries(spec.uuid)  # a queue's records lost with a connection
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -124,6 +126,7 @@ class BatchRunner:
             accept=self._accepts(source), stopping=stop.is_set,
         )
         pending: deque[_Work] = deque()
+        self._redeliveries.bind(source)
         inflight: dict[Future[InvokeReply], list[SourceRecord]] = {}
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"map-{self.spec.uuid[:8]}")
         self._executor = pool
@@ -153,6 +156,7 @@ class BatchRunner:
     def _step(self, source: Source, collector: BatchCollector, pending: deque[_Work],
               inflight: dict[Future[InvokeReply], list[SourceRecord]]) -> None:
         pool_submit = self._submitter(source, inflight)
+        self._redeliveries.release(pending)
         now = time.monotonic()
         if source.ordered:
             if inflight:
@@ -198,11 +202,16 @@ class BatchRunner:
     ) -> tuple[Future[InvokeReply], list[SourceRecord]] | None:
         """Start one invocation of `work` (after giving up on its expired records), or None
         when nothing is left of it."""
-        records = self._expire(source, work)
+        records, done = self._redeliveries.sort(self._redeliveries.live(work.records), work.reply)
+        if done:  # redeliveries of stale records that succeeded: ran already, no second run
+            source.commit(done)
+            self._stats["succeeded"] += len(done)
+        records = self._expire(source, records, work.reply)
         if not records:
-            return None
+            return None  # e.g. all read on a connection that died: they come again
         event = self._event(source, records)
         future = self._pool_submit(event)
+        self._redeliveries.started(records)
         self._stats["invoked"] += len(records)
         self._stats["batches"] += 1
         return future, records
@@ -222,9 +231,10 @@ class BatchRunner:
     # -- outcomes ----------------------------------------------------------------------------
     def take(self, source: Source, got: Gathered, submit: Callable[[_Work], None]) -> None:
         self._stats["read"] += got.read
-        if got.filtered:
-            source.commit(got.filtered)
-            self._stats["filtered"] += len(got.filtered)
+        filtered = self._redeliveries.live(got.filtered)
+        if filtered:
+            source.commit(filtered)
+            self._stats["filtered"] += len(filtered)
         if got.oversize:
             self._give_up(source, got.oversize, RECORD_TOO_LARGE, None)
         if got.batch:
@@ -258,17 +268,23 @@ class BatchRunner:
         waiting behind this one: called only when nothing of this batch runs again, and before
         the commit, so the next invocation does not wait for the checkpoint's round trip (the
         checkpoint still follows the batch it belongs to)."""
-        verdict = judge(
-            reply, records, ordered=source.ordered,
-            report_item_failures=self.spec.report_item_failures, bisect=self.spec.bisect,
-        )
+        verdict = self._judge(source, records, reply)
         self._last_result = verdict.reason
         if start_next is not None and verdict.reached and not verdict.next:
             start_next()
         if verdict.succeeded:
-            source.commit(verdict.succeeded)
-            self._forget(verdict.succeeded)
-            self._stats["succeeded"] += len(verdict.succeeded)
+            # Records whose connection died meanwhile cannot be acked: the broker delivers
+            # them again (one more run each), and the source serves on without a failure.
+            done = self._redeliveries.live(verdict.succeeded)
+            if done:
+                try:
+                    source.commit(done)
+                except Unavailable:  # lost meanwhile: their redeliveries need no run
+                    self._redeliveries.succeeded_stale(done)
+                    raise
+                self._forget(done)
+            self._stats["succeeded"] += len(done)
+        self._redeliveries.finished(records, verdict.succeeded, done if verdict.succeeded else [])
         delay = 0.0
         if verdict.counts_attempt and verdict.failed:
             worst = self._spend_attempts(verdict.failed)
@@ -284,19 +300,23 @@ class BatchRunner:
         else:
             pending.extend(works)
 
-    def _expire(self, source: Source, work: _Work) -> list[SourceRecord]:
+    def _judge(self, source: Source, records: list[SourceRecord], reply: InvokeReply) -> Verdict:
+        return judge(reply, records, ordered=source.ordered, bisect=self.spec.bisect,
+                     report_item_failures=self.spec.report_item_failures)
+
+    def _expire(self, source: Source, records: list[SourceRecord],
+                reply: InvokeReply | None) -> list[SourceRecord]:
         """Give up on the records past their max age or retry quota; return the rest."""
-        records = work.records
         if self.spec.max_age_s >= 0:
             cutoff = time.time() - self.spec.max_age_s
             old = [r for r in records if r.arrival < cutoff]
             if old:
-                self._give_up(source, old, RECORD_AGE_EXCEEDED, work.reply)
+                self._give_up(source, old, RECORD_AGE_EXCEEDED, reply)
                 records = [r for r in records if r.arrival >= cutoff]
         if self.spec.max_retries >= 0:
             spent = [r for r in records if self._attempts.get(r.id, 0) > self.spec.max_retries]
             if spent:
-                self._give_up(source, spent, RETRIES_EXHAUSTED, work.reply)
+                self._give_up(source, spent, RETRIES_EXHAUSTED, reply)
                 gone = {r.id for r in spent}
                 records = [r for r in records if r.id not in gone]
         return records
@@ -321,12 +341,19 @@ class BatchRunner:
                inflight: dict[Future[InvokeReply], list[SourceRecord]],
                collector: BatchCollector, deliver: bool) -> None:
         """On stop: let running invocations finish and settle, then hand the rest back."""
+        self._redeliveries.release(pending)
         deadline = time.monotonic() + self._drain_s
         while inflight and deliver and time.monotonic() < deadline:
             self._harvest(source, pending, inflight, timeout=0.2)
         if not deliver:
             wait(list(inflight), timeout=self._drain_s)
-            return  # the source is broken: everything un-acked comes back by itself
+            # The source is broken: everything un-acked comes back by itself; what ran well
+            # meanwhile is not run again when it does.
+            for future, records in inflight.items():
+                if future.done() and future.exception() is None:
+                    self._redeliveries.succeeded_stale(
+                        self._judge(source, records, future.result()).succeeded)
+            return
         back = [r for w in pending for r in w.records] + collector.take_carry()
         back += [r for records in inflight.values() for r in records]
         if back:

@@ -12,6 +12,7 @@ from support.fleet import Fleet
 
 from faults.history import History, Verdict
 from faults.nodes import RabbitNode
+from faults.runlog import RunLog
 from warren.errors import Unavailable
 
 CODE = Path(__file__).resolve().parents[1] / "support" / "handlers" / "faults"
@@ -27,6 +28,7 @@ class FaultFleet(Fleet):
         self.runs_dir = self.cache_dir.parent / f"{prefix}-runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.runs_dir.chmod(0o777)  # handlers run as unprivileged uids
+        self.run_log = RunLog(self.runs_dir)  # behind the sandbox walls handlers cannot write here
         self._queues: set[str] = set()
         self._drained: dict[str, list[str]] = {}
 
@@ -45,7 +47,8 @@ class FaultFleet(Fleet):
         done = f"{self.prefix}-{name}-done"
         options.setdefault("timeout_s", 10)
         self.client.create_function(
-            name, code=CODE, handler=handler, env={"RUNS_FILE": str(runs)},
+            name, code=CODE, handler=handler,
+            env={"RUNS_FILE": str(runs), "RUNS_ADDR": self.run_log.address},
             on_success=f"{destination}:///{done}", **options,
         )
         if destination == "amqp":
@@ -84,6 +87,7 @@ class FaultFleet(Fleet):
         for proc in self.procs:
             self.stop(proc, timeout=20)
         self.client.close()
+        self.run_log.close()
         import shutil
 
         shutil.rmtree(self.cache_dir, ignore_errors=True)

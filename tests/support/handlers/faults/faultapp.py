@@ -2,12 +2,27 @@
 stores), so the checker counts runs, and their overlap, even when the fleet loses track."""
 
 import os
+import socket
 import time
 
 
+def _write(text):
+    """Append to the runs file: through the test's listener when there is one (the sandbox
+    walls keep the host's files read-only), else directly."""
+    address = os.environ.get("RUNS_ADDR")
+    if not address:
+        with open(os.environ["RUNS_FILE"], "a") as runs:
+            runs.write(text)
+        return
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(os.path.basename(os.environ["RUNS_FILE"]).encode() + b"\n" + text.encode())
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(16)  # written once the listener answers
+
+
 def _note(context, event, what):
-    with open(os.environ["RUNS_FILE"], "a") as runs:
-        runs.write(f"{context.aws_request_id} {event.get('n')} {what} {time.time():.3f}\n")
+    _write(f"{context.aws_request_id} {event.get('n')} {what} {time.time():.3f}\n")
 
 
 def record(event, context):
@@ -27,10 +42,12 @@ def batch(event, context):
     import base64
     import json
 
+    lines = []
     for messages in event.get("rmqMessagesByQueue", {}).values():
         for message in messages:
             n = json.loads(base64.b64decode(message["data"]))["n"]
-            with open(os.environ["RUNS_FILE"], "a") as runs:
-                runs.write(f"msg-{n} {n} S {time.time():.3f}\n")
+            lines.append(f"msg-{n} {n} S {time.time():.3f}\n")
+    if lines:
+        _write("".join(lines))
     time.sleep(0.2)  # 30 batches take 6 s: long enough for a fault to land mid-way
     return {}
