@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,18 @@ from warren.client import Client
 pytestmark = pytest.mark.slow
 
 CODE = """
-import os, time
+import os, socket, time
 INIT_PID = os.getpid()
 time.sleep(0.2)  # an init worth paying ahead of traffic
 if os.environ.get("BOOM"):
     raise RuntimeError("init boom")
 
 def handler(event, context):
-    barrier = event.get("barrier")
-    if barrier:  # every caller of a burst arrives before any of them returns
-        open(os.path.join(barrier, context.aws_request_id), "w").close()
-        while not os.path.exists(os.path.join(barrier, "go")):
-            time.sleep(0.01)
+    port = event.get("barrier")
+    if port:  # every caller of a burst arrives before any of them returns (the host's files
+        # are read-only to a sandbox: the barrier is a loopback service of the test's)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+            conn.recv(1)
     return {"pid": os.getpid()}
 """
 
@@ -116,13 +115,7 @@ def test_a_burst_past_n_spills_over_to_on_demand_and_a_failing_init_is_reported(
     fleet.client.provision("burst", "1", 1)
     fleet.wait_for(lambda: view(fleet, "burst:1").get("state") == "READY", timeout=60,
                    what="provisioned READY")
-    barrier = Path("/var/tmp/warren-test") / f"{fleet.prefix}-barrier"
-    barrier.mkdir(parents=True)
-    os.chmod(barrier, 0o777)  # the sandboxes run as other uids
-    try:
-        burst_through(fleet, barrier)
-    finally:
-        shutil.rmtree(barrier, ignore_errors=True)
+    burst_through(fleet)
     # A version whose init fails is FAILED, with the reason
     fleet.client.update_function("burst", env={"BOOM": "1"})
     fleet.client.publish_version("burst")
@@ -133,19 +126,25 @@ def test_a_burst_past_n_spills_over_to_on_demand_and_a_failing_init_is_reported(
     assert view(fleet, "burst:1")["state"] == "READY"
 
 
-def burst_through(fleet: Fleet, barrier: Path) -> None:
+def burst_through(fleet: Fleet) -> None:
     results: list[Any] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
 
     def call() -> None:
         with Client.from_settings(fleet.settings) as client:
-            results.append(client.invoke("burst", {"barrier": str(barrier)}, qualifier="1",
+            results.append(client.invoke("burst", {"barrier": port}, qualifier="1",
                                          log_tail=True))
 
     threads = [threading.Thread(target=call) for _ in range(3)]
     for thread in threads:
         thread.start()
-    fleet.wait_for(lambda: len(os.listdir(barrier)) == 3, timeout=60, what="3 callers in")
-    (barrier / "go").touch()
+    server.settimeout(60)
+    arrived = [server.accept()[0] for _ in range(3)]  # all three handlers are running
+    for conn in arrived:
+        conn.sendall(b"g")
+        conn.close()
+    server.close()
     for thread in threads:
         thread.join(timeout=60)
     assert len(results) == 3 and all(r.function_error is None for r in results)
