@@ -66,7 +66,9 @@ def scrape_meanwhile(ports: list[int], every_s: float = 5.0) -> None:
 class Fleet:
     """A router and a worker as subprocesses, stopped by PID on exit."""
 
-    def __init__(self, amqp_url: str, redis_url: str, slots: int) -> None:
+    def __init__(
+        self, amqp_url: str, redis_url: str, slots: int, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.prefix = f"bench{uuid.uuid4().hex[:10]}"
         self.env = {
             **os.environ,
@@ -74,6 +76,7 @@ class Fleet:
             "WARREN_REDIS_URL": redis_url,
             "WARREN_PREFIX": self.prefix,
             "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
         }
         self.settings = Settings.from_environ(self.env)
         self.cache = Path("/var/tmp/warren-bench") / self.prefix
@@ -102,6 +105,20 @@ class Fleet:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def wait_ready(self, function: str, warm: int = 100) -> None:
+        """Until the router and worker answer `function`, then `warm` more calls."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client.invoke(function, {"warm": True})
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        for _ in range(warm):
+            self.client.invoke(function, {"warm": True})
 
     def completed(self, function: str) -> int:
         return int(self.redis.hget(f"{self.prefix}:stats:{function}", "invocations") or 0)
@@ -154,17 +171,7 @@ def measure_warren(
     try:
         fleet.client.create_function("trivial", code=fleet.code, handler="app.handler")
         fleet.client.create_function("trivial_async", code=fleet.code, handler="app.handler")
-        deadline = time.monotonic() + 60
-        while True:  # the worker and router come up
-            try:
-                fleet.client.invoke("trivial", {"warm": True})
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        for _ in range(100):
-            fleet.client.invoke("trivial", {"warm": True})
+        fleet.wait_ready("trivial")
         samples = sync_samples(fleet.client, sync_runs)
         sync = {
             "sync_p50_ms": round(percentile(samples, 50), 3),
