@@ -143,7 +143,7 @@ class Fleet:
         self.client.close()
         keys = Keys(self.prefix)
         backbone = Backbone(self.settings.amqp, keys, name="warren-bench-cleanup")
-        for queue in [*keys.all_queues(), keys.delay_queue(500)]:
+        for queue in [*keys.all_queues(), keys.sync_queue(), keys.delay_queue(500)]:
             backbone.delete_queue(queue)
         backbone.close()
         keys = list(self.redis.scan_iter(f"{self.prefix}:*"))

@@ -5,7 +5,8 @@ The machine is shared and drifts over a run; timing each contender alone, one af
 puts that drift into the comparison. Here every contender is up for the whole run and they take
 turns in blocks of `--block` calls, so each sees the same machine. Used two ways:
   - the sync half of bench/fleet.py (Warren with its defaults against Celery and Dramatiq);
-  - A/B of a setting: `python bench/sync_ab.py --warren base= --warren classic=WARREN_QUEUE_TYPE=classic`
+  - A/B of a setting:
+      python bench/sync_ab.py --warren base= --warren redis=WARREN_SYNC_REPLY=redis
     (a contender per --warren NAME=VAR=VALUE[,VAR=VALUE]; the settings go to its router,
     worker and client alike).
 Prints p50/p99 per contender and each one's p50 ratio against Dramatiq's.
@@ -57,11 +58,10 @@ def warren(amqp_url: str, redis_url: str, env: dict[str, str]) -> Iterator[Call]
 @contextmanager
 def competitor(name: str, amqp_url: str, redis_url: str) -> Iterator[Call]:
     """Celery's or Dramatiq's echo task on a private queue, its workers booted and warm."""
+    import redis
     from competitor_tasks.namespace import Namespace
     from competitor_tasks.worker_group import WorkerGroup
     from competitors import BOOT_TIMEOUT_S, ROUND_TRIP_TIMEOUT_S, clean_up
-
-    import redis
 
     if name == "celery":
         from competitor_tasks.celery_app import CeleryCompetitor as factory
@@ -95,7 +95,9 @@ def competitor(name: str, amqp_url: str, redis_url: str) -> Iterator[Call]:
         clean_up(peer, redis.Redis.from_url(redis_url))
 
 
-def interleaved(calls: dict[str, Call], runs: int, block: int, warmup: int = 100) -> dict[str, list[float]]:
+def interleaved(
+    calls: dict[str, Call], runs: int, block: int, warmup: int = 100
+) -> dict[str, list[float]]:
     """`runs` timed calls of each contender (ms), in blocks of `block`, the order of the
     contenders shuffled each round; `warmup` untimed calls of each first."""
     for call in calls.values():
@@ -173,8 +175,9 @@ def main() -> None:
         print(f"{name:<14} p50 {row['sync_p50_ms']:7.3f} ms  p99 {row['sync_p99_ms']:7.3f} ms"
               + (f"  dramatiq/this {ratio:5.2f}" if ratio is not None else ""))
     if args.out:
-        args.out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                        "results": result}, indent=2) + "\n")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        document = {"measured_at": stamp, "results": result}
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,18 +5,29 @@ pika is imported only in this package; its exceptions become BrokerUnavailable h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
-from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from broker_adapters.amqp_fastpath import PUBLISHER_PATHS, Confirms, install
+from broker_adapters.amqp_errors import REPLY_TO, broker_errors, redact
+from broker_adapters.amqp_fastpath import (
+    PUBLISHER_PATHS,
+    Confirms,
+    end_wait,
+    install,
+    socket_fileno,
+    undispatched,
+)
 from broker_adapters.failover import connection_parameters
-from broker_adapters.queues import other_type, queue_arguments, report_mismatch
+from broker_adapters.queues import (
+    SYNC_LANE_ARGS,
+    other_type,
+    queue_arguments,
+    report_mismatch,
+)
+from broker_adapters.rmq_frames import DeliveryFrames
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.ports import Delivery
@@ -24,39 +35,6 @@ from warren.settings import AmqpSettings
 
 if TYPE_CHECKING:
     from warren.ports import Broker
-
-REPLY_TO = "amq.rabbitmq.reply-to"
-
-
-def redact(url: str) -> str:
-    """The URL (or comma-separated URLs) without passwords, for error messages."""
-    if "," in url:
-        return ",".join(redact(part) for part in url.split(","))
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-@contextmanager
-def broker_errors(url: str) -> Iterator[None]:
-    """Map pika's (and the socket's) exceptions to BrokerUnavailable with one clear line."""
-    try:
-        yield
-    except pika.exceptions.UnroutableError as exc:
-        raise BrokerUnavailable(
-            f"RabbitMQ at {redact(url)} returned an unroutable message: {exc}"
-        ) from None
-    except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
-        detail = str(exc) or type(exc).__name__
-        raise BrokerUnavailable(f"cannot reach RabbitMQ at {redact(url)}: {detail}") from None
-    except ValueError as exc:
-        # pika's ioloop raises this when the connection died under a timed wait.
-        if "closed before call" not in str(exc):
-            raise
-        raise BrokerUnavailable(f"lost RabbitMQ at {redact(url)}: {exc}") from None
-
 
 class Backbone:
     """One BlockingConnection with a consuming channel, a plain one and a confirming one (a
@@ -90,14 +68,26 @@ class Backbone:
             self._confirm = self._conn.channel()  # consuming and acks
             self._confirm.add_on_cancel_callback(self._on_cancelled)
             self._plain = self._conn.channel()
+            self._plain.add_on_return_callback(self._on_returned)
             self._pipeline = self.fastpaths.confirms()
+        self.returned: set[str] = set()  # correlation ids of requests no queue took
         self._delays: set[int] = set()
+        # Consumers by tag, and the consuming channel's frame decoder (delivery-frames;
+        # None when that fast path is off: deliveries then come through pika's callback).
+        self._consumers: dict[bytes, Callable[[Delivery], None]] = {}
+        self._parser: DeliveryFrames | None = None
         self._declared: set[str] = set()
         self._pools: set[str] = set()
 
     # -- channels, recovered on use ------------------------------------------------------
     def _on_cancelled(self, _frame: Any) -> None:
         self._broken = "RabbitMQ cancelled the consumer (its queue was deleted or moved)"
+
+    def _on_returned(self, _ch: Any, _method: Any, props: Any, _body: bytes) -> None:
+        # A sync request RabbitMQ could not route: its queue is gone (a broker restart or
+        # node loss took the transient sync lane). Declared again on the next call.
+        self.returned.add(str(props.correlation_id))
+        self._pools.clear()
 
     def _admin_channel(self) -> Any:
         if self._admin is None or not self._admin.is_open:
@@ -110,6 +100,7 @@ class Backbone:
                 self._broken = "the reply channel was closed"
                 raise BrokerUnavailable(f"RabbitMQ at {redact(self.amqp.url)}: {self._broken}")
             self._plain = self._conn.channel()
+            self._plain.add_on_return_callback(self._on_returned)
         return self._plain
 
     def _confirming(self) -> Confirms:
@@ -125,6 +116,10 @@ class Backbone:
             return
         for queue in self.keys.all_queues(pool):
             self.declare_queue(queue)
+        sync = self.keys.sync_queue(pool)
+        with broker_errors(self.amqp.url):  # the sync lane: transient, classic (keys.py)
+            self._admin_channel().queue_declare(sync, durable=False, arguments=SYNC_LANE_ARGS)
+        self._declared.add(sync)
         self._pools.add(pool)
 
     def declare_queue(self, queue: str) -> None:
@@ -261,8 +256,33 @@ class Backbone:
             )
 
         with broker_errors(self.amqp.url):
+            if not self._consumers:  # the first consumer: decode its channel's frames
+                parser = DeliveryFrames(self._confirm.channel_number, self._on_frames)
+                self._parser = parser if self.fastpaths.decode_deliveries(parser) else None
             self._confirm.basic_qos(prefetch_count=prefetch)
-            return str(self._confirm.basic_consume(queue, on_message))
+            # Named before it exists: a delivery may be decoded while basic_consume waits.
+            tag = f"warren-{id(self):x}-{len(self._consumers) + 1}"
+            self._consumers[tag.encode()] = callback
+            return str(self._confirm.basic_consume(queue, on_message, consumer_tag=tag))
+
+    def _on_frames(self, tag: int, redelivered: bool, props: Any, body: bytes) -> None:
+        """A delivery decoded straight off the consuming channel's frames (delivery-frames):
+        to the callback of the consumer it names."""
+        assert self._parser is not None
+        callback = self._consumers.get(self._parser.consumer_tag)
+        if callback is None:  # a consumer this connection never made: RabbitMQ redelivers it
+            return
+        end_wait(self._conn, self._confirm.channel_number)  # `process` returns, as with pika's
+        callback(
+            Delivery(
+                tag=tag,
+                body=body,
+                headers=dict(props.headers or {}),
+                reply_to=props.reply_to,
+                correlation_id=props.correlation_id,
+                redelivered=redelivered,
+            )
+        )
 
     def consume_replies(self, callback: Callable[[Delivery], None]) -> None:
         """Receive direct replies (amq.rabbitmq.reply-to) on the plain channel, no acks."""
@@ -276,16 +296,25 @@ class Backbone:
             self._plain_channel().basic_consume(REPLY_TO, on_reply, auto_ack=True)
         self._replies = True
 
-    def request(self, queue: str, body: bytes, correlation_id: str, expiration_ms: int) -> None:
-        """Publish a request whose reply comes back on this connection's direct reply-to."""
-        self.publish(
-            queue,
-            body,
-            reply_to=REPLY_TO,
+    def request(
+        self,
+        queue: str,
+        body: bytes,
+        correlation_id: str,
+        expiration_ms: int,
+        reply_to: str | None = None,
+    ) -> None:
+        """Publish a transient sync request (mandatory: if no queue takes it, RabbitMQ returns
+        it and `returned` names its correlation id). Its reply comes back on this connection's
+        direct reply-to, or on the Redis list `reply_to` names."""
+        props = pika.BasicProperties(
+            delivery_mode=1,
+            reply_to=reply_to or REPLY_TO,
             correlation_id=correlation_id,
-            expiration_ms=expiration_ms,
-            confirm=False,
+            expiration=str(expiration_ms),
         )
+        with broker_errors(self.amqp.url):
+            self._plain_channel().basic_publish("", queue, body, props, mandatory=True)
 
     def cancel(self, consumer_tag: str) -> None:
         with broker_errors(self.amqp.url):
@@ -322,6 +351,14 @@ class Backbone:
         """Run `fn` on the thread that owns this connection (safe to call from any thread)."""
         with broker_errors(self.amqp.url):
             self._conn.add_callback_threadsafe(fn)
+
+    def fileno(self) -> int | None:
+        """The socket's descriptor: readable when the broker sent something (None: unknown)."""
+        return socket_fileno(self._conn)
+
+    def undispatched(self) -> bool:
+        """Events read off the socket but not yet run (`process(0)` runs them)."""
+        return undispatched(self._conn)
 
     @property
     def is_open(self) -> bool:

@@ -40,7 +40,8 @@ CONFIRM_PIPELINE = "confirm-pipeline"
 DELIVERY_FRAMES = "delivery-frames"
 BATCHED_SETTLES = "batched-settles"
 ALL_PATHS = (COALESCED_WRITES, LARGE_READS, CONFIRM_PIPELINE, DELIVERY_FRAMES, BATCHED_SETTLES)
-PUBLISHER_PATHS = (COALESCED_WRITES, LARGE_READS, CONFIRM_PIPELINE)  # the fleet's Backbone
+# The fleet's Backbone: its consumers are the workers' slots (delivery-frames since the sync lane).
+PUBLISHER_PATHS = (COALESCED_WRITES, LARGE_READS, CONFIRM_PIPELINE, DELIVERY_FRAMES)
 CONSUMER_PATHS = (DELIVERY_FRAMES, BATCHED_SETTLES)  # a mapping's queue source
 RECV_BYTES = 64 * 1024
 
@@ -75,7 +76,7 @@ class FastPathReport:
 
 
 class FrameParser(Protocol):
-    """What `FastPaths.decode_deliveries` feeds (sources/rmq_frames.py's DeliveryFrames)."""
+    """What `FastPaths.decode_deliveries` feeds (broker_adapters/rmq_frames.py's DeliveryFrames)."""
 
     taken: int
 
@@ -292,6 +293,31 @@ def _send_now(transport: Any, data: bytes) -> int:
         return int(sock.send(data))
     except OSError:  # EAGAIN, or a broken socket that pika's own path will report
         return 0
+
+
+def socket_fileno(conn: BlockingConnection) -> int | None:
+    """The connection's socket descriptor, for a watcher that wakes when the broker sends
+    something (workers/keeper.py); None where pika's transport does not show it."""
+    transport = getattr(getattr(conn, "_impl", None), "_transport", None)
+    sock = getattr(transport, "_sock", None)
+    try:
+        return int(sock.fileno()) if sock is not None else None
+    except OSError:
+        return None
+
+
+def end_wait(conn: BlockingConnection, channel_number: int) -> None:
+    """Make a running `process_data_events` return after this read, as it does when pika
+    dispatched a delivery itself: one decoded by delivery-frames never reaches pika."""
+    pending = getattr(conn, "_channels_pending_dispatch", None)
+    if pending is not None:
+        pending.add(channel_number)
+
+
+def undispatched(conn: BlockingConnection) -> bool:
+    """Whether pika holds events it read but has not dispatched (a delivery read while a
+    publish or an ack flushed): a socket watcher would not wake for them."""
+    return bool(getattr(conn, "_channels_pending_dispatch", None))
 
 
 class _ConfirmPipeline:

@@ -20,9 +20,9 @@ import pika
 import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from broker_adapters.amqp import REPLY_TO, redact
+from broker_adapters.amqp_errors import REPLY_TO, redact
 from broker_adapters.amqp_fastpath import install_on_asyncio
-from broker_adapters.queues import queue_arguments
+from broker_adapters.queues import SYNC_LANE_ARGS, queue_arguments
 from warren.errors import BrokerUnavailable
 from warren.keys import DEFAULT_POOL, Keys
 from warren.settings import AmqpSettings
@@ -80,15 +80,18 @@ class AsyncBroker:
     async def declare(self, pool: str = DEFAULT_POOL) -> None:
         """The fleet's queues for `pool`, declared once per connection."""
         link = await self._ready()
-        for queue in self.topology.all_queues(pool):
+        durable = [(q, True, queue_arguments(self.amqp.queue_type))
+                   for q in self.topology.all_queues(pool)]
+        # The sync lane: transient and classic (broker_adapters/queues.py).
+        for queue, lasting, args in [*durable, (self.topology.sync_queue(pool), False,
+                                                SYNC_LANE_ARGS)]:
             if queue in link.declared:
                 continue
             done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._guard(
                 link,
-                lambda q=queue, d=done: link.confirms.queue_declare(
-                    q, durable=True, arguments=queue_arguments(self.amqp.queue_type),
-                    callback=lambda frame: _settle(d, frame),
+                lambda q=queue, d=done, keep=lasting, a=args: link.confirms.queue_declare(
+                    q, durable=keep, arguments=a, callback=lambda frame: _settle(d, frame),
                 ),
             )
             await self._await(link, done)

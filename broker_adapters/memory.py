@@ -145,6 +145,7 @@ class MemoryBroker:
         self._open = True
         self._tags = itertools.count(1)
         self._consumers: dict[str, _Consumer] = {}
+        self.returned: set[str] = set()  # correlation ids of requests with no queue
         self._unacked: dict[int, tuple[str, _Message, _Consumer]] = {}
         self._soon: deque[Callable[[], None]] = deque()
         self._replies: deque[_Message] = deque()
@@ -166,6 +167,12 @@ class MemoryBroker:
     def alive(self) -> bool:
         return self._open
 
+    def fileno(self) -> int | None:
+        return None  # no socket: a watcher falls back to its tick
+
+    def undispatched(self) -> bool:
+        return False
+
     def _check(self) -> None:
         if not self._open:
             raise BrokerUnavailable(f"connection {self.id} to the memory broker is closed")
@@ -174,7 +181,7 @@ class MemoryBroker:
     def declare(self, pool: str = DEFAULT_POOL) -> None:
         if pool in self._pools:
             return
-        for queue in self._keys.all_queues(pool):
+        for queue in [*self._keys.all_queues(pool), self._keys.sync_queue(pool)]:
             self.declare_queue(queue)
         self._pools.add(pool)
 
@@ -265,8 +272,13 @@ class MemoryBroker:
         self._check()
         self._on_reply = callback
 
-    def request(self, queue: str, body: bytes, correlation_id: str, expiration_ms: int) -> None:
-        self.publish(queue, body, reply_to=REPLY_TO, correlation_id=correlation_id,
+    def request(self, queue: str, body: bytes, correlation_id: str, expiration_ms: int,
+                reply_to: str | None = None) -> None:
+        with self._server.changed:
+            if queue not in self._server._queues:  # mandatory: RabbitMQ returns it
+                self.returned.add(correlation_id)
+                return
+        self.publish(queue, body, reply_to=reply_to or REPLY_TO, correlation_id=correlation_id,
                      expiration_ms=expiration_ms, confirm=False)
 
     def cancel(self, consumer_tag: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from broker_adapters.amqp import broker_errors
+from broker_adapters.amqp_errors import broker_errors
 from broker_adapters.failover import connection_parameters
 from broker_adapters.queues import queue_arguments
 from warren.errors import Conflict

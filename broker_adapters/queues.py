@@ -21,6 +21,10 @@ MIGRATE_HINT = (
     "every queue of this prefix whose type differs into a queue of the configured type)"
 )
 _reported: set[str] = set()
+# The sync lane (Keys.sync_queue): transient and classic whatever WARREN_QUEUE_TYPE says. A
+# sync request's keeper is its waiting caller, who fails at once if the broker goes; a quorum
+# queue's Raft log would add ~2 ms to every call for a durability nobody can use.
+SYNC_LANE_ARGS: dict[str, Any] = {"x-queue-type": "classic"}
 
 
 def queue_arguments(queue_type: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

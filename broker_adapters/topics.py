@@ -7,7 +7,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from broker_adapters.amqp import broker_errors
+from broker_adapters.amqp_errors import broker_errors
 from warren.errors import NotFound
 from warren.keys import Keys
 from warren.settings import AmqpSettings

@@ -293,7 +293,7 @@ class GatewayInvoker:
         for waiting in admitted:
             by_pool[waiting.invocation.spec.pool].append(waiting.invocation)
         for pool, invocations in by_pool.items():
-            queue = self.topology.work_queue(pool)
+            queue = self.topology.sync_queue(pool)
             for start in range(0, len(invocations), self.max_chunk):
                 chunk = invocations[start : start + self.max_chunk]
                 wait_s = max(self._wait_s(inv.spec) for inv in chunk)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +13,7 @@ import redis
 from broker_adapters.amqp import Backbone
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
+from router.syncwait import RETURNED, amqp_reply, redis_reply
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
@@ -273,26 +273,34 @@ class Dispatcher:
         backbone.declare(spec.pool)  # once per pool and connection: the queue must exist
         invocation, parked = self._admit(invocation, wait_s)
         self._awaiting = request_id
-        queue, body = self.keys.work_queue(spec.pool), encode_chunk([invocation])
+        body, expiration_ms = encode_chunk([invocation]), int(wait_s * 1000)
+        watch = WorkerWatch(self._redis, self.settings.prefix, spec.pool)
+        queue = self.keys.sync_queue(spec.pool)
         if self.reply == "redis":
-            reply = self._reply_via_redis(backbone, queue, body, request_id, wait_s)
+            key = self.keys.reply(request_id)
+            backbone.request(queue, body, request_id, expiration_ms, self.keys.reply_to(request_id))
+            reply = redis_reply(backbone, self.semaphore.redis, key, watch, wait_s, self._redis)
         else:
-            reply = self._reply_via_amqp(backbone, queue, body, request_id, wait_s)
+            backbone.request(queue, body, request_id, expiration_ms)
+            reply = amqp_reply(backbone, request_id, self._replies, watch, wait_s)
+        worker = ("`warren worker`" if spec.pool == DEFAULT_POOL
+                  else f"`warren worker --pool {spec.pool}`")
         if reply is NO_WORKER:
             raise NoLiveWorker(
                 f"no live worker serves pool {spec.pool!r} of {spec.name} (no heartbeat): start "
-                + ("`warren worker`" if spec.pool == DEFAULT_POOL else
-                   f"`warren worker --pool {spec.pool}`")
-                + " for this fleet"
+                f"{worker} for this fleet"
+            )
+        if reply is RETURNED:
+            raise Unavailable(
+                f"RabbitMQ had no queue for {spec.name}'s request (the broker restarted or lost "
+                "a node); declared again: retry the call"
             )
         if reply is None:
             # A held lease is neither parked nor released: the call may still be running
             # somewhere, so it stays counted until its TTL ends.
             raise Unavailable(
-                f"no worker answered {spec.name} within {wait_s:.0f} s (is a "
-                + ("`warren worker`" if spec.pool == DEFAULT_POOL else
-                   f"`warren worker --pool {spec.pool}`")
-                + " running for this fleet?)"
+                f"no worker answered {spec.name} within {wait_s:.0f} s (is a {worker} running "
+                "for this fleet?)"
             )
         if parked is not None:
             self.parking.park(spec.name, replace(parked, idle_since=time.monotonic()))
@@ -301,54 +309,6 @@ class Dispatcher:
             # next acquire for this function releases it too, in the same Lua call (no race).
             self._finished.setdefault(spec.name, []).append(invocation.lease_id)
         return InvocationResult.decode(reply)
-
-    def _reply_via_amqp(
-        self, backbone: Backbone, queue: str, body: bytes, request_id: str, wait_s: float
-    ) -> bytes | None:
-        """Publish with reply-to = direct reply-to and wait on this connection (the default)."""
-        backbone.request(queue, body, correlation_id=request_id, expiration_ms=int(wait_s * 1000))
-        deadline = time.monotonic() + wait_s
-        watch = WorkerWatch(self._redis, self.settings.prefix, queue)
-        while request_id not in self._replies:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            if watch.gone():
-                return NO_WORKER
-            backbone.process(min(remaining, 1.0))
-        return self._replies.pop(request_id)
-
-    def _reply_via_redis(
-        self, backbone: Backbone, queue: str, body: bytes, request_id: str, wait_s: float
-    ) -> bytes | None:
-        """WARREN_SYNC_REPLY=redis: the worker pushes the result onto a list of the request's
-        own, in the Redis round trip it makes anyway; the caller pops it on its admission
-        connection. One broker hop instead of two. Published with a confirm, the request is
-        durable (quorum) and runs unless it expires with this wait, so losing the broker
-        meanwhile does not fail the call: giving up would only have it retried, run twice."""
-        key = self.keys.reply(request_id)
-        backbone.publish(
-            queue,
-            body,
-            reply_to=self.keys.reply_to(request_id),
-            correlation_id=request_id,
-            expiration_ms=int(wait_s * 1000),
-            confirm=True,
-        )
-        deadline = time.monotonic() + wait_s
-        watch = WorkerWatch(self._redis, self.settings.prefix, queue)
-        while True:
-            # A second at a time, servicing the broker connection in between (heartbeats).
-            with redis_errors("admission", self._redis):
-                got = self.semaphore.redis.blpop([key], timeout=1)
-            if got is not None:
-                return bytes(got[1])
-            if time.monotonic() >= deadline:
-                return None
-            if watch.gone():
-                return NO_WORKER
-            with suppress(Unavailable):  # the reply needs only Redis; the next call reconnects
-                backbone.process(0)
 
     def _admit(
         self, invocation: Invocation, wait_s: float

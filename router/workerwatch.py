@@ -13,7 +13,6 @@ from typing import Final
 import redis
 
 from warren.errors import StoreUnavailable
-from warren.keys import Keys
 from warren.store.redis import redis_errors
 from warren.store.workers import live_workers
 
@@ -23,11 +22,11 @@ GRACE_S = 2.0
 
 class WorkerWatch:
     def __init__(
-        self, client: redis.Redis[bytes], prefix: str, queue: str, grace_s: float = GRACE_S
+        self, client: redis.Redis[bytes], prefix: str, pool: str, grace_s: float = GRACE_S
     ) -> None:
         self._redis = client
         self._prefix = prefix
-        self._pool = queue[len(Keys(prefix).work_queue("")) :]  # the queue's pool
+        self._pool = pool
         self._grace_s = grace_s
         self._next = time.monotonic() + grace_s
 

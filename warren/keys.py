@@ -72,11 +72,18 @@ class Keys:
         """Admitted invocations for the workers of one pool."""
         return f"{self.prefix}.work.{pool}"
 
+    def sync_queue(self, pool: str = DEFAULT_POOL) -> str:
+        """Sync requests (RequestResponse) for the workers of one pool: a transient classic
+        queue, as a waiting caller is the request's only keeper (docs/fleet.md, the sync lane)."""
+        return f"{self.prefix}.sync.{pool}"
+
     def delay_queue(self, delay_ms: int) -> str:
         """A holding queue whose messages dead-letter back to the async queue after `delay_ms`."""
         return f"{self.prefix}.delay.{delay_ms}"
 
     def all_queues(self, pool: str = DEFAULT_POOL) -> list[str]:
+        """The fleet's durable queues (of WARREN_QUEUE_TYPE) for one pool; the sync lane of the
+        pool (`sync_queue`) is declared beside them, transient and classic."""
         return [self.async_queue, self.work_queue(pool), self.dead_queue]
 
     # ---- registry and code ------------------------------------------------------------------

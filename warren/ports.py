@@ -129,8 +129,19 @@ class Broker(Protocol):
     def consume_replies(self, callback: Callable[[Delivery], None]) -> None:
         """Receive the replies to this connection's `request`s (no acks)."""
 
-    def request(self, queue: str, body: bytes, correlation_id: str, expiration_ms: int) -> None:
-        """Publish a request; its delivery's `reply_to` routes a reply back to this connection."""
+    returned: set[str]
+    """Correlation ids of requests the broker could not route (their queue was gone)."""
+
+    def request(
+        self,
+        queue: str,
+        body: bytes,
+        correlation_id: str,
+        expiration_ms: int,
+        reply_to: str | None = None,
+    ) -> None:
+        """Publish a transient request; its delivery's `reply_to` routes a reply back to this
+        connection (None), or names the Redis list the worker pushes it onto."""
 
     def cancel(self, consumer_tag: str) -> None:
         """Take no more deliveries; those taken stay this connection's to settle."""
@@ -144,5 +155,11 @@ class Broker(Protocol):
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the thread that owns this connection (safe from any thread)."""
+
+    def fileno(self) -> int | None:
+        """The connection's socket, readable when the broker sent something (None: none)."""
+
+    def undispatched(self) -> bool:
+        """Whether events were read off the socket that `process` has not run yet."""
 
     def close(self) -> None: ...

@@ -156,7 +156,7 @@ class Settings:
     account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY
     prefix: str = "warren"
     sync_lease_idle_s: float = DEFAULT_SYNC_LEASE_IDLE_MS / 1000
-    sync_reply: str = "amqp"
+    sync_reply: str = "redis"  # how sync results come back to a Client (docs/fleet.md)
     mapping_sync_reply: str = "redis"  # the poller's own batch invokes (docs/mappings.md)
     usage_retention_days: float = DEFAULT_USAGE_RETENTION_DAYS  # metered usage (docs/operate.md)
     log_maxlen: int = 10_000  # invocation log blocks kept per function (store/logs.py)
@@ -187,7 +187,7 @@ class Settings:
             raise ConfigError(
                 f"WARREN_SYNC_LEASE_IDLE_MS must be 0 (off) to 10000 milliseconds, got {raw_idle!r}"
             )
-        sync_reply = _sync_reply(environ, "WARREN_SYNC_REPLY", "amqp")
+        sync_reply = _sync_reply(environ, "WARREN_SYNC_REPLY", "redis")
         mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
         retention = _days(environ, "WARREN_USAGE_RETENTION_DAYS", DEFAULT_USAGE_RETENTION_DAYS)
         log_age = _days(environ, "WARREN_LOG_MAX_AGE_DAYS", 7.0)

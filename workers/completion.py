@@ -103,7 +103,9 @@ class Completion:
         if not suspect:
             self._reply(chunk, amqp_replies, publisher)
         if "record" not in chunk.progress:
-            if not self._record(chunk, runs, replies):
+            # Unsuspected, Redis replies lead the round trip unfenced, as direct ones leave
+            # before it: the caller wakes before the Lua call that follows has run.
+            if not self._record(chunk, runs, replies, early=not suspect):
                 return False
             chunk.progress.add("record")
         self._reply(chunk, amqp_replies, publisher)
@@ -171,14 +173,17 @@ class Completion:
         chunk.progress.add("replies")
 
     def _record(
-        self, chunk: Chunk, runs: list[Run], replies: list[tuple[str, bytes, int]]
+        self, chunk: Chunk, runs: list[Run], replies: list[tuple[str, bytes, int]],
+        early: bool = False,
     ) -> bool:
         """Redis replies, lease release, log blocks and counters in one Redis round trip,
-        fenced: False (and nothing written) when the chunk was taken over."""
-        commands: list[tuple[str | bytes | int, ...]] = []
+        fenced (the replies too unless `early`): False when the chunk was taken over (then
+        nothing fenced was written)."""
+        lead: list[tuple[str | bytes | int, ...]] = []
         for key, body, timeout_s in replies:
             # Kept a minute past the caller's longest wait, then gone (late or orphaned).
-            commands += [("RPUSH", key, body), ("EXPIRE", key, timeout_s + REPLY_KEEP_S)]
+            lead += [("RPUSH", key, body), ("EXPIRE", key, timeout_s + REPLY_KEEP_S)]
+        commands, lead = (lead, []) if not early else ([], lead)
         leases: dict[str, list[str]] = defaultdict(list)
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for run in runs:
@@ -198,9 +203,9 @@ class Completion:
                 commands.append(("HINCRBY", Keys(self._prefix).stats(function), "errors", errors))
         commands += self.meter.commands(m for run in runs if (m := run.metered) is not None)
         if not chunk.fence:
-            execute_raw(self._redis, commands)
+            execute_raw(self._redis, [*lead, *commands])
             return True
-        (done,) = execute_raw(self._redis, [fenced(chunk.fence, chunk.token, commands)])
+        *_, done = execute_raw(self._redis, [*lead, fenced(chunk.fence, chunk.token, commands)])
         return bool(done)
 
     def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:

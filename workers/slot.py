@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from warren.errors import Unavailable
 from warren.ports import Broker, Delivery
@@ -24,7 +25,7 @@ class Link:
         self.backbone = backbone
         self.queue = queue
         self.unacked = 0
-        self.tag: str | None = None
+        self.tags: list[str] = []  # its consumers: the pool's work queue and sync lane
 
 
 class Slot:
@@ -43,6 +44,7 @@ class Slot:
         self.link: Link | None = None
         self.pending: deque[Delivery] = deque()
         self.cancelled = False
+        self.watched: int | None = None  # its socket, while on the keeper's watch (keeper.py)
 
     def wake(self) -> None:
         """Make the slot's `process` return now (safe from any thread)."""
@@ -54,14 +56,17 @@ class Slot:
         except Unavailable:
             pass
 
-    def keep(self) -> None:
-        """Answer heartbeats and run queued callbacks while the slot thread runs a sandbox."""
+    def keep(self, share: Callable[[Slot], None]) -> None:
+        """Answer heartbeats and run queued callbacks while the slot thread runs a sandbox;
+        `share` gets the slot when a delivery came meanwhile (the lock still held)."""
         if not self.lock.acquire(blocking=False):
             return  # the slot thread is using its connection itself
         try:
             link = self.link
             if link is not None and link.backbone.is_open:
                 link.backbone.process(0)
+                if self.pending:
+                    share(self)
         except Unavailable:
             pass  # the slot thread finds out and reconnects
         finally:

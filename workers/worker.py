@@ -22,11 +22,13 @@ from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
 from workers.fence import claim, fence_key
+from workers.keeper import BusyWatch
 from workers.slot import Link, Slot
 
 log = logging.getLogger("warren.worker")
 
 KEEP_EVERY_S = 1.0  # how often the keeper services the connections of running slots
+WATCH_SLICE_S = 0.1  # the keeper's longest wait on running slots' sockets (and for a stop)
 REAP_EVERY_S = 30.0
 HOLD_MAX_DELAY_S = 5.0  # the longest pause between attempts to finish a held chunk
 DRAIN_HOLD_S = 30.0  # a draining worker gives a chunk it cannot finish back after this
@@ -76,6 +78,7 @@ class Worker:
         self._idle: list[Slot] = []
         self._stop = threading.Event()
         self._slots = [Slot(n) for n in range(config.slots)]
+        self._watch = BusyWatch()
         self.busy = 0
         self.completed = 0
 
@@ -102,19 +105,23 @@ class Worker:
         for thread in threads:
             thread.daemon = True
             thread.start()
-        last_reap = last_prune = time.monotonic()
+        last_reap = last_prune = last_keep = time.monotonic()
         self._prune()
         try:
             while any(thread.is_alive() for thread in threads):
+                for slot in self._watch.wait(WATCH_SLICE_S):
+                    slot.keep(self._hand_off)
+                if time.monotonic() - last_keep < KEEP_EVERY_S and not stop.is_set():
+                    continue
+                last_keep = time.monotonic()
                 for slot in self._slots:
-                    slot.keep()
+                    slot.keep(self._hand_off)
                 if time.monotonic() - last_reap > REAP_EVERY_S:
                     self.executor.pool.reap()
                     last_reap = time.monotonic()
                 if time.monotonic() - last_prune > PRUNE_EVERY_S:
                     self._prune()
                     last_prune = time.monotonic()
-                stop.wait(KEEP_EVERY_S)
                 if stop.is_set():  # draining: slots wake up to cancel their consumers
                     for slot in self._slots:
                         slot.wake()
@@ -122,6 +129,7 @@ class Worker:
             log.info("drained; stopping")
         finally:
             self.executor.pool.close()
+            self._watch.close()
 
     def _prune(self) -> None:
         try:
@@ -160,10 +168,11 @@ class Worker:
                 return
             slot.link = self._open_link(slot)
         link = slot.link
-        if link.tag is None and not self._stop.is_set():  # a link opened to finish a chunk
-            link.tag = link.backbone.consume(link.queue, slot.pending.append, 1)
-        if self._stop.is_set() and not slot.cancelled and link.tag is not None:
-            link.backbone.cancel(link.tag)  # take no more work; what was taken still runs
+        if not link.tags and not self._stop.is_set():  # a link opened to finish a chunk
+            self._consume(slot, link)
+        if self._stop.is_set() and not slot.cancelled and link.tags:
+            for tag in link.tags:  # take no more work; what was taken still runs
+                link.backbone.cancel(tag)
             slot.cancelled = True
         if slot.pending:
             self._take(slot, link, slot.pending.popleft())
@@ -186,12 +195,17 @@ class Worker:
             backbone.declare(self.config.pool)
             link = Link(backbone, backbone.keys.work_queue(self.config.pool))
             if consume:
-                link.tag = backbone.consume(link.queue, slot.pending.append, 1)
+                self._consume(slot, link)
         except BaseException:
             backbone.close()
             raise
         slot.cancelled = False
         return link
+
+    def _consume(self, slot: Slot, link: Link) -> None:
+        """The pool's work queue and its sync lane, one unacked delivery each (keeper.py)."""
+        sync = link.backbone.keys.sync_queue(self.config.pool)
+        link.tags = [link.backbone.consume(q, slot.pending.append, 1) for q in (link.queue, sync)]
 
     def _drop_lane(self, slot: Slot) -> None:
         if slot.link is not None:
@@ -209,36 +223,59 @@ class Worker:
         self._run(slot, job)
         return True
 
-    def _take(self, slot: Slot, link: Link, delivery: Delivery) -> None:
+    def _accept(self, link: Link, delivery: Delivery) -> Chunk | None:
+        """The delivery as a chunk this link must settle; a malformed one is dead-lettered."""
         try:
             invocations = decode_chunk(delivery.body)
         except DecodeError as exc:
             log.warning("dead-lettering a malformed message: %s", exc)
             dead_letter(link.backbone, delivery, link.queue, str(exc))
             link.backbone.ack(delivery.tag)
-            return
-        chunk = Chunk(delivery, invocations, fence=fence_key(self.completion.prefix, invocations))
+            return None
         with self._lock:
             link.unacked += 1
-        if delivery.redelivered and not self._claim(slot, chunk, link):
+        return Chunk(delivery, invocations, fence=fence_key(self.completion.prefix, invocations))
+
+    def _take(self, slot: Slot, link: Link, delivery: Delivery) -> None:
+        chunk = self._accept(link, delivery)
+        if chunk is None or (delivery.redelivered and not self._claim(slot, chunk, link)):
             return
-        for index in range(1, len(invocations)):
-            self._jobs.put((chunk, index, link))
-            with self._lock:
-                idle = self._idle.pop() if self._idle else None
-            if idle is not None:
-                idle.wake()
+        for index in range(1, len(chunk.invocations)):
+            self._share((chunk, index, link))
         self._run(slot, (chunk, 0, link))
+
+    def _share(self, job: Job) -> None:
+        self._jobs.put(job)
+        with self._lock:
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None:
+            idle.wake()
+
+    def _hand_off(self, slot: Slot) -> None:
+        """What a running slot was delivered goes to the shared jobs, for the first slot free
+        (its lock held: its connection is safe to use). A redelivered chunk stays: taking it
+        over needs its fencing token first, on its own slot."""
+        link, kept = slot.link, []
+        while link is not None and slot.pending:
+            delivery = slot.pending.popleft()
+            if delivery.redelivered:
+                kept.append(delivery)
+            elif (chunk := self._accept(link, delivery)) is not None:
+                for index in range(len(chunk.invocations)):
+                    self._share((chunk, index, link))
+        slot.pending.extend(kept)
 
     def _run(self, slot: Slot, job: Job) -> None:
         chunk, index, link = job
         with self._lock:
             self.busy += 1
+        self._watch.running(slot, self._hand_off)
         slot.lock.release()  # the keeper may service this connection while the sandbox runs
         try:
             run = self.executor.run(chunk.invocations[index])
         finally:
             slot.lock.acquire()
+            self._watch.done(slot)
             with self._lock:
                 self.busy -= 1
         if chunk.done(index, run):

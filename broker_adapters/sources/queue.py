@@ -18,8 +18,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from pika.spec import Basic, BasicProperties
 
 from broker_adapters.amqp_fastpath import CONSUMER_PATHS, FastPaths, install
+from broker_adapters.rmq_frames import DeliveryFrames
 from broker_adapters.sources.queue_location import QueueLocation
-from broker_adapters.sources.rmq_frames import DeliveryFrames
 from broker_adapters.sources.rmq_message import rmq_message
 from warren.errors import BrokerUnavailable, NotFound
 from warren.source import SourceIdentity, SourceRecord, records_json

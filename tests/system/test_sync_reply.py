@@ -1,4 +1,4 @@
-"""WARREN_SYNC_REPLY=redis: sync results come back on a Redis list instead of direct reply-to."""
+"""Sync results on a Redis list (WARREN_SYNC_REPLY=redis, the default) or by direct reply-to."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def test_sync_calls_answer_through_redis_with_errors_and_log_tails(fleet, redis_
     assert failed.payload["errorType"] == "ValueError"
     logs = base64.b64decode(tailed.log_result or "").decode()
     assert f"START RequestId: {tailed.request_id}" in logs and "echo {'tail': 1}" in logs
-    direct = fleet.client.invoke("echo", {"n": 99})  # the default path, same worker
+    with Client.from_settings(replace(fleet.settings, sync_reply="amqp")) as direct_client:
+        direct = direct_client.invoke("echo", {"n": 99})  # direct reply-to, same worker
     assert direct.payload["event"] == {"n": 99}
     # And no reply list is left behind once its caller has taken it
     assert reply_keys(fleet) == []
@@ -57,7 +58,7 @@ def test_sync_calls_answer_through_redis_with_errors_and_log_tails(fleet, redis_
 def test_a_reply_nobody_takes_expires_and_a_foreign_list_is_never_written(fleet):
     spec = fleet.function("echo", handler="app.echo", timeout_s=5)
     fleet.worker(slots=1)
-    queue = fleet.keys.work_queue("default")
+    queue = fleet.keys.sync_queue("default")
     orphan, foreign = new_request_id(), new_request_id()
     own_key = Keys(fleet.prefix).reply(orphan)
     other_key = f"other-{fleet.prefix}:reply:{foreign}"
@@ -93,10 +94,10 @@ def test_the_reply_list_must_be_one_of_this_fleets() -> None:
 
 
 @pytest.mark.parametrize("value, expected", [("redis", "redis"), (" REDIS ", "redis"),
-                                             ("amqp", "amqp"), ("", "amqp")])
+                                             ("amqp", "amqp"), ("", "redis")])
 def test_sync_reply_setting_accepts_amqp_and_redis(value: str, expected: str) -> None:
     assert Settings.from_environ({"WARREN_SYNC_REPLY": value}).sync_reply == expected
-    assert Settings.from_environ({}).sync_reply == "amqp"
+    assert Settings.from_environ({}).sync_reply == "redis"
 
 
 def test_a_bad_sync_reply_setting_is_one_clear_error(fleet: Fleet) -> None:

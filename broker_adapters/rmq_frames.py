@@ -42,6 +42,7 @@ class DeliveryFrames:
         self._parts: list[bytes] = []
         self._open = False  # between a Basic.Deliver and its last body frame
         self.taken = 0  # frames consumed by the last `take`
+        self.consumer_tag = b""  # of the message being assembled (a channel may have several)
 
     def take(self, buf: bytes, pos: int) -> tuple[int, int]:
         """Consume our frames from `buf[pos:]`, in order, until another frame or an incomplete one.
@@ -86,7 +87,8 @@ class DeliveryFrames:
         if kind == _METHOD_FRAME and not self._open \
                 and _METHOD.unpack_from(buf, start)[0] == _DELIVER:
             at = start + 4
-            at += 1 + buf[at]  # consumer tag
+            self.consumer_tag = buf[at + 1 : at + 1 + buf[at]]
+            at += 1 + buf[at]
             self._tag, flags = _TAG.unpack_from(buf, at)
             self._redelivered = bool(flags & 1)
             self._open, self._size, self._parts = True, -1, []

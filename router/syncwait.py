@@ -1,0 +1,65 @@
+"""Awaiting a sync call's reply: on the caller's direct reply-to, or on a Redis list of its own.
+
+Either way the wait gives up early, with a reason: NO_WORKER when no worker of the pool has a
+heartbeat (router/workerwatch.py), RETURNED when RabbitMQ could not route the request (the
+transient sync lane was gone: a broker restart; the next call declares it again), None at the
+deadline. A broker that goes away ends the wait at once (BrokerUnavailable from `process`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final
+
+import redis
+
+from router.workerwatch import NO_WORKER, WorkerWatch
+from warren.ports import Broker
+from warren.store.redis import redis_errors
+
+RETURNED: Final = b"\0returned"  # a reply no worker can send (results are msgpack)
+
+
+def amqp_reply(
+    backbone: Broker, request_id: str, replies: dict[str, bytes], watch: WorkerWatch,
+    wait_s: float,
+) -> bytes | None:
+    """The reply the connection's reply consumer puts in `replies` under `request_id`."""
+    deadline = time.monotonic() + wait_s
+    while request_id not in replies:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        if request_id in backbone.returned:
+            backbone.returned.discard(request_id)
+            return RETURNED
+        if watch.gone():
+            return NO_WORKER
+        backbone.process(min(remaining, 1.0))
+    return replies.pop(request_id)
+
+
+def redis_reply(
+    backbone: Broker, client: redis.Redis[bytes], key: str, watch: WorkerWatch, wait_s: float,
+    store: redis.Redis[bytes], slice_s: Callable[[], float] = lambda: 1.0,
+) -> bytes | None:
+    """The reply the worker pushes onto list `key`, popped on `client` (a connection of its
+    own), a slice at a time, servicing the broker connection in between (heartbeats, a
+    returned request)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with redis_errors("awaiting a sync reply", store):
+            got = client.blpop([key], timeout=slice_s())
+        if got is not None:
+            return bytes(got[1])
+        # The request is transient: a broker that went away took it (or the worker's
+        # connection, which drops the run's result), so that fails the call now.
+        backbone.process(0)
+        if backbone.returned:
+            backbone.returned.clear()
+            return RETURNED
+        if time.monotonic() >= deadline:
+            return None
+        if watch.gone():
+            return NO_WORKER
