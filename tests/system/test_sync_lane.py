@@ -1,0 +1,93 @@
+"""The sync lane: sync requests on a transient classic queue per pool, beside the durable work
+queue, and how a worker's slots share what reaches a busy one (docs/fleet.md)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from support.fleet import Fleet
+
+from warren.client import Client
+from warren.errors import Unavailable
+
+
+def queue_rows(fleet: Fleet) -> dict[str, dict[str, str]]:
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "durable", "type", "consumers"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0].startswith(fleet.prefix + "."):
+            rows[parts[0]] = {"durable": parts[1], "type": parts[2]}
+    return rows
+
+
+def test_sync_requests_take_a_transient_classic_lane_while_work_stays_quorum(fleet: Fleet) -> None:
+    # Given a worker with two slots, and a function called once
+    fleet.function("echo")
+    fleet.worker(slots=2)
+    assert fleet.client.invoke("echo", {"n": 1}).payload["event"] == {"n": 1}
+    # Then the pool has a sync lane: classic and not durable, whatever WARREN_QUEUE_TYPE says,
+    # and the work queue stays a durable quorum queue; each slot consumes both
+    rows = queue_rows(fleet)
+    lane, work = rows[fleet.keys.sync_queue()], rows[fleet.keys.work_queue()]
+    assert (lane["type"], lane["durable"]) == ("classic", "false"), rows
+    assert (work["type"], work["durable"]) == ("quorum", "true"), rows
+    for queue in (fleet.keys.sync_queue(), fleet.keys.work_queue()):
+        fleet.wait_for(lambda q=queue: fleet.consumers(q) == 2, what=f"two consumers of {queue}")
+
+
+def test_a_sync_call_reaching_a_busy_slot_runs_on_the_free_one(fleet: Fleet) -> None:
+    # Given a worker with two slots, one of them held by a 6-second run
+    fleet.function("span", handler="app.span", timeout_s=30)
+    fleet.function("echo")
+    fleet.worker(slots=2)
+    fleet.client.invoke("echo", {"warm": True})
+    slow: dict[str, Any] = {}
+
+    def hold() -> None:
+        with Client.from_settings(fleet.settings) as other:
+            slow["result"] = other.invoke("span", {"sleep": 6})
+            slow["done_at"] = time.time()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    fleet.wait_for(lambda: any(w.get("busy") == "1" for w in fleet.worker_status()),
+                   what="the slow run to start")
+    # When sync calls come meanwhile (both slots' sync consumers get some in turn)
+    answers = [fleet.client.invoke("echo", {"n": n}) for n in range(12)]
+    finished_at = time.time()
+    holder.join(timeout=30)
+    # Then each is answered, and all of them before the slow run ended: none waited behind it
+    assert [a.payload["event"] for a in answers] == [{"n": n} for n in range(12)]
+    assert slow["result"].status_code == 200
+    assert finished_at < slow["done_at"], (finished_at, slow["done_at"])
+
+
+def test_a_request_with_no_lane_to_take_it_fails_clearly_and_the_next_call_works(
+    fleet: Fleet,
+) -> None:
+    # Given a client that declared its pool's lane, and a worker
+    fleet.function("echo")
+    worker = fleet.worker(slots=1)
+    with Client.from_settings(replace(fleet.settings, sync_reply="amqp")) as client:
+        client.invoke("echo", {"n": 0})
+        # When the lane goes (as a broker restart or a lost node takes it), its worker too
+        fleet.stop(worker, signal.SIGKILL)
+        fleet._backbone().delete_queue(fleet.keys.sync_queue())
+        # Then the next call fails at once with a clear error (RabbitMQ returned the request)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="no queue for echo's request"):
+            client.invoke("echo", {"n": 1})
+        assert time.monotonic() - started < 5
+        # And with a worker again, the same client declares the lane anew and calls as before
+        fleet.worker(slots=1)
+        assert client.invoke("echo", {"n": 2}).payload["event"] == {"n": 2}
