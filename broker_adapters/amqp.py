@@ -307,14 +307,18 @@ class Backbone:
         """Publish a transient sync request (mandatory: if no queue takes it, RabbitMQ returns
         it and `returned` names its correlation id). Its reply comes back on this connection's
         direct reply-to, or on the Redis list `reply_to` names."""
-        props = pika.BasicProperties(
-            delivery_mode=1,
-            reply_to=reply_to or REPLY_TO,
-            correlation_id=correlation_id,
-            expiration=str(expiration_ms),
-        )
+        reply_to, expiration = reply_to or REPLY_TO, str(expiration_ms)
         with broker_errors(self.amqp.url):
-            self._plain_channel().basic_publish("", queue, body, props, mandatory=True)
+            channel = self._plain_channel()
+            if self.fastpaths.send_request(
+                channel.channel_number, queue, body, reply_to, correlation_id, expiration
+            ):
+                return
+            props = pika.BasicProperties(
+                delivery_mode=1, reply_to=reply_to, correlation_id=correlation_id,
+                expiration=expiration,
+            )
+            channel.basic_publish("", queue, body, props, mandatory=True)
 
     def cancel(self, consumer_tag: str) -> None:
         with broker_errors(self.amqp.url):

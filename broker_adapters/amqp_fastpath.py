@@ -20,6 +20,7 @@ silently. With a path off, the same work goes through pika's public API, with th
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ RECV_BYTES = 64 * 1024
 # Every hook a path relies on: (owner, attribute). Checked before a path is installed.
 _HOOKS = {
     COALESCED_WRITES: (("impl", "_output_marshaled_frames"), ("impl", "_transport"),
-                       ("impl", "bytes_sent"), ("impl", "frames_sent")),
+                       ("impl", "bytes_sent"), ("impl", "frames_sent"),
+                       ("impl", "_body_max_length")),
     LARGE_READS: (("transport", "_MAX_RECV_BYTES"),),
     CONFIRM_PIPELINE: (("conn", "_flush_output"),),
     DELIVERY_FRAMES: (("impl", "_on_data_available"), ("impl", "_frame_buffer"),
@@ -189,6 +191,25 @@ class FastPaths:
             return _ConfirmPipeline(self._conn)
         return _BlockingConfirms(self._conn.channel())
 
+    def send_request(
+        self, channel: int, queue: str, body: bytes, reply_to: str, correlation_id: str,
+        expiration: str,
+    ) -> bool:
+        """Write a sync request's frames straight to the socket (coalesced-writes); False
+        when that path is off (publish through pika then). Whatever the socket did not take
+        is flushed before returning, so nothing waits for an ioloop turn."""
+        if not self.active(COALESCED_WRITES):
+            return False
+        impl: Any = self._conn._impl
+        if not impl.is_open:
+            return False  # pika's own path raises the right error
+        frames = request_frames(channel, queue, body, reply_to, correlation_id, expiration,
+                                impl._body_max_length)
+        impl._output_marshaled_frames([frames])
+        if impl._transport.get_write_buffer_size():
+            self._conn.process_data_events(0)
+        return True
+
     def decode_deliveries(self, parser: FrameParser) -> bool:
         """Feed every read to `parser` first; what it leaves goes to pika, in order. Call it
         before consuming. False when the path is off: deliveries come through pika's callback."""
@@ -293,6 +314,41 @@ def _send_now(transport: Any, data: bytes) -> int:
         return int(sock.send(data))
     except OSError:  # EAGAIN, or a broken socket that pika's own path will report
         return 0
+
+
+_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
+_PUBLISH_HEAD = struct.Struct(">IH")  # Basic.Publish's class/method index, reserved short
+_CONTENT_HEAD = struct.Struct(">HHQH")  # class 60, weight 0, body size, property flags
+# delivery-mode, correlation-id, reply-to, expiration: a sync request's properties, in the
+# order AMQP 0-9-1 encodes them (their flags are bits 12, 10, 9 and 8).
+_REQUEST_FLAGS = (1 << 12) | (1 << 10) | (1 << 9) | (1 << 8)
+_FRAME_END = b"\xce"
+
+
+def _shortstr(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 255:
+        raise ValueError(f"an AMQP short string is at most 255 bytes: {text[:40]!r}...")
+    return bytes((len(raw),)) + raw
+
+
+def request_frames(
+    channel: int, queue: str, body: bytes, reply_to: str, correlation_id: str,
+    expiration: str, body_max: int,
+) -> bytes:
+    """A mandatory, transient Basic.Publish to `queue` on the default exchange as wire bytes:
+    the same bytes pika marshals for it (a contract test holds that), in a tenth of the time."""
+    method = _PUBLISH_HEAD.pack(Basic.Publish.INDEX, 0) + b"\x00" + _shortstr(queue) + b"\x01"
+    props = b"".join((
+        _CONTENT_HEAD.pack(60, 0, len(body), _REQUEST_FLAGS), b"\x01", _shortstr(correlation_id),
+        _shortstr(reply_to), _shortstr(expiration),
+    ))
+    parts = [_FRAME_HEAD.pack(1, channel, len(method)), method, _FRAME_END,
+             _FRAME_HEAD.pack(2, channel, len(props)), props, _FRAME_END]
+    for start in range(0, len(body), body_max):
+        piece = body[start : start + body_max]
+        parts += [_FRAME_HEAD.pack(3, channel, len(piece)), piece, _FRAME_END]
+    return b"".join(parts)
 
 
 def socket_fileno(conn: BlockingConnection) -> int | None:

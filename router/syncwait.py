@@ -9,14 +9,13 @@ deadline. A broker that goes away ends the wait at once (BrokerUnavailable from 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Final
 
 import redis
 
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.ports import Broker
-from warren.store.redis import redis_errors
+from warren.store.redis import pop_waiting, redis_errors
 
 RETURNED: Final = b"\0returned"  # a reply no worker can send (results are msgpack)
 
@@ -42,7 +41,7 @@ def amqp_reply(
 
 def redis_reply(
     backbone: Broker, client: redis.Redis[bytes], key: str, watch: WorkerWatch, wait_s: float,
-    store: redis.Redis[bytes], slice_s: Callable[[], float] = lambda: 1.0,
+    store: redis.Redis[bytes], slice_s: int = 1,
 ) -> bytes | None:
     """The reply the worker pushes onto list `key`, popped on `client` (a connection of its
     own), a slice at a time, servicing the broker connection in between (heartbeats, a
@@ -50,9 +49,9 @@ def redis_reply(
     deadline = time.monotonic() + wait_s
     while True:
         with redis_errors("awaiting a sync reply", store):
-            got = client.blpop([key], timeout=slice_s())
+            got = pop_waiting(client, key, slice_s)
         if got is not None:
-            return bytes(got[1])
+            return got
         # The request is transient: a broker that went away took it (or the worker's
         # connection, which drops the run's result), so that fails the call now.
         backbone.process(0)

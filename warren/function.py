@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -133,6 +134,12 @@ class FunctionSpec:
     @property
     def qualified_arn(self) -> str:
         return function_arn(self.name, self.version)
+
+    @cached_property
+    def wire(self) -> dict[str, Any]:
+        """`to_dict()` made once per spec, for messages (a sync call encodes its spec each
+        time); read-only: never change the dict it returns."""
+        return self.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {

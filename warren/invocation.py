@@ -94,7 +94,7 @@ class Invocation:
         if self.client_context:
             wire["cc"] = self.client_context
         if spec_index is None:
-            wire["spec"] = self.spec.to_dict()
+            wire["spec"] = self.spec.wire
         else:
             wire["s"] = spec_index
         return wire
@@ -135,7 +135,7 @@ def encode_chunk(invocations: Sequence[Invocation]) -> bytes:
         at = index.get(id(inv.spec))
         if at is None:
             at = index[id(inv.spec)] = len(specs)
-            specs.append(inv.spec.to_dict())
+            specs.append(inv.spec.wire)
         items.append(inv.to_wire(at))
     return codec.encode(CHUNK_KIND, {"specs": specs, "items": items})
 

@@ -30,6 +30,7 @@ from warren.store.redis import redis_errors
 log = logging.getLogger("warren.client")
 
 MARGIN_S = 1.0  # a parked lease is reused only if it outlives the whole next call by this much
+DOZE_S = 1.0  # with nothing parked this long, the thread sleeps until a lease is parked
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class LeaseParking:
             thread.join(timeout=2.0)
 
     def _run(self) -> None:
+        empty_since: float | None = None
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
@@ -115,6 +117,12 @@ class LeaseParking:
                 if self._parked:
                     first = min(p.idle_since for p in self._parked.values())
                     self._cond.wait(first + self.idle_s - now)
+                    empty_since = None
+                elif empty_since is None or now - empty_since < DOZE_S:
+                    # A caller between calls has taken its lease and parks it again in a
+                    # moment: a timed look spares every call a wake-up of this thread.
+                    empty_since = now if empty_since is None else empty_since
+                    self._cond.wait(self.idle_s)
                 else:
                     self._sleeping = True
                     try:

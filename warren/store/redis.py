@@ -83,6 +83,24 @@ def dedicated(client: redis.Redis[bytes]) -> redis.Redis[bytes]:
     return redis.Redis(connection_pool=client.connection_pool, single_connection_client=True)
 
 
+def pop_waiting(client: redis.Redis[bytes], key: str, timeout_s: int) -> bytes | None:
+    """BLPOP `key` for up to `timeout_s` on a `dedicated` client's connection: one packed
+    command and its reply, under none of redis-py's command layers. No retry: a reply list
+    lives in memory only, so a Redis that went away took it, and the wait fails at once."""
+    conn: Any = getattr(client, "connection", None)
+    if conn is None:  # not a dedicated client
+        got = client.blpop([key], timeout=timeout_s)
+        return None if got is None else bytes(got[1])
+    try:
+        command: tuple[Any, ...] = ("BLPOP", key, timeout_s)
+        conn.send_packed_command([hiredis.pack_command(command)])
+        reply = conn.read_response()
+    except BaseException:
+        conn.disconnect()  # never leave a reply unread on it
+        raise
+    return None if reply is None else bytes(reply[1])
+
+
 def sharing(client: redis.Redis[bytes]) -> redis.Redis[bytes]:
     """Another client on `client`'s pool (for a thread of its own)."""
     return redis.Redis(connection_pool=client.connection_pool)
