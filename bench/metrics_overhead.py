@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FLEET_KEYS = ("sync_p50_ms", "sync_p99_ms", "sync_redis_reply_p50_ms", "async_per_s")
+FLEET_KEYS = ("sync_p50_ms", "sync_p99_ms", "sync_amqp_reply_p50_ms", "async_per_s")
 SOURCE_RUNS = ("stream_batch100", "stream_batch100_pf4", "queue_batch100", "queue_batch100_mc10")
 
 

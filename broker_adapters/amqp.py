@@ -326,7 +326,10 @@ class Backbone:
 
     def ack(self, tag: int, multiple: bool = False) -> None:
         with broker_errors(self.amqp.url):
-            self._confirm.basic_ack(tag, multiple=multiple)
+            channel = self._confirm
+            if not (channel.is_open and self.fastpaths.send_ack(channel.channel_number, tag,
+                                                                 multiple)):
+                channel.basic_ack(tag, multiple=multiple)
 
     def nack(self, tag: int, requeue: bool = True) -> None:
         with broker_errors(self.amqp.url):

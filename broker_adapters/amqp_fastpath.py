@@ -210,6 +210,19 @@ class FastPaths:
             self._conn.process_data_events(0)
         return True
 
+    def send_ack(self, channel: int, tag: int, multiple: bool = False) -> bool:
+        """Ack straight to the socket (coalesced-writes), without BlockingChannel's flush and
+        poll; False when that path is off (ack through pika then)."""
+        if not self.active(COALESCED_WRITES):
+            return False
+        impl: Any = self._conn._impl
+        if not impl.is_open:
+            return False
+        impl._output_marshaled_frames([ack_frame(channel, tag, multiple)])
+        if impl._transport.get_write_buffer_size():
+            self._conn.process_data_events(0)
+        return True
+
     def decode_deliveries(self, parser: FrameParser) -> bool:
         """Feed every read to `parser` first; what it leaves goes to pika, in order. Call it
         before consuming. False when the path is off: deliveries come through pika's callback."""
@@ -349,6 +362,14 @@ def request_frames(
         piece = body[start : start + body_max]
         parts += [_FRAME_HEAD.pack(3, channel, len(piece)), piece, _FRAME_END]
     return b"".join(parts)
+
+
+_ACK = struct.Struct(">BHIIQB")  # frame head, Basic.Ack's index, delivery tag, multiple bit
+
+
+def ack_frame(channel: int, tag: int, multiple: bool = False) -> bytes:
+    """Basic.Ack as wire bytes (pika's own, a contract test holds that)."""
+    return _ACK.pack(1, channel, 13, Basic.Ack.INDEX, tag, int(multiple)) + _FRAME_END
 
 
 def socket_fileno(conn: BlockingConnection) -> int | None:

@@ -1,4 +1,4 @@
-"""The sync request's hand-written frames (amqp_fastpath.request_frames) are pika's own bytes."""
+"""The hand-written frames of amqp_fastpath (a sync request, an ack) are pika's own bytes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from pika import frame
 from pika.spec import Basic
 
-from broker_adapters.amqp_fastpath import request_frames
+from broker_adapters.amqp_fastpath import ack_frame, request_frames
 
 
 def pika_bytes(channel: int, queue: str, body: bytes, props: pika.BasicProperties,
@@ -34,3 +34,9 @@ def test_request_frames_are_the_bytes_pika_marshals(size: int) -> None:
 def test_a_name_longer_than_a_short_string_is_refused() -> None:
     with pytest.raises(ValueError, match="at most 255 bytes"):
         request_frames(1, "q" * 256, b"{}", "r", "c", "1", 131_064)
+
+
+@pytest.mark.parametrize("tag, multiple", [(1, False), (2**40 + 7, True)])
+def test_ack_frames_are_the_bytes_pika_marshals(tag: int, multiple: bool) -> None:
+    expected = frame.Method(5, Basic.Ack(delivery_tag=tag, multiple=multiple)).marshal()
+    assert ack_frame(5, tag, multiple) == expected
