@@ -167,9 +167,11 @@ def measure_sync(amqp_url: str, redis_url: str, sync_runs: int, peers: list[str]
     return measure(amqp_url, redis_url, fleets, peers, sync_runs, block=50)
 
 
-def measure_async(amqp_url: str, redis_url: str, async_count: int) -> dict[str, Any]:
+def measure_async(
+    amqp_url: str, redis_url: str, async_count: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """10,000 `Event` invocations: from the first submit to the last completion."""
-    fleet = Fleet(amqp_url, redis_url, slots=2)
+    fleet = Fleet(amqp_url, redis_url, slots=2, extra_env=env)
     try:
         fleet.client.create_function("trivial_async", code=fleet.code, handler="app.handler")
         fleet.wait_ready("trivial_async", warm=0)
