@@ -47,7 +47,8 @@ def _queues(gw: Any, registry: Registry) -> Any:
             if pool:
                 pools.add(pool.decode())
         pools.update(spec.pool for spec in gw.registry.list_functions())
-        names = [keys.async_queue, *(keys.work_queue(p) for p in sorted(pools)), keys.dead_queue]
+        names = [keys.async_queue, *(keys.work_queue(p) for p in sorted(pools)),
+                 *(keys.sync_queue(p) for p in sorted(pools)), keys.dead_queue]
         samples: list[Sample] = []
         try:
             backbone = Backbone(gw.settings.amqp, keys, name="warren-gateway-metrics")

@@ -79,6 +79,7 @@ def fleet_status(settings: Settings, client: Any) -> dict[str, Any]:
             for name in (
                 keys.async_queue,
                 *(keys.work_queue(pool) for pool in sorted(pools)),
+                *(keys.sync_queue(pool) for pool in sorted(pools)),
                 keys.dead_queue,
             )
         ]
