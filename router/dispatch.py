@@ -279,7 +279,8 @@ class Dispatcher:
         if self.reply == "redis":
             key = self.keys.reply(request_id)
             backbone.request(queue, body, request_id, expiration_ms, self.keys.reply_to(request_id))
-            reply = redis_reply(backbone, self.semaphore.redis, key, watch, wait_s, self._redis)
+            reply = redis_reply(backbone, self.semaphore.redis, key, watch, wait_s, self._redis,
+                                run_s=spec.timeout_s + 1)
         else:
             backbone.request(queue, body, request_id, expiration_ms)
             reply = amqp_reply(backbone, request_id, self._replies, watch, wait_s)

@@ -14,6 +14,7 @@ from typing import Final
 import redis
 
 from router.workerwatch import NO_WORKER, WorkerWatch
+from warren.errors import Unavailable
 from warren.ports import Broker
 from warren.store.redis import pop_waiting, redis_errors
 
@@ -41,20 +42,33 @@ def amqp_reply(
 
 def redis_reply(
     backbone: Broker, client: redis.Redis[bytes], key: str, watch: WorkerWatch, wait_s: float,
-    store: redis.Redis[bytes], slice_s: int = 1,
+    store: redis.Redis[bytes], run_s: float, slice_s: int = 1,
 ) -> bytes | None:
     """The reply the worker pushes onto list `key`, popped on `client` (a connection of its
     own), a slice at a time, servicing the broker connection in between (heartbeats, a
-    returned request)."""
+    returned request).
+
+    If the broker connection goes meanwhile, the request may still be running: a worker that
+    took it pushes its result here even when its own broker connection went too (completion.py),
+    and a caller giving up at once might retry it while the first run goes on. So the wait goes
+    on for `run_s` more (the function's timeout): a result that comes is returned; none means
+    the broker took the request with it, and the broker's error is raised."""
     deadline = time.monotonic() + wait_s
+    lost: Unavailable | None = None
     while True:
         with redis_errors("awaiting a sync reply", store):
             got = pop_waiting(client, key, slice_s)
         if got is not None:
             return got
-        # The request is transient: a broker that went away took it (or the worker's
-        # connection, which drops the run's result), so that fails the call now.
-        backbone.process(0)
+        if lost is not None:
+            if time.monotonic() >= deadline:
+                raise lost
+            continue
+        try:
+            backbone.process(0)
+        except Unavailable as exc:
+            lost, deadline = exc, min(deadline, time.monotonic() + run_s)
+            continue
         if backbone.returned:
             backbone.returned.clear()
             return RETURNED

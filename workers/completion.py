@@ -14,6 +14,7 @@ from router.admission.semaphore import Semaphore
 from router.destination import DestinationSet
 from router.record import SUCCESS, invocation_record
 from router.retry import RetryPolicy
+from warren.errors import StoreUnavailable
 from warren.invocation import (
     REQUEST_RESPONSE,
     Invocation,
@@ -23,7 +24,7 @@ from warren.invocation import (
 from warren.keys import REPLY_LIST_SCHEME, Keys
 from warren.ports import Broker, Delivery
 from warren.store.logs import LogStore
-from warren.store.redis import execute_raw
+from warren.store.redis import execute_raw, redis_errors
 from warren.store.usage import UsageMeter
 from workers.executor import Run
 from workers.fence import fenced
@@ -111,6 +112,25 @@ class Completion:
         self._reply(chunk, amqp_replies, publisher)
         self._after_async(chunk, runs, publisher)
         return True
+
+    def salvage(self, chunk: Chunk) -> None:
+        """The chunk's connection died before it was finished: RabbitMQ has it back (or lost
+        it, if the broker itself went). Its sync results waiting on Redis lists are pushed all
+        the same, as nothing but Redis is needed: the caller, who may have lost the broker too,
+        gets its answer instead of retrying a call that ran. Nothing else is written (a
+        redelivery finishes the chunk under its own fencing token)."""
+        runs = [run for run in chunk.runs if run is not None]
+        _, replies = self._replies(chunk, runs)
+        if not replies or "replies" in chunk.progress:
+            return
+        commands: list[tuple[str | bytes | int, ...]] = []
+        for key, body, timeout_s in replies:
+            commands += [("RPUSH", key, body), ("EXPIRE", key, timeout_s + REPLY_KEEP_S)]
+        try:
+            with redis_errors("pushing the results of a chunk whose connection died"):
+                execute_raw(self._redis, commands)
+        except StoreUnavailable as exc:
+            log.warning("%s", exc)
 
     def _replies(
         self, chunk: Chunk, runs: list[Run]

@@ -306,7 +306,8 @@ class Worker:
             with redis_errors("finishing a chunk"):
                 return self.completion.finish(chunk, self._publisher(slot).backbone)
 
-        finished = self._hold(slot, chunk, link, "finish a chunk", attempt)
+        salvage = lambda: self.completion.salvage(chunk)  # noqa: E731
+        finished = self._hold(slot, chunk, link, "finish a chunk", attempt, salvage)
         if finished is None:
             return
         if not finished:
@@ -322,9 +323,8 @@ class Worker:
             self.completed += len(chunk.invocations)
         self._settle(slot, link, chunk.delivery.tag, ACK)
 
-    def _hold(
-        self, slot: Slot, chunk: Chunk, link: Link, what: str, step: Callable[[], bool]
-    ) -> bool | None:
+    def _hold(self, slot: Slot, chunk: Chunk, link: Link, what: str, step: Callable[[], bool],
+              lost: Callable[[], None] = lambda: None) -> bool | None:
         """Run `step` until it succeeds, pausing (and servicing this slot's connection) in
         between; one log line per change of reason. None once the chunk is out of our hands:
         its connection died (the broker requeued it), or a drain gave up on it."""
@@ -335,6 +335,7 @@ class Worker:
                     "cannot %s: its connection is gone, so RabbitMQ requeued it (%s)",
                     what, link.backbone.why_closed,
                 )
+                lost()
                 self._settle(slot, link, chunk.delivery.tag, FORGET)
                 return None
             try:

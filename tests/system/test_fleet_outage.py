@@ -91,10 +91,11 @@ def test_a_sync_caller_whose_broker_goes_away_gets_a_clear_error_then_recovers(
     caller = Client.from_settings(Settings.from_environ(env))
     try:
         assert caller.invoke("slow", {"sleep": 0}).status_code == 200
-        # When the broker connection drops while a call waits for its reply: over direct
-        # reply-to the reply is lost with it (a clear error); over Redis the confirmed request
-        # still runs and its reply still comes (giving up would only make the caller retry
-        # while the first request runs: two runs)
+        # When the caller's broker connection drops while a call waits for its reply: over
+        # direct reply-to the reply is lost with it (a clear error); over Redis the request,
+        # already at the worker, still runs and its reply still comes (the caller waits up to
+        # the function's timeout for it: giving up at once would only make it retry while the
+        # first request runs, two runs)
         timer = __import__("threading").Timer(0.5, proxy.cut)
         timer.start()
         if reply == "amqp":

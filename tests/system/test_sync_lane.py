@@ -91,3 +91,46 @@ def test_a_request_with_no_lane_to_take_it_fails_clearly_and_the_next_call_works
         # And with a worker again, the same client declares the lane anew and calls as before
         fleet.worker(slots=1)
         assert client.invoke("echo", {"n": 2}).payload["event"] == {"n": 2}
+
+
+def _close_connections_of(pid: int) -> int:
+    """Close, through rabbitmqctl, every broker connection of process `pid`; how many."""
+    sockets = subprocess.run(["ss", "-tnpH", "state", "established", "dport", "= :5672"],
+                             capture_output=True, text=True, check=True).stdout
+    ports = {line.split()[2].rsplit(":", 1)[1] for line in sockets.splitlines()
+             if f"pid={pid}," in line}
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "peer_port"],
+                             capture_output=True, text=True, check=True).stdout
+    closed = 0
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] in ports:
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", parts[0], "test cut"],
+                           capture_output=True, check=True)
+            closed += 1
+    return closed
+
+
+def test_a_result_on_redis_reaches_its_caller_though_the_workers_connection_died(
+    fleet: Fleet,
+) -> None:
+    # Given a sync call (its result on a Redis list, the default) running on a worker
+    fleet.function("span", handler="app.span", timeout_s=30)
+    worker = fleet.worker(slots=1)
+    got: dict[str, Any] = {}
+    caller = threading.Thread(
+        target=lambda: got.update(result=fleet.client.invoke("span", {"sleep": 8}))
+    )
+    caller.start()
+    fleet.wait_for(lambda: any(w.get("busy") == "1" for w in fleet.worker_status()),
+                   what="the run to start")
+    # When the worker's broker connections are closed under it mid-run (rabbitmqctl takes
+    # a second or two: the run is long enough to be still going once it is done)
+    assert _close_connections_of(worker.pid) >= 1
+    cut_at = time.time()
+    caller.join(timeout=30)
+    # Then the caller gets the result of that very run (pushed to Redis all the same), not
+    # of a second one the broker's redelivery started after the cut
+    result = got["result"]
+    assert result.status_code == 200 and result.function_error is None
+    assert result.payload["start"] < cut_at < result.payload["end"], (result.payload, cut_at)
