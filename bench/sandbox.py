@@ -21,7 +21,8 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sandbox import Isolation, Sandbox  # noqa: E402
-from sandbox.forkserver import ExecLauncher, ForkServer  # noqa: E402
+from sandbox.execlauncher import ExecLauncher  # noqa: E402
+from sandbox.forkserver import ForkServer  # noqa: E402
 
 TRIVIAL = "def handler(event, context):\n    return event\n"
 SLEEPER = "import time\n\ndef handler(event, context):\n    time.sleep(600)\n"

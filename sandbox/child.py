@@ -2,9 +2,9 @@
 
 Runs in the freshly forked (or freshly exec'd) child, as root when the caller is root: new
 session, join the sandbox's cgroups, rlimits, fds 0-3 only, drop to the sandbox's uid, scrub the
-environment, then serve. A spare does the first two steps ahead of time (they are the slow ones:
-a cgroup migration waits for an RCU grace period) and the rest once it is handed a spec.
-Standard library only (see protocol.py).
+environment, then serve. A spare does what does not depend on the function ahead of time (fds,
+session, cgroup: a migration waits for an RCU grace period; private view; stdio) and the rest
+once the caller sends it a spec over its control socket. Standard library only (see protocol.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import socket
 import sys
 import time
 from typing import Any
+
+from sandbox import protocol
+from sandbox.runtime import Runtime, setup_stdio
 
 CTRL_FD = 3
 _PR_SET_PDEATHSIG = 1
@@ -43,55 +46,71 @@ def _prctl(option: int, value: int) -> None:
 def enter(
     spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int, tmp_fd: int = -1
 ) -> None:
-    """Isolate the current process per `spec` and serve; never returns."""
+    """Isolate the current process per `spec` and serve; never returns (the exec launcher's)."""
     try:
+        _reset_signals()
+        _arrange_fds(ctrl_fd, log_fd, tmp_fd)
         _detach(spec["cgroup_procs"])
+        request_filter = setup_stdio()
     except BaseException:
         os._exit(71)
-    _serve(spec, ctrl_fd, log_fd, parent_pid, tmp_fd)
+    sock = socket.socket(fileno=CTRL_FD)
+    tmp = CTRL_FD + 1 if tmp_fd >= 0 else -1
+    _serve(spec, sock, protocol.FrameReader(), request_filter, parent_pid, tmp)
 
 
 def wait_as_spare(
-    sock: socket.socket, cgroup_procs: list[str], parent_pid: int, walls: bool = False
+    ctrl_fd: int, log_fd: int, cgroup_procs: list[str], parent_pid: int, walls: bool = False
 ) -> None:
-    """Detach, join the cgroup, build the private view now; wait for a spec; serve. No return."""
+    """Become a spare: everything that does not depend on the function is done now, ahead of
+    the hand-off (fds, session, cgroup, private view, stdio); then wait on the control socket
+    for the caller's spec frame (with the /tmp volume's fd) and serve. Never returns."""
     try:
-        # Drop the template's fds at once: among them are other children's status pipes, whose
-        # end of stream must not wait for a spare.
-        keep = sock.fileno()
-        os.closerange(3, keep)
-        os.closerange(keep + 1, 1 << 16)
+        _reset_signals()
+        # The template's other fds go at once: among them are other children's status pipes,
+        # whose end of stream must not wait for a spare.
+        _arrange_fds(ctrl_fd, log_fd)
         _detach(cgroup_procs)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:
             os._exit(1)
         if walls:
             _private_view()
-        _prefault(sock)
-        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
-        if not msg or len(fds) not in (2, 3):
+        request_filter = setup_stdio()
+        sock = socket.socket(fileno=CTRL_FD)
+        _prefault()
+        reader = protocol.FrameReader()
+        msg, fds, _, _ = socket.recv_fds(sock, protocol.READ_SIZE, 1)
+        if not msg:
+            os._exit(0)  # the caller gave this spare up
+        reader.feed(msg)
+        frame = protocol.recv_frame(sock, reader)
+        if frame is None:
             os._exit(0)
-        spec = json.loads(msg)
+        spec = json.loads(protocol.unpack_spec(frame))
     except BaseException:
         os._exit(71)
-    _serve(spec, fds[0], fds[1], parent_pid, fds[2] if len(fds) > 2 else -1)
+    _serve(spec, sock, reader, request_filter, parent_pid, fds[0] if fds else -1)
 
 
 def _serve(
-    spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int, tmp_fd: int = -1
+    spec: dict[str, Any],
+    sock: socket.socket,
+    reader: protocol.FrameReader,
+    request_filter: Any,
+    parent_pid: int,
+    tmp_fd: int = -1,
 ) -> None:
     code = 0
     try:
-        _walls(spec, tmp_fd, ctrl_fd)
-        _isolate(spec, ctrl_fd, log_fd, parent_pid)
+        _walls(spec, tmp_fd, CTRL_FD)
+        _isolate(spec, parent_pid)
         from sandbox.bootstrap import exec_bootstrap
-        from sandbox.runtime import Runtime
 
         init_error = _enter_code_dir(spec)
         if spec.get("exec") and init_error is None:  # an external runtime: its bootstrap serves
             exec_bootstrap(spec, CTRL_FD)
-        sock = socket.socket(fileno=CTRL_FD)
-        Runtime(sock, spec["handler"], init_error, spec["arn"]).serve()
+        Runtime(sock, spec["handler"], init_error, spec["arn"], reader, request_filter).serve()
     except SystemExit as exc:  # sys.exit() in a handler ends the runtime, as it does on Lambda
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except BaseException:
@@ -99,7 +118,7 @@ def _serve(
     os._exit(code)
 
 
-def _prefault(sock: socket.socket) -> None:
+def _prefault() -> None:
     """Walk a cold start's hot paths while waiting, so their copy-on-write faults are done.
 
     After the fork every page the child writes (reference counts included) is copied on first
@@ -108,7 +127,7 @@ def _prefault(sock: socket.socket) -> None:
     a spare still walking would otherwise delay the very cold start it is there to speed up.
     """
     waiting = select.poll()
-    waiting.register(sock.fileno(), select.POLLIN)
+    waiting.register(CTRL_FD, select.POLLIN)
     for step in (_walk_frames, _walk_environment, _walk_stdio, _walk_import):
         if waiting.poll(0):
             return
@@ -149,11 +168,30 @@ def _walk_import() -> None:
     compile("import os\n\ndef handler(event, context):\n    return event\n", "<h>", "exec")
 
 
-def _detach(cgroup_procs: list[str]) -> None:
+def _reset_signals() -> None:
+    # First: the template's wake-up fd is about to be closed, and its number reused.
+    signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Python's default: EFBIG, not a dead process
-    signal.set_wakeup_fd(-1)
+
+
+def _arrange_fds(ctrl_fd: int, log_fd: int, keep: int = -1) -> None:
+    """stdin /dev/null, stdout and stderr the log pipe, fd 3 the control socket; and `keep`
+    (the /tmp volume, which the exec launcher passes) moved to fd 4; nothing else."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    if keep >= 0:
+        keep = os.dup(keep)  # above all of these, then down to 4 once they are in place
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.dup2(ctrl_fd, CTRL_FD)
+    if keep >= 0:
+        os.dup2(keep, CTRL_FD + 1)
+    os.closerange(CTRL_FD + 1 + (keep >= 0), 1 << 16)
+
+
+def _detach(cgroup_procs: list[str]) -> None:
     os.setsid()
     pid = str(os.getpid())
     for procs in cgroup_procs:
@@ -161,13 +199,8 @@ def _detach(cgroup_procs: list[str]) -> None:
             f.write(pid)
 
 
-def _isolate(spec: dict[str, Any], ctrl_fd: int, log_fd: int, parent_pid: int) -> None:
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.dup2(ctrl_fd, CTRL_FD)
-    os.closerange(CTRL_FD + 1, 1 << 16)
+def _isolate(spec: dict[str, Any], parent_pid: int) -> None:
+    os.closerange(CTRL_FD + 1, 1 << 16)  # whatever the walls opened: fds 0-3 only
     for name, value in spec["rlimits"].items():
         if name == "as":
             value += _mapped_bytes()  # the limit is on top of what is already mapped

@@ -10,8 +10,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 _OTHERS_RWX = 0o707  # root without CAP_DAC_OVERRIDE is judged by the "others" bits
+
+
+def tmp_dir_prefix(pid: int | None = None) -> str:
+    """Where a caller's sandbox tmp dirs go: `<tmp>/warren-sbx-<caller pid>-`, so that its
+    template can sweep the ones a caller killed outright leaves behind."""
+    return os.path.join(tempfile.gettempdir(), f"warren-sbx-{pid or os.getpid()}-")
+
+
+def make_tmp_dir() -> str:
+    """A new private tmp dir (0700) for one sandbox of this caller."""
+    prefix = tmp_dir_prefix()
+    return tempfile.mkdtemp(prefix=os.path.basename(prefix), dir=os.path.dirname(prefix))
 
 
 def remove_tree(path: str) -> bool:

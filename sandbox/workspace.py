@@ -1,0 +1,117 @@
+"""A sandbox's workspace: its uid lease, host tmp dir and /tmp volume, made ahead of need.
+
+These outlive one child (Lambda keeps /tmp across resets) and were most of a cold start's own
+work in the caller: a uid lease looks up passwd and flocks a file (~0.2 ms), the tmp dir is a
+mkdir on the host disk (~0.1 ms), a volume is handed to the uid. So one per kind recently asked
+for is prepared ahead by a thread of this process's `WorkspacePool`, woken once a cold start is
+over (`want`), so that it does not run during one. A workspace that cannot be prepared ahead is
+made by the sandbox itself, with the errors it reports.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from sandbox import tmpvolume
+from sandbox.tmpdir import make_tmp_dir, remove_tree
+from sandbox.uidpool import UidLease, UidPool
+
+
+@dataclass(frozen=True)
+class Kind:
+    uids: UidPool | None  # where the uid is leased from; None: runs as the caller
+    volume_mb: int | None  # the /tmp volume's size; None: no volume (no private view)
+
+
+@dataclass
+class Workspace:
+    uid: UidLease | None
+    tmp_dir: str
+    volume: int  # the volume's mount fd, or -1
+
+
+def prepare(kind: Kind) -> Workspace:
+    """A whole workspace of this kind, or OSError (nothing is left behind then)."""
+    lease = kind.uids.acquire() if kind.uids is not None else None
+    tmp_dir, volume = "", -1
+    try:
+        tmp_dir = make_tmp_dir()
+        if lease is not None:
+            os.chown(tmp_dir, lease.uid, lease.uid)
+        if kind.volume_mb is not None:
+            volume = tmpvolume.shared().take(kind.volume_mb)
+            if lease is not None:
+                tmpvolume.hand_to(volume, lease.uid)
+    except BaseException:
+        discard(Workspace(lease, tmp_dir, volume))
+        raise
+    return Workspace(lease, tmp_dir, volume)
+
+
+def discard(workspace: Workspace) -> None:
+    if workspace.uid is not None:
+        workspace.uid.release()
+    tmpvolume.release(workspace.volume)
+    if workspace.tmp_dir:
+        remove_tree(workspace.tmp_dir)
+
+
+class WorkspacePool:
+    """One workspace ready per kind asked for; `take` is a pop, `want` wakes the filler."""
+
+    def __init__(self) -> None:
+        self._ready: dict[Kind, Workspace] = {}
+        self._wanted: set[Kind] = set()
+        self._failed: set[Kind] = set()  # made on demand from now on (the sandbox says why)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def take(self, kind: Kind) -> Workspace | None:
+        with self._lock:
+            return self._ready.pop(kind, None)
+
+    def want(self, kind: Kind) -> None:
+        """Have one of `kind` ready for the next cold start (call once this one is over)."""
+        with self._lock:
+            if kind in self._ready or kind in self._failed:
+                return
+            self._wanted.add(kind)
+            self._wake.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._fill, name="warren-workspaces", daemon=True
+                )
+                self._thread.start()
+
+    def _fill(self) -> None:
+        while True:
+            with self._lock:
+                while not self._wanted:
+                    self._wake.wait()
+                kind = self._wanted.pop()
+            try:
+                workspace = prepare(kind)
+            except OSError:
+                with self._lock:
+                    self._failed.add(kind)
+                continue
+            with self._lock:
+                if kind in self._ready:  # cannot happen with one filler; kept safe anyway
+                    discard(workspace)
+                else:
+                    self._ready[kind] = workspace
+
+
+_shared = WorkspacePool()
+_shared_pid = os.getpid()
+
+
+def shared() -> WorkspacePool:
+    """This process's pool (a fresh one after a fork: threads and leases do not carry over)."""
+    global _shared, _shared_pid
+    if _shared_pid != os.getpid():
+        _shared, _shared_pid = WorkspacePool(), os.getpid()
+    return _shared
