@@ -93,6 +93,9 @@ class ExecLauncher:
             self._walls_problem = probe()
         return self._walls_problem
 
+    def ahead(self) -> None:
+        pass  # nothing is made ahead: each child is a fresh interpreter
+
     def kill_uid(self, uid: int) -> None:
         boot = f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
         boot += f"from sandbox.child import kill_uid; kill_uid({uid})"

@@ -67,6 +67,9 @@ class Launcher(Protocol):
     def kill_uid(self, uid: int) -> None:
         """SIGKILL every process owned by `uid` (the sandbox's own), waiting until none is left."""
 
+    def ahead(self) -> None:
+        """A cold start is over: prepare what the next one needs (now, not during one)."""
+
     def unprivileged_problem(self) -> str | None:
         """Why children could not run as an unprivileged uid here, or None if they can."""
 
@@ -107,6 +110,8 @@ class ForkedChild:
         self.ctrl.close()
         os.close(self.log_r)
         self.close()
+        if self.cgroup is not None:
+            self.cgroup.close()
 
 
 class _Offer:
@@ -119,17 +124,20 @@ class _Offer:
 class ForkServer:
     """The caller's side of the template process.
 
-    A cold start takes the spare on offer and sends it the spec directly; the claim that
-    follows to the template (no reply awaited) asks for the next spare, whose offer is picked
-    up by the next cold start. Replies and offers share the socket: offers are told apart by
-    their key and kept."""
+    A cold start takes the spare on offer and sends it the spec directly, telling the template
+    (a claim, no reply awaited); once it is over, `ahead` asks for the next spare, whose offer
+    is picked up by the next cold start. Replies and offers share the socket: offers are told
+    apart by their key and kept."""
 
     _shared: ClassVar[ForkServer | None] = None
     _shared_pid: ClassVar[int] = 0
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, spares: int = 2) -> None:
         self._python = python
+        # Two: the one a cold start takes was forked a cold start earlier, so it has had the
+        # time to finish its set-up even when cold starts come back to back.
+        self._spares = spares
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -137,6 +145,8 @@ class ForkServer:
         self._walls_problem: str | None = "not probed"
         self._offers: list[_Offer] = []
         self._pending = 0  # spares asked for whose offer has not been read yet
+        self._next: tuple[Any, Any] | None = None  # (parent, limits) of the last cold start
+        self._claims: list[dict[str, Any]] = []  # told to the template once the cold start ends
 
     @classmethod
     def shared(cls) -> ForkServer:
@@ -156,10 +166,9 @@ class ForkServer:
         for _attempt in range(3):
             with self._lock:
                 offer = self._take_offer(parent, limits)
-                # Told before the spec goes, so that a caller killed in between leaves nothing.
-                claim = {"op": "claim", "pid": offer.child.pid, "tmp_dir": spec["tmp_dir"],
-                         "uid": spec.get("uid"), "parent": parent, "limits": limits}
-                self._post(claim)
+                self._claims.append({"op": "claim", "pid": offer.child.pid,
+                                     "tmp_dir": spec["tmp_dir"], "uid": spec.get("uid")})
+                self._next = (parent, limits)
             child = offer.child
             try:
                 if child.cgroup is not None and limits and offer.limits != limits:
@@ -169,6 +178,25 @@ class ForkServer:
             except OSError:
                 _give_up(child)  # it died, or its group would not take the limits
         raise SandboxError("no sandbox child of the fork server would start")
+
+    def ahead(self) -> None:
+        """A cold start is over: have the next spare forked now (likely for the same limits),
+        not during it, where the fork and the spare's set-up would take a core from it."""
+        with self._lock:
+            if self._sock is None:
+                return
+            claims, self._claims = self._claims, []
+            for claim in claims:
+                self._post(claim)
+            if self._next is None:
+                return
+            parent, limits = self._next
+            try:
+                self._receive(block=False)  # offers already here: not read during a cold start
+            except OSError:
+                return  # the template is gone: the next spawn starts a new one
+            for _ in range(self._spares - len(self._offers) - self._pending):
+                self._post({"op": "spare", "parent": parent, "limits": limits})
 
     def kill_uid(self, uid: int) -> None:
         self._request({"op": "kill_uid", "uid": uid})
@@ -207,6 +235,7 @@ class ForkServer:
                                                                 select.POLLIN, 0):
                             return offer
                         offer.child.abandon()
+                        self._post({"op": "abandon", "pid": offer.child.pid})
                     if self._pending == 0:
                         self._post({"op": "spare", "parent": parent, "limits": limits})
                     error = self._receive(block=True)
@@ -222,7 +251,7 @@ class ForkServer:
             self._sock.send(json.dumps(msg).encode())
         except OSError:
             return  # a dead template is noticed (and restarted) by the next request
-        if msg["op"] in ("spare", "claim"):
+        if msg["op"] == "spare":
             self._pending += 1
 
     def _receive(self, block: bool) -> str | None:
@@ -243,7 +272,8 @@ class ForkServer:
             offer = msg["offer"]
             if offer is None:
                 return str(msg.get("error"))
-            group = Cgroup(**offer["cgroup"]) if offer["cgroup"] else None
+            peak = fds[3] if len(fds) > 3 else -1
+            group = Cgroup(**offer["cgroup"], peak_fd=peak) if offer["cgroup"] else None
             child = ForkedChild(offer["pid"], fds[2], group, socket.socket(fileno=fds[0]), fds[1])
             self._offers.append(_Offer(child, offer["parent"], offer["limits"]))
             if block:
@@ -305,7 +335,7 @@ class ForkServer:
     def _stop(self) -> None:
         for offer in self._offers:
             offer.child.abandon()
-        self._offers, self._pending = [], 0
+        self._offers, self._pending, self._claims = [], 0, []
         if self._sock is not None:
             self._sock.close()  # EOF tells the template to kill its children and exit
             self._sock = None
@@ -321,7 +351,7 @@ class ForkServer:
 def _recv_fds(sock: socket.socket, flags: int) -> tuple[bytes, list[int]]:
     """socket.recv_fds, with `flags` honoured (3.11's ignores them) and the fds close-on-exec."""
     fds = array.array("i")
-    space = socket.CMSG_LEN(3 * fds.itemsize)
+    space = socket.CMSG_LEN(4 * fds.itemsize)
     data, ancdata, _, _ = sock.recvmsg(1 << 16, space, flags | socket.MSG_CMSG_CLOEXEC)
     for level, kind, item in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

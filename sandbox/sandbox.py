@@ -123,7 +123,7 @@ class Sandbox:
                 self._spawn()
             logs = LogBuffer(self._iso.log_cap_bytes)
             early = self._await_ready("init", logs) if wait and self._awaiting_ready else None
-            self._want_workspace()
+            self._ahead()
             return early.failure() if isinstance(early, Outcome) else None
 
     def invoke(self, event: Any = None, *, payload: bytes | None = None,
@@ -147,12 +147,13 @@ class Sandbox:
             # A cold start: the request goes along now (its timeout counted from when the child
             # reads it, after init), so the child answers it without waiting for another trip.
             sent = self._send_ahead(rid, payload, client_context or b"")
-            early = self._await_ready(rid, logs)
-            if isinstance(early, Outcome):
-                return early
-            outcome = self._invoke(rid, payload, logs, early, client_context or b"", sent)
-            self._want_workspace()
-            return outcome
+            try:
+                early = self._await_ready(rid, logs)
+                if isinstance(early, Outcome):
+                    return early
+                return self._invoke(rid, payload, logs, early, client_context or b"", sent)
+            finally:
+                self._ahead()
 
     def close(self) -> None:
         """Kill everything the sandbox started and remove its tmp dir; idempotent."""
@@ -197,8 +198,10 @@ class Sandbox:
         return workspace.Kind(self._iso.pool() if self._own_uid else None,
                               self.ephemeral_storage_mb if private else None)
 
-    def _want_workspace(self) -> None:
-        """Once a cold start is over: have the next sandbox's workspace made meanwhile."""
+    def _ahead(self) -> None:
+        """Once a cold start is over: the next spare and workspace are made now, between cold
+        starts (during one they would take a core, or the GIL, from it)."""
+        self._launcher.ahead()
         if self._wants_workspace:
             self._wants_workspace = False
             workspace.shared().want(self._workspace_kind())

@@ -4,11 +4,13 @@ Started once per calling process with the runtime already imported, so a new san
 fork instead of an interpreter start. Every child starts as a spare, forked ahead, already in a
 new session, in a group of its own, with its fds, private view and stdio in place, and is offered
 to the caller (its control socket, log pipe and status pipe, as SCM_RIGHTS); the caller sends the
-spec to the spare itself and tells the template afterwards (a claim, which also asks for the next
-spare). So the slow part of a cold start (fork, cgroup migration) and the template's own round
-trip are paid between requests. It is the children's subreaper: it reaps every process orphaned
-below it and reports each sandbox child's wait status on a pipe of that child's own. Requests
-arrive as JSON datagrams on a SOCK_SEQPACKET socket. Standard library only (see protocol.py).
+spec to the spare itself; once that cold start is over it tells the template (a claim, for the
+clean-up should the caller go) and asks for the next spare, so that neither the template's
+wake-up nor the fork takes a core from it. So the slow part of a cold start (fork, cgroup
+migration) and the template's own round trip are paid between cold starts. It is the children's
+subreaper: it reaps every process orphaned below it and reports each sandbox child's wait status
+on a pipe of that child's own. Requests arrive as JSON datagrams on a SOCK_SEQPACKET socket.
+Standard library only (see protocol.py).
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ class Template:
         self._sock = sock
         self._walls = walls  # spares build their private view ahead (see child.wait_as_spare)
         self._leftovers = leftovers  # the caller's tmp dirs' prefix (made ahead, never used)
-        self._spares: dict[int, Spare] = {}  # offered to the caller, not claimed yet
+        # Offered to the caller, neither claimed nor abandoned yet; kept after they exit (the
+        # caller may have handed one a spec: then its group is the caller's to read and remove).
+        self._spares: dict[int, Spare] = {}
+        self._doomed: dict[int, Cgroup] = {}  # abandoned spares' groups, removed once reaped
         self._swept: set[CgroupParent] = set()
         self._children: dict[int, int] = {}  # pid -> write end of its status pipe
         # What to clean up if the caller goes without closing its sandboxes: per sandbox (its tmp
@@ -98,7 +103,8 @@ class Template:
             self._offer(request)
         elif request["op"] == "claim":
             self._claim(request)
-            self._offer(request)  # likely the next cold start is for the same function
+        elif request["op"] == "abandon":
+            self._abandon(int(request["pid"]))
         elif request["op"] == "kill_uid":
             self._kill_uid(int(request["uid"]))
         else:
@@ -139,30 +145,46 @@ class Template:
             return
         if pid == 0:
             procs = group.procs_files if group is not None else []
-            child.wait_as_spare(ctrl_child.fileno(), log_w, procs, me, self._walls)
+            shm_mb = limits[0] // (1 << 20) if limits else None  # the function's memory, likely
+            child.wait_as_spare(ctrl_child.fileno(), log_w, procs, me, self._walls, shm_mb)
         ctrl_child.close()
         os.close(log_w)
         self._children[pid] = status_w
         self._spares[pid] = Spare(pid, group)
         offer = {"pid": pid, "cgroup": group.as_dict() if group else None, "limits": limits,
                  "parent": request.get("parent")}
+        fds = [ctrl.fileno(), log_r, status_r]
         try:
-            socket.send_fds(self._sock, [json.dumps({"offer": offer}).encode()],
-                            [ctrl.fileno(), log_r, status_r])
+            if group is not None:  # opened here, not by the caller during a cold start
+                fds.append(group.open_peak())
+        except OSError:
+            pass
+        try:
+            socket.send_fds(self._sock, [json.dumps({"offer": offer}).encode()], fds)
         finally:
             ctrl.close()
-            os.close(log_r)
-            os.close(status_r)
+            for fd in fds[1:]:
+                os.close(fd)
 
     def _claim(self, request: dict[str, Any]) -> None:
         """The caller handed a spare a spec: remember what to clean up should the caller go."""
         spare = self._spares.pop(int(request["pid"]), None)
-        if spare is None or spare.pid not in self._children:
-            return  # it died meanwhile; the caller hears so on its status pipe
+        if spare is None:
+            return
         for tmp in [t for t in self._known if not os.path.isdir(t)]:
             del self._known[tmp]
         spec = {"uid": request.get("uid"), "tmp_dir": request["tmp_dir"]}
         self._known[request["tmp_dir"]] = (spare.pid, spec, spare.group)
+
+    def _abandon(self, pid: int) -> None:
+        """The caller will not use this spare (its end of stream makes it exit)."""
+        spare = self._spares.pop(pid, None)
+        if spare is None or spare.group is None:
+            return
+        if pid in self._children:
+            self._doomed[pid] = spare.group
+        else:
+            spare.group.remove()
 
     def _kill_uid(self, uid: int) -> None:
         helper = os.fork()
@@ -180,9 +202,9 @@ class Template:
                 return -1
             if pid == 0:
                 return -1
-            spare = self._spares.pop(pid, None)
-            if spare is not None and spare.group is not None:
-                spare.group.remove()
+            doomed = self._doomed.pop(pid, None)
+            if doomed is not None:
+                doomed.remove()
             wfd = self._children.pop(pid, None)
             if wfd is not None:
                 try:
@@ -198,6 +220,10 @@ class Template:
         leftovers = list(self._known.values())
         for pid in [*self._children, *self._spares]:
             _kill(pid)
+        for spare in self._spares.values():
+            # The caller may have handed it a spec and gone before its claim said so.
+            if spare.group is not None:
+                spare.group.kill_all()
         for pid, spec, group in leftovers:
             if group is not None and group.kill_all():
                 continue
@@ -209,13 +235,17 @@ class Template:
                     child.kill_uid(int(spec["uid"]))
                 self._reap(block_for=helper)
         deadline = time.monotonic() + 5
-        while (self._spares or self._children) and time.monotonic() < deadline:
+        while self._children and time.monotonic() < deadline:
             self._reap(block_for=None)
             time.sleep(0.002)
+        self._remove(leftovers + [(s.pid, {}, s.group) for s in self._spares.values()])
+
+    def _remove(self, leftovers: list[tuple[int, dict[str, Any], Cgroup | None]]) -> None:
         for _, spec, group in leftovers:
             if group is not None:
                 group.remove()
-            remove_tree(_tmp_dir(spec))
+            if spec:
+                remove_tree(_tmp_dir(spec))
         if self._leftovers:  # tmp dirs the caller made ahead for sandboxes it never started
             for path in glob.glob(glob.escape(self._leftovers) + "*"):
                 remove_tree(path)
