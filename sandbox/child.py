@@ -86,17 +86,41 @@ def wait_as_spare(
         sock = socket.socket(fileno=CTRL_FD)
         _prefault()
         reader = protocol.FrameReader()
-        msg, fds, _, _ = socket.recv_fds(sock, protocol.READ_SIZE, 1)
-        if not msg:
-            os._exit(0)  # the caller gave this spare up
-        reader.feed(msg)
-        frame = protocol.recv_frame(sock, reader)
-        if frame is None:
-            os._exit(0)
+        frame, tmp_fd = _await_spec(sock, reader)
         spec = json.loads(protocol.unpack_spec(frame))
     except BaseException:
         os._exit(71)
-    _serve(spec, sock, reader, request_filter, parent_pid, fds[0] if fds else -1)
+    _serve(spec, sock, reader, request_filter, parent_pid, tmp_fd)
+
+
+_WAKE_SPIN_S = 0.005
+
+
+def _await_spec(sock: socket.socket, reader: protocol.FrameReader) -> tuple[bytes, int]:
+    """The spec frame and the fd that came with it (-1 if none); exits if the caller closes.
+
+    A wake frame, sent when a cold start begins, says the spec comes within a fraction of a
+    millisecond: the spare then polls without blocking for a few ms, so that the spec finds it
+    running instead of waking an idle CPU (0.25-0.7 ms measured here, a VM)."""
+    space = socket.CMSG_SPACE(4)
+    deadline, flags, tmp_fd = 0.0, 0, -1
+    while True:
+        try:
+            msg, ancdata, _, _ = sock.recvmsg(protocol.READ_SIZE, space, flags)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                flags = 0  # no spec after all: block again
+            continue
+        if not msg:
+            os._exit(0)  # the caller gave this spare up
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                tmp_fd = int.from_bytes(data[:4], sys.byteorder, signed=True)
+        reader.feed(msg)
+        while (frame := reader.frame()) is not None:
+            if frame != b"W":
+                return frame, tmp_fd
+            deadline, flags = time.monotonic() + _WAKE_SPIN_S, socket.MSG_DONTWAIT
 
 
 def _serve(

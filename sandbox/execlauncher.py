@@ -93,6 +93,9 @@ class ExecLauncher:
             self._walls_problem = probe()
         return self._walls_problem
 
+    def wake(self) -> None:
+        pass
+
     def ahead(self) -> None:
         pass  # nothing is made ahead: each child is a fresh interpreter
 

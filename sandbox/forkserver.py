@@ -67,6 +67,9 @@ class Launcher(Protocol):
     def kill_uid(self, uid: int) -> None:
         """SIGKILL every process owned by `uid` (the sandbox's own), waiting until none is left."""
 
+    def wake(self) -> None:
+        """A cold start begins: get ready for it (the spec follows shortly)."""
+
     def ahead(self) -> None:
         """A cold start is over: prepare what the next one needs (now, not during one)."""
 
@@ -178,6 +181,15 @@ class ForkServer:
             except OSError:
                 _give_up(child)  # it died, or its group would not take the limits
         raise SandboxError("no sandbox child of the fork server would start")
+
+    def wake(self) -> None:
+        """A cold start begins: the spare it will take stays awake for its spec."""
+        with self._lock:
+            if self._offers:
+                try:
+                    self._offers[0].child.ctrl.send(protocol.WAKE)
+                except OSError:
+                    pass  # a dead spare is found out and passed over when taken
 
     def ahead(self) -> None:
         """A cold start is over: have the next spare forked now (likely for the same limits),

@@ -4,6 +4,7 @@ The child never imports msgpack or orjson: a handler that bundles its own copy o
 its own, so everything the child loads before the handler is standard library. Each frame is a
 4-byte big-endian length followed by a fixed struct header and raw byte fields.
 
+    wake     (caller -> spare):  "W": a spec follows shortly (the spare stays awake for it)
     spec     (caller -> child):  "S" + the spawn spec as JSON (once, first; the /tmp volume's
                                  mount fd rides along as SCM_RIGHTS)
     request  (caller -> child):  "I" + deadline_epoch_ms(d) + len(id)(H) + id + payload JSON,
@@ -27,6 +28,9 @@ LENGTH = struct.Struct(">I")
 REQUEST = struct.Struct(">cdH")
 READY = struct.Struct(">cBdB")
 RESPONSE = struct.Struct(">cBdQH")
+
+
+WAKE = LENGTH.pack(1) + b"W"
 
 
 def pack_spec(spec_json: bytes) -> bytes:

@@ -139,6 +139,7 @@ class Sandbox:
             if self._closed:
                 raise SandboxError("this sandbox is closed")
             if not self.alive:
+                self._launcher.wake()  # the spare wakes while this thread prepares its spec
                 self._discard()
                 self._spawn()
             logs = LogBuffer(self._iso.log_cap_bytes)
