@@ -63,7 +63,10 @@ class ChildChannel:
             exited = False
             for fd, _ in self._epoll.poll(remaining):
                 if fd == ctrl_fd:
-                    data = self._ctrl.recv(max(protocol.READ_SIZE, self._reader.missing()))
+                    try:
+                        data = self._ctrl.recv(max(protocol.READ_SIZE, self._reader.missing()))
+                    except ConnectionResetError:  # it exited with our request unread
+                        data = b""
                     if data:
                         self._reader.feed(data)
                     else:

@@ -108,8 +108,14 @@ class Template:
         elif request["op"] == "kill_uid":
             self._kill_uid(int(request["uid"]))
         else:
-            self._sock.send(json.dumps({"error": f"unknown op {request['op']!r}"}).encode())
+            self._reply({"error": f"unknown op {request['op']!r}"})
         return True
+
+    def _reply(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        try:
+            socket.send_fds(self._sock, [json.dumps(msg).encode()], fds or [])
+        except OSError:
+            pass  # the caller is gone: the next read says so, and the shutdown follows
 
     def _offer(self, request: dict[str, Any]) -> None:
         """Fork a spare and hand the caller its ends (control socket, log pipe, status pipe).
@@ -125,7 +131,7 @@ class Template:
                 parent.sweep_stale()  # what a template killed before it could clean up left
             group = parent.create(*limits) if parent is not None and limits else None
         except OSError as exc:
-            self._sock.send(json.dumps({"offer": None, "error": f"cgroup: {exc}"}).encode())
+            self._reply({"offer": None, "error": f"cgroup: {exc}"})
             return
         ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
@@ -141,7 +147,7 @@ class Template:
             if group is not None:
                 group.remove()
             error = f"cannot start a sandbox child: {exc}"
-            self._sock.send(json.dumps({"offer": None, "error": error}).encode())
+            self._reply({"offer": None, "error": error})
             return
         if pid == 0:
             procs = group.procs_files if group is not None else []
@@ -160,7 +166,7 @@ class Template:
         except OSError:
             pass
         try:
-            socket.send_fds(self._sock, [json.dumps({"offer": offer}).encode()], fds)
+            self._reply({"offer": offer}, fds)
         finally:
             ctrl.close()
             for fd in fds[1:]:
@@ -192,7 +198,7 @@ class Template:
             child.kill_uid(uid)
         # Keep reaping while the helper works: kill(-1) counts zombies until they are collected.
         status = self._reap(block_for=helper)
-        self._sock.send(json.dumps({"status": status}).encode())
+        self._reply({"status": status})
 
     def _reap(self, block_for: int | None) -> int:
         while True:
