@@ -21,6 +21,8 @@ import sys
 import threading
 from typing import Any, ClassVar, Protocol
 
+import orjson
+
 from sandbox import protocol
 from sandbox.cgroup import Cgroup
 from sandbox.tmpdir import tmp_dir_prefix
@@ -165,7 +167,7 @@ class ForkServer:
         want = spec.get("cgroup")
         parent = want["parent"] if want else None
         limits = [want["memory_bytes"], want["max_pids"]] if want else None
-        frame = protocol.pack_spec(json.dumps(spec).encode())
+        frame = protocol.pack_spec(orjson.dumps(spec))  # read by the child's json module
         for _attempt in range(3):
             with self._lock:
                 offer = self._take_offer(parent, limits)
@@ -215,12 +217,14 @@ class ForkServer:
 
     def unprivileged_problem(self) -> str | None:
         with self._lock:
-            self._ensure_started()
+            if self._sock is None:  # what a template found does not change when it restarts
+                self._ensure_started()
             return self._problem
 
     def walls_problem(self) -> str | None:
         with self._lock:
-            self._ensure_started()
+            if self._sock is None:
+                self._ensure_started()
             return self._walls_problem
 
     @property
@@ -235,19 +239,22 @@ class ForkServer:
     # -- with the lock held -----------------------------------------------------------------
 
     def _take_offer(self, parent: Any, limits: Any) -> _Offer:
-        """A live spare below `parent`: one on offer, the one under way, or a new one."""
+        """A spare below `parent`: one on offer, the one under way, or a new one."""
         for _attempt in (1, 2):
-            self._ensure_started()
             try:
                 while True:
-                    self._receive(block=False)
+                    # Offers in hand were read by `ahead`; the socket is read only when there
+                    # are none (a dead spare is found out by the spec's send, and passed over).
                     while self._offers:
                         offer = self._offers.pop(0)
-                        if offer.parent == parent and not ready(offer.child.fileno(),
-                                                                select.POLLIN, 0):
+                        if offer.parent == parent:
                             return offer
                         offer.child.abandon()
                         self._post({"op": "abandon", "pid": offer.child.pid})
+                    self._ensure_started()
+                    self._receive(block=False)
+                    if self._offers:
+                        continue
                     if self._pending == 0:
                         self._post({"op": "spare", "parent": parent, "limits": limits})
                     error = self._receive(block=True)
