@@ -84,7 +84,7 @@ def wait_as_spare(
             _private_view(shm_mb)
         request_filter = setup_stdio()
         sock = socket.socket(fileno=CTRL_FD)
-        _prefault()
+        _prefault(Runtime(sock, "", None, "", request_filter=request_filter))
         reader = protocol.FrameReader()
         frame, tmp_fd = _await_spec(sock, reader)
         spec = json.loads(protocol.unpack_spec(frame))
@@ -150,7 +150,7 @@ def _serve(
     os._exit(code)
 
 
-def _prefault() -> None:
+def _prefault(runtime: Runtime) -> None:
     """Walk a cold start's hot paths while waiting, so their copy-on-write faults are done.
 
     After the fork every page the child writes (reference counts included) is copied on first
@@ -160,7 +160,7 @@ def _prefault() -> None:
     """
     waiting = select.poll()
     waiting.register(CTRL_FD, select.POLLIN)
-    for step in (_walk_frames, _walk_environment, _walk_stdio, _walk_import):
+    for step in (_walk_frames, _walk_environment, _walk_stdio, runtime.rehearse):
         if waiting.poll(0):
             return
         step()
@@ -190,25 +190,6 @@ def _walk_stdio() -> None:
     from sandbox.runtime import Runtime
 
     Runtime.prefault_stdio()
-
-
-def _walk_import() -> None:
-    """A handler's whole import, rehearsed on a module of this package under another name: the
-    path hook, a new FileFinder (its listdir), the source read and compiled (no bytecode: a
-    pycache prefix that does not exist), the module made and run; then forgotten."""
-    import importlib
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    saved = sys.pycache_prefix, sys.dont_write_bytecode
-    sys.pycache_prefix, sys.dont_write_bytecode = "/nonexistent/warren-rehearsal", True
-    sys.path.insert(0, here)
-    try:
-        importlib.import_module("logbuffer")  # standard library only, no side effects
-    finally:
-        sys.modules.pop("logbuffer", None)
-        sys.path.remove(here)
-        sys.path_importer_cache.pop(here, None)
-        sys.pycache_prefix, sys.dont_write_bytecode = saved
 
 
 def _reset_signals() -> None:
@@ -263,6 +244,8 @@ def _isolate(spec: dict[str, Any], parent_pid: int) -> None:
 
 
 _environ_kept: list[Any] = []  # what the C `environ` points at: it must live as long as we do
+_ENVIRON_SLOTS = 256
+_Environ = ctypes.c_char_p * (_ENVIRON_SLOTS + 1)  # made once: a ctypes array type is costly
 
 
 def _swap_environment(env: dict[str, str]) -> None:
@@ -277,7 +260,8 @@ def _swap_environment(env: dict[str, str]) -> None:
         os.environ.update(env)  # refuses them as it always did
         return
     items = [f"{k}={v}".encode() for k, v in env.items()]
-    array = (ctypes.c_char_p * (len(items) + 1))(*items, None)
+    kind = _Environ if len(items) <= _ENVIRON_SLOTS else ctypes.c_char_p * (len(items) + 1)
+    array = kind(*items)  # NULL after the last
     _LIBC.clearenv()
     ctypes.c_void_p.in_dll(_LIBC, "environ").value = ctypes.addressof(array)
     _environ_kept[:] = [array, items]

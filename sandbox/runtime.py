@@ -237,6 +237,26 @@ class Runtime:
                 return
             self._sock.sendall(self._invoke(*protocol.unpack_request(frame)))
 
+    def rehearse(self) -> None:
+        """Init and one invocation of `rehearsal.handler` (this directory's), then forget it.
+
+        A spare runs it before its hand-off (child._prefault) so that the real init and first
+        invocation find these paths' pages already copied: compiled from source as a handler
+        module is (a pycache prefix that does not exist), nothing written anywhere."""
+        saved = sys.pycache_prefix, sys.dont_write_bytecode, self._spec
+        sys.pycache_prefix, sys.dont_write_bytecode = "/nonexistent/warren-rehearsal", True
+        sys.path.insert(0, _RUNTIME_DIR)
+        try:
+            self._spec = "rehearsal.handler"
+            if self._init() is None:
+                self._invoke("rehearsal", time.time() * 1000 + 1000, b'{"a": [1, 2.5, "x"]}')
+        finally:
+            sys.modules.pop("rehearsal", None)
+            sys.path.remove(_RUNTIME_DIR)
+            sys.path_importer_cache.pop(_RUNTIME_DIR, None)
+            sys.pycache_prefix, sys.dont_write_bytecode, self._spec = saved
+            self._handler = None
+
     @staticmethod
     def prefault_stdio() -> None:
         """Build and use what `_setup_stdio` builds, on /dev/null (see child._prefault)."""
