@@ -201,11 +201,11 @@ class Sandbox:
 
     def _ahead(self) -> None:
         """Once a cold start is over: the next spare and workspace are made now, between cold
-        starts (during one they would take a core, or the GIL, from it)."""
-        self._launcher.ahead()
-        if self._wants_workspace:
-            self._wants_workspace = False
-            workspace.shared().want(self._workspace_kind())
+        starts (during one they would take a core, or the GIL, from it), by a thread of the
+        workspace pool, so that this one returns at once."""
+        kind = self._workspace_kind() if self._wants_workspace else None
+        self._wants_workspace = False
+        workspace.shared().want(kind, then=self._launcher.ahead)
 
     def _prepare(self) -> None:
         """The parts that outlive one child: uid lease and tmp dir (as Lambda keeps /tmp)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox import tmpvolume
@@ -59,11 +60,15 @@ def discard(workspace: Workspace) -> None:
 
 
 class WorkspacePool:
-    """One workspace ready per kind asked for; `take` is a pop, `want` wakes the filler."""
+    """One workspace ready per kind asked for; `take` is a pop, `want` wakes the filler.
+
+    The filler also runs what else is to be made ready once a cold start is over (the
+    launcher's next spare): the thread that did the cold start returns at once."""
 
     def __init__(self) -> None:
         self._ready: dict[Kind, Workspace] = {}
         self._wanted: set[Kind] = set()
+        self._tasks: list[Callable[[], None]] = []
         self._failed: set[Kind] = set()  # made on demand from now on (the sandbox says why)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -73,12 +78,16 @@ class WorkspacePool:
         with self._lock:
             return self._ready.pop(kind, None)
 
-    def want(self, kind: Kind) -> None:
-        """Have one of `kind` ready for the next cold start (call once this one is over)."""
+    def want(self, kind: Kind | None, then: Callable[[], None] | None = None) -> None:
+        """Have one of `kind` ready for the next cold start, and run `then` first, in the
+        filler thread (call once this cold start is over)."""
         with self._lock:
-            if kind in self._ready or kind in self._failed:
+            if then is not None and then not in self._tasks:
+                self._tasks.append(then)
+            if kind is not None and kind not in self._ready and kind not in self._failed:
+                self._wanted.add(kind)
+            if not self._tasks and not self._wanted:
                 return
-            self._wanted.add(kind)
             self._wake.notify()
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -89,9 +98,17 @@ class WorkspacePool:
     def _fill(self) -> None:
         while True:
             with self._lock:
-                while not self._wanted:
+                while not self._wanted and not self._tasks:
                     self._wake.wait()
-                kind = self._wanted.pop()
+                tasks, self._tasks = self._tasks, []
+                kind = self._wanted.pop() if self._wanted else None
+            for task in tasks:
+                try:
+                    task()
+                except Exception:  # noqa: BLE001  (the next cold start makes what it needs)
+                    pass
+            if kind is None:
+                continue
             try:
                 workspace = prepare(kind)
             except OSError:
