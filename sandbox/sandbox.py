@@ -196,8 +196,10 @@ class Sandbox:
 
     def _workspace_kind(self) -> workspace.Kind:
         private = self.enforcement.view == "private"
+        under_tmp = private and self.code_dir.startswith("/tmp/")
         return workspace.Kind(self._iso.pool() if self._own_uid else None,
-                              self.ephemeral_storage_mb if private else None)
+                              self.ephemeral_storage_mb if private else None,
+                              self.code_dir[len("/tmp/"):] if under_tmp else None)
 
     def _ahead(self) -> None:
         """Once a cold start is over: the next spare and workspace are made now, between cold

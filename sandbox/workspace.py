@@ -24,6 +24,9 @@ from sandbox.uidpool import UidLease, UidPool
 class Kind:
     uids: UidPool | None  # where the uid is leased from; None: runs as the caller
     volume_mb: int | None  # the /tmp volume's size; None: no volume (no private view)
+    # A code dir under /tmp (a local invoke's, a test's) is bound back at its path inside the
+    # volume: its mount point (relative to /tmp) made ahead too, not by the child (~0.3 ms).
+    mount_point: str | None = None
 
 
 @dataclass
@@ -45,6 +48,8 @@ def prepare(kind: Kind) -> Workspace:
             volume = tmpvolume.shared().take(kind.volume_mb)
             if lease is not None:
                 tmpvolume.hand_to(volume, lease.uid)
+            if kind.mount_point:  # root's, as the child would have made it (mountwalls.py)
+                os.makedirs(f"/proc/self/fd/{volume}/{kind.mount_point}", 0o555, exist_ok=True)
     except BaseException:
         discard(Workspace(lease, tmp_dir, volume))
         raise
