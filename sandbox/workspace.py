@@ -64,8 +64,12 @@ def discard(workspace: Workspace) -> None:
         remove_tree(workspace.tmp_dir)
 
 
+MAX_READY = 2  # each holds a uid lease, a tmp dir, a volume and its loop device
+
+
 class WorkspacePool:
-    """One workspace ready per kind asked for; `take` is a pop, `want` wakes the filler.
+    """One workspace ready per kind recently asked for (at most MAX_READY in all); `take` is a
+    pop, `want` wakes the filler.
 
     The filler also runs what else is to be made ready once a cold start is over (the
     launcher's next spare): the thread that did the cold start returns at once."""
@@ -116,15 +120,17 @@ class WorkspacePool:
                 continue
             try:
                 workspace = prepare(kind)
-            except OSError:
+            except Exception:  # noqa: BLE001  (OSError, mkfs failing, ...: the sandbox says why)
                 with self._lock:
                     self._failed.add(kind)
                 continue
             with self._lock:
-                if kind in self._ready:  # cannot happen with one filler; kept safe anyway
-                    discard(workspace)
-                else:
-                    self._ready[kind] = workspace
+                stale = self._ready.pop(kind, None)  # cannot happen with one filler; kept safe
+                self._ready[kind] = workspace
+                if len(self._ready) > MAX_READY:  # the kind asked for longest ago goes
+                    stale = self._ready.pop(next(iter(self._ready)))
+            if stale is not None:
+                discard(stale)
 
 
 _shared = WorkspacePool()
