@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -19,7 +20,7 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import orjson
 
@@ -119,11 +120,10 @@ class ForkedChild:
             self.cgroup.close()
 
 
-class _Offer:
-    """A spare the template forked ahead, held until a cold start claims it."""
-
-    def __init__(self, child: ForkedChild, parent: Any, limits: Any) -> None:
-        self.child, self.parent, self.limits = child, parent, limits
+class _Offer(NamedTuple):  # a spare the template forked ahead, until a cold start takes it
+    child: ForkedChild
+    parent: Any
+    limits: Any
 
 
 class ForkServer:
@@ -139,10 +139,9 @@ class ForkServer:
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, python: str = sys.executable, spares: int = 2) -> None:
-        self._python = python
-        # Two: the one a cold start takes was forked a cold start earlier, so it has had the
-        # time to finish its set-up even when cold starts come back to back.
-        self._spares = spares
+        # Two spares: the one a cold start takes was forked a cold start earlier, so it has
+        # had the time to finish its set-up even when cold starts come back to back.
+        self._python, self._spares = python, spares
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -186,12 +185,9 @@ class ForkServer:
 
     def wake(self) -> None:
         """A cold start begins: the spare it will take stays awake for its spec."""
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a dead spare is passed over when taken
             if self._offers:
-                try:
-                    self._offers[0].child.ctrl.send(protocol.WAKE)
-                except OSError:
-                    pass  # a dead spare is found out and passed over when taken
+                self._offers[0].child.ctrl.send(protocol.WAKE)
 
     def ahead(self) -> None:
         """A cold start is over: have the next spare forked now (likely for the same limits),
@@ -354,8 +350,14 @@ class ForkServer:
     def _stop(self) -> None:
         for offer in self._offers:
             offer.child.abandon()
-        self._offers, self._pending, self._claims = [], 0, []
+        claims, self._offers, self._pending, self._claims = self._claims, [], 0, []
         if self._sock is not None:
+            try:
+                for claim in claims:  # sandboxes not closed: their template removes their dirs
+                    self._sock.send(json.dumps(claim).encode())
+                self._sock.send(b'{"op": "close"}')  # orderly: not a caller that was killed
+            except OSError:
+                pass
             self._sock.close()  # EOF tells the template to kill its children and exit
             self._sock = None
         if self._proc is not None:

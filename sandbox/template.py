@@ -53,7 +53,10 @@ class Template:
     ) -> None:
         self._sock = sock
         self._walls = walls  # spares build their private view ahead (see child.wait_as_spare)
-        self._leftovers = leftovers  # the caller's tmp dirs' prefix (made ahead, never used)
+        # The caller's tmp dirs' prefix: swept when the caller went without closing (it was
+        # killed): then none of its sandboxes lives on, and some tmp dirs may not have been
+        # claimed yet (a claim follows its cold start) or were made ahead and never used.
+        self._leftovers = leftovers
         # Offered to the caller, neither claimed nor abandoned yet; kept after they exit (the
         # caller may have handed one a spec: then its group is the caller's to read and remove).
         self._spares: dict[int, Spare] = {}
@@ -105,6 +108,8 @@ class Template:
             self._claim(request)
         elif request["op"] == "abandon":
             self._abandon(int(request["pid"]))
+        elif request["op"] == "close":
+            self._leftovers = None  # an orderly close: the caller lives on, and so may its dirs
         elif request["op"] == "kill_uid":
             self._kill_uid(int(request["uid"]))
         else:
@@ -252,7 +257,7 @@ class Template:
                 group.remove()
             if spec:
                 remove_tree(_tmp_dir(spec))
-        if self._leftovers:  # tmp dirs the caller made ahead for sandboxes it never started
+        if self._leftovers:
             for path in glob.glob(glob.escape(self._leftovers) + "*"):
                 remove_tree(path)
 
@@ -313,7 +318,6 @@ def _probe_unprivileged() -> str | None:
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
-    leftovers = sys.argv[2] if len(sys.argv) > 2 else None
     ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     problem = expose_interpreter()
     if problem is None and os.geteuid() == 0:
@@ -325,6 +329,7 @@ def main() -> None:
     # Everything imported so far is shared with every child: keep the collector off those pages
     # so that children do not copy them on their first collection.
     gc.freeze()
+    leftovers = sys.argv[2] if len(sys.argv) > 2 else None
     Template(sock, walls=walls is None and problem is None, leftovers=leftovers).run()
 
 

@@ -10,13 +10,14 @@ made by the sandbox itself, with the errors it reports.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox import tmpvolume
-from sandbox.tmpdir import make_tmp_dir, remove_tree
+from sandbox.tmpdir import make_tmp_dir, remove_tree, sweep_stale
 from sandbox.uidpool import UidLease, UidPool
 
 
@@ -75,6 +76,7 @@ class WorkspacePool:
     launcher's next spare): the thread that did the cold start returns at once."""
 
     def __init__(self) -> None:
+        self._closed = False
         self._ready: dict[Kind, Workspace] = {}
         self._wanted: set[Kind] = set()
         self._tasks: list[Callable[[], None]] = []
@@ -91,6 +93,8 @@ class WorkspacePool:
         """Have one of `kind` ready for the next cold start, and run `then` first, in the
         filler thread (call once this cold start is over)."""
         with self._lock:
+            if self._closed:
+                return
             if then is not None and then not in self._tasks:
                 self._tasks.append(then)
             if kind is not None and kind not in self._ready and kind not in self._failed:
@@ -104,11 +108,27 @@ class WorkspacePool:
                 )
                 self._thread.start()
 
+    def close(self) -> None:
+        """Let go of what was made ahead (at exit: the tmp dirs are not left behind)."""
+        with self._lock:
+            self._closed = True
+            ready, self._ready = list(self._ready.values()), {}
+            self._wanted.clear()
+            self._tasks.clear()
+            thread = self._thread
+        for workspace in ready:
+            discard(workspace)
+        if thread is not None:
+            thread.join(timeout=2)  # what it is making now, it discards itself
+
     def _fill(self) -> None:
+        sweep_stale()  # once per process
         while True:
             with self._lock:
-                while not self._wanted and not self._tasks:
+                while not self._wanted and not self._tasks and not self._closed:
                     self._wake.wait()
+                if self._closed:
+                    return
                 tasks, self._tasks = self._tasks, []
                 kind = self._wanted.pop() if self._wanted else None
             for task in tasks:
@@ -125,10 +145,13 @@ class WorkspacePool:
                     self._failed.add(kind)
                 continue
             with self._lock:
-                stale = self._ready.pop(kind, None)  # cannot happen with one filler; kept safe
-                self._ready[kind] = workspace
-                if len(self._ready) > MAX_READY:  # the kind asked for longest ago goes
-                    stale = self._ready.pop(next(iter(self._ready)))
+                if self._closed:
+                    stale: Workspace | None = workspace
+                else:
+                    stale = self._ready.pop(kind, None)  # cannot happen with one filler
+                    self._ready[kind] = workspace
+                    if len(self._ready) > MAX_READY:  # the kind asked for longest ago goes
+                        stale = self._ready.pop(next(iter(self._ready)))
             if stale is not None:
                 discard(stale)
 
@@ -143,3 +166,11 @@ def shared() -> WorkspacePool:
     if _shared_pid != os.getpid():
         _shared, _shared_pid = WorkspacePool(), os.getpid()
     return _shared
+
+
+def _close_at_exit() -> None:
+    if _shared_pid == os.getpid():  # not in a forked copy
+        _shared.close()
+
+
+atexit.register(_close_at_exit)
