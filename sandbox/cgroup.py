@@ -183,11 +183,11 @@ class CgroupParent:
 class Cgroup:
     """One sandbox child's group(s); `procs_files` is what the child writes its pid into."""
 
-    def __init__(self, version: int, memory_dir: str, pids_dir: str) -> None:
+    def __init__(self, version: int, memory_dir: str, pids_dir: str, peak_fd: int = -1) -> None:
         self.version = version
         self.memory_dir = memory_dir
         self.pids_dir = pids_dir
-        self._peak_fd = -1
+        self._peak_fd = peak_fd  # opened ahead by whoever made the group, or on the first read
 
     def as_dict(self) -> dict[str, object]:
         return {"version": self.version, "memory_dir": self.memory_dir, "pids_dir": self.pids_dir}
@@ -243,12 +243,16 @@ class Cgroup:
                 return False
             time.sleep(0.0005)
 
+    def open_peak(self) -> int:
+        """An fd to read the group's peak from (one pread per invocation, no open)."""
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        return os.open(os.path.join(self.memory_dir, name), os.O_RDONLY | os.O_CLOEXEC)
+
     def peak_bytes(self) -> int:
         """Peak memory charged to the group (pages its processes touched since they joined)."""
         try:
             if self._peak_fd < 0:  # kept open: read once per invocation, so one pread each
-                name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-                self._peak_fd = os.open(os.path.join(self.memory_dir, name), os.O_RDONLY)
+                self._peak_fd = self.open_peak()
             return int(os.pread(self._peak_fd, 32, 0))
         except (OSError, ValueError):
             return 0
@@ -262,10 +266,14 @@ class Cgroup:
         """Whether the kernel's OOM killer struck in this group."""
         return self._oom_kills() > 0
 
-    def remove(self) -> None:
+    def close(self) -> None:
+        """Close the kept peak fd; the group itself stays."""
         if self._peak_fd >= 0:
             os.close(self._peak_fd)
             self._peak_fd = -1
+
+    def remove(self) -> None:
+        self.close()
         for d in dict.fromkeys((self.memory_dir, self.pids_dir)):
             for _ in range(200):
                 try:

@@ -52,18 +52,26 @@ class ChildChannel:
     def wait(self, deadline: float, logs: LogBuffer) -> bytes | str:
         """The next frame; or EXITED once the child is gone; or TIMEOUT at the deadline."""
         ctrl_fd = self._ctrl.fileno()
+        polled = False
         while True:
             frame = self._reader.frame()
             if frame is not None:
-                self.drain_logs(logs)
+                # The child writes its output before the frame, so a poll that saw the frame
+                # saw the log pipe readable too, and drained it; a frame that was already here
+                # (a cold start's response read with its ready frame) may have some waiting.
+                if not polled:
+                    self.drain_logs(logs)
                 return frame
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return TIMEOUT
-            exited = False
+            exited, polled = False, True
             for fd, _ in self._epoll.poll(remaining):
                 if fd == ctrl_fd:
-                    data = self._ctrl.recv(max(protocol.READ_SIZE, self._reader.missing()))
+                    try:
+                        data = self._ctrl.recv(max(protocol.READ_SIZE, self._reader.missing()))
+                    except ConnectionResetError:  # it exited with our request unread
+                        data = b""
                     if data:
                         self._reader.feed(data)
                     else:

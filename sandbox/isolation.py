@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -74,6 +75,9 @@ class Isolation:
     _warned_lock: ClassVar[threading.Lock] = threading.Lock()
     _detected: ClassVar[tuple[CgroupParent | None] | None] = None
     _caps: ClassVar[int | None] = None
+    _resolved: ClassVar[weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.uid_base or self.uid_count < 1:
@@ -108,7 +112,19 @@ class Isolation:
         return self.uid_pool or UidPool.shared(self.uid_base, self.uid_count)
 
     def resolve(self, launcher: Launcher) -> tuple[Enforcement, CgroupParent | None, bool]:
-        """(what is enforced, where to make cgroups or None, whether to use an own uid)."""
+        """(what is enforced, where to make cgroups or None, whether to use an own uid).
+
+        Decided once per process for the same knobs and launcher (each input is read once
+        per process already), so that a cold start does not decide it again."""
+        key = (self.use_cgroups, self.own_uid, self.walls, self.deny, self.uid_base,
+               self.uid_count, self.cgroup_parent)
+        per_launcher = self._resolved.setdefault(launcher, {})
+        resolved = per_launcher.get(key)
+        if resolved is None:
+            resolved = per_launcher[key] = self._resolve(launcher)
+        return resolved
+
+    def _resolve(self, launcher: Launcher) -> tuple[Enforcement, CgroupParent | None, bool]:
         root = os.geteuid() == 0
         own_uid = root if self.own_uid is None else self.own_uid
         if own_uid and not root:

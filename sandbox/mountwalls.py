@@ -16,6 +16,7 @@ import os
 _CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+_MNT_DETACH = 0x2
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in 5.12)
 _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT = 428, 429  # also the same everywhere (5.2)
@@ -51,19 +52,34 @@ def private_view() -> None:
     _mount(b"proc", b"/proc", b"proc", proc_flags, b"hidepid=invisible", "procfs hidepid")
 
 
+def shm(shm_mb: int, remount: bool = False) -> None:
+    """A tmpfs of `shm_mb` on /dev/shm (a spare mounts it ahead with its group's memory size;
+    the hand-off resizes it if the function's differs)."""
+    flags = _MS_NOSUID | _MS_NODEV | (_MS_REMOUNT if remount else 0)
+    data = f"size={shm_mb}m,mode=1777".encode()
+    _mount(b"tmpfs", b"/dev/shm", b"tmpfs", flags, data, "tmpfs on /dev/shm")
+
+
 def sandbox_mounts(tmp_dir: str, shm_mb: int, code_dir: str, tmp_fd: int = -1,
-                   opt_dir: str | None = None) -> None:
+                   opt_dir: str | None = None, shm_mounted_mb: int | None = None) -> None:
     """This sandbox's /tmp: its volume (`tmp_fd`, a detached mount, see tmpvolume.py) cloned
     there, else its tmp dir bound there (writable again: a bind keeps the read-only flag); its
-    layers (`opt_dir`, merged by the worker) bound read-only on /opt, where Lambda puts them."""
+    layers (`opt_dir`, merged by the worker) bound read-only on /opt, where Lambda puts them;
+    /dev/shm, unless a spare already mounted it at this size (`shm_mounted_mb`)."""
     if opt_dir:
         _mount(opt_dir.encode(), b"/opt", None, _MS_BIND | _MS_REC, None, "bind the layers")
         _mount(None, b"/opt", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None, "read-only /opt")
     flags = _MS_NOSUID | _MS_NODEV
-    data = f"size={shm_mb}m,mode=1777".encode()
+    if shm_mounted_mb is not None and code_dir.startswith("/dev/shm/"):
+        # The spare's tmpfs covers this code dir: off again, so that it can be opened below.
+        _check(_LIBC.umount2(b"/dev/shm", _MNT_DETACH), "umount the spare's /dev/shm")
+        shm_mounted_mb = None
     hidden = [d for d in ("/tmp", "/dev/shm") if code_dir.startswith(d + "/")]
     code_fd = os.open(code_dir, os.O_PATH | os.O_CLOEXEC) if hidden else -1
-    _mount(b"tmpfs", b"/dev/shm", b"tmpfs", flags, data, "tmpfs on /dev/shm")
+    if shm_mounted_mb is None:
+        shm(shm_mb)
+    elif shm_mounted_mb != shm_mb:
+        shm(shm_mb, remount=True)
     if tmp_fd >= 0:
         clone = _LIBC.syscall(_SYS_OPEN_TREE, tmp_fd, b"", _OPEN_TREE_CLONE | _AT_EMPTY_PATH)
         _check(-1 if clone < 0 else 0, "open_tree(the tmp volume)")

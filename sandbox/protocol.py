@@ -4,8 +4,14 @@ The child never imports msgpack or orjson: a handler that bundles its own copy o
 its own, so everything the child loads before the handler is standard library. Each frame is a
 4-byte big-endian length followed by a fixed struct header and raw byte fields.
 
+    wake     (caller -> spare):  "W": a spec follows shortly (the spare stays awake for it)
+    spec     (caller -> child):  "S" + the spawn spec as JSON (once, first; the /tmp volume's
+                                 mount fd rides along as SCM_RIGHTS)
     request  (caller -> child):  "I" + deadline_epoch_ms(d) + len(id)(H) + id + payload JSON,
-                                 or "C" + ... + id + len(ctx)(I) + client context JSON + payload
+                                 or "C" + ... + id + len(ctx)(I) + client context JSON + payload;
+                                 "i"/"c": the same with a timeout in ms instead of a deadline,
+                                 counted from when the child reads it (a first request sent
+                                 before the child's init is done: init must not eat its time)
     ready    (child -> caller):  "R" + VERSION(B) + init_ms(d) + ok(B) + error JSON
     response (child -> caller):  "O" + ok(B) + duration_ms(d) + max_rss_kb(Q)
                                  + len(error_type)(H) + error_type + body JSON
@@ -15,25 +21,49 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
-VERSION = 1
+VERSION = 2
 LENGTH = struct.Struct(">I")
 REQUEST = struct.Struct(">cdH")
 READY = struct.Struct(">cBdB")
 RESPONSE = struct.Struct(">cBdQH")
 
 
+WAKE = LENGTH.pack(1) + b"W"
+
+
+def pack_spec(spec_json: bytes) -> bytes:
+    return LENGTH.pack(1 + len(spec_json)) + b"S" + spec_json
+
+
+def unpack_spec(frame: bytes) -> bytes:
+    """The spec's JSON; ValueError if the frame is not a spec."""
+    if frame[:1] != b"S":
+        raise ValueError("expected a spec frame")
+    return frame[1:]
+
+
 def pack_request(
-    request_id: str, deadline_epoch_ms: float, payload: bytes, client_context: bytes = b""
+    request_id: str,
+    deadline_epoch_ms: float,
+    payload: bytes,
+    client_context: bytes = b"",
+    timeout_ms: float | None = None,
 ) -> bytes:
-    """Kind "I"; with a client context, kind "C" and the context (length-prefixed) after the id."""
+    """Kind "I"; with a client context, kind "C" and the context (length-prefixed) after the id.
+
+    With `timeout_ms`, kinds "i"/"c": the deadline is set by the child when it reads the frame.
+    """
     rid = request_id.encode()
+    relative = timeout_ms is not None
+    when = timeout_ms if timeout_ms is not None else deadline_epoch_ms
     if not client_context:
         body_len = REQUEST.size + len(rid) + len(payload)
-        head = REQUEST.pack(b"I", deadline_epoch_ms, len(rid))
+        head = REQUEST.pack(b"i" if relative else b"I", when, len(rid))
         return b"".join((LENGTH.pack(body_len), head, rid, payload))
     body_len = REQUEST.size + len(rid) + LENGTH.size + len(client_context) + len(payload)
-    head = REQUEST.pack(b"C", deadline_epoch_ms, len(rid))
+    head = REQUEST.pack(b"c" if relative else b"C", when, len(rid))
     return b"".join(
         (LENGTH.pack(body_len), head, rid, LENGTH.pack(len(client_context)), client_context,
          payload)
@@ -43,10 +73,12 @@ def pack_request(
 def unpack_request(frame: bytes) -> tuple[str, float, bytes, bytes]:
     """(request id, deadline, payload, client context or b"")."""
     kind, deadline, rid_len = REQUEST.unpack_from(frame)
+    if kind in b"ic":
+        deadline += time.time() * 1000
     start = REQUEST.size
     rid = frame[start : start + rid_len].decode()
     at = start + rid_len
-    if kind != b"C":
+    if kind not in b"Cc":
         return rid, deadline, frame[at:], b""
     (cc_len,) = LENGTH.unpack_from(frame, at)
     at += LENGTH.size

@@ -116,6 +116,17 @@ def _log_handler(stream: Any, request_filter: logging.Filter) -> logging.Handler
     return handler
 
 
+def setup_stdio() -> _RequestIdFilter:
+    """stdout and stderr line-buffered on fds 1 and 2, the root logger in Lambda's format.
+
+    Done by a spare ahead of its hand-off (its fds 1 and 2 are already the log pipe)."""
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+    request_filter = _RequestIdFilter()
+    logging.getLogger().handlers[:] = [_log_handler(sys.stdout, request_filter)]
+    return request_filter
+
+
 class RuntimeFault(Exception):
     def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
         super().__init__(message)
@@ -195,17 +206,23 @@ class Runtime:
     """Serves one sandbox: init once, then one invocation per request frame."""
 
     def __init__(
-        self, sock: socket.socket, handler_spec: str, init_error: str | None, arn: str
+        self,
+        sock: socket.socket,
+        handler_spec: str,
+        init_error: str | None,
+        arn: str,
+        reader: protocol.FrameReader | None = None,
+        request_filter: _RequestIdFilter | None = None,
     ) -> None:
         self._sock = sock
         self._context_fixed = LambdaContext.fixed_attributes(os.environ, arn)
         self._spec = handler_spec
         self._init_error = init_error
-        self._filter = _RequestIdFilter()
+        self._reader = reader or protocol.FrameReader()  # may hold a request already
+        self._filter = request_filter or setup_stdio()
         self._handler: Handler | None = None
 
     def serve(self) -> None:
-        self._setup_stdio()
         started = time.perf_counter()
         error = self._init()
         init_ms = (time.perf_counter() - started) * 1000
@@ -213,18 +230,32 @@ class Runtime:
         self._sock.sendall(protocol.pack_ready(init_ms, error))
         if error is not None:
             return
-        reader = protocol.FrameReader()
+        reader = self._reader
         while True:
             frame = protocol.recv_frame(self._sock, reader)
             if frame is None:
                 return
             self._sock.sendall(self._invoke(*protocol.unpack_request(frame)))
 
-    def _setup_stdio(self) -> None:
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-        root = logging.getLogger()
-        root.handlers[:] = [_log_handler(sys.stdout, self._filter)]
+    def rehearse(self) -> None:
+        """Init and one invocation of `rehearsal.handler` (this directory's), then forget it.
+
+        A spare runs it before its hand-off (child._prefault) so that the real init and first
+        invocation find these paths' pages already copied: compiled from source as a handler
+        module is (a pycache prefix that does not exist), nothing written anywhere."""
+        saved = sys.pycache_prefix, sys.dont_write_bytecode, self._spec
+        sys.pycache_prefix, sys.dont_write_bytecode = "/nonexistent/warren-rehearsal", True
+        sys.path.insert(0, _RUNTIME_DIR)
+        try:
+            self._spec = "rehearsal.handler"
+            if self._init() is None:
+                self._invoke("rehearsal", time.time() * 1000 + 1000, b'{"a": [1, 2.5, "x"]}')
+        finally:
+            sys.modules.pop("rehearsal", None)
+            sys.path.remove(_RUNTIME_DIR)
+            sys.path_importer_cache.pop(_RUNTIME_DIR, None)
+            sys.pycache_prefix, sys.dont_write_bytecode, self._spec = saved
+            self._handler = None
 
     @staticmethod
     def prefault_stdio() -> None:

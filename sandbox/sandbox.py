@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -21,24 +19,21 @@ from typing import Any, cast
 
 import orjson
 
-from sandbox import netwall, protocol, runtimes, tmpvolume
+from sandbox import childspec, netwall, protocol, runtimes, tmpvolume, workspace
 from sandbox.apichannel import ApiChannel, Listener, listen, open_channel
 from sandbox.cgroup import Cgroup
 from sandbox.channel import EXITED, TIMEOUT, ChildChannel
-from sandbox.environment import lambda_environment
 from sandbox.forkserver import ChildProcess, ForkServer, Launcher, ready
 from sandbox.isolation import Enforcement, Isolation
-from sandbox.layers import placement
 from sandbox.logbuffer import LogBuffer
 from sandbox.outcome import Outcome, describe_status, make_outcome
 from sandbox.procstatus import peak_rss_kb
-from sandbox.tmpdir import remove_tree
+from sandbox.tmpdir import make_tmp_dir, remove_tree
 from sandbox.uidpool import UidLease, UidsExhausted
 from warren import aws
 from warren.errors import InvalidParameter, SandboxError
 
 MB = 1024 * 1024
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class Sandbox:
@@ -97,6 +92,7 @@ class Sandbox:
         self._child: ChildProcess | None = None
         self._channel: ChildChannel | ApiChannel | None = None
         self._awaiting_ready = False
+        self._wants_workspace = False
 
     # -- public surface -------------------------------------------------------------------
 
@@ -127,6 +123,7 @@ class Sandbox:
                 self._spawn()
             logs = LogBuffer(self._iso.log_cap_bytes)
             early = self._await_ready("init", logs) if wait and self._awaiting_ready else None
+            self._ahead()
             return early.failure() if isinstance(early, Outcome) else None
 
     def invoke(self, event: Any = None, *, payload: bytes | None = None,
@@ -142,16 +139,22 @@ class Sandbox:
             if self._closed:
                 raise SandboxError("this sandbox is closed")
             if not self.alive:
+                self._launcher.wake()  # the spare wakes while this thread prepares its spec
                 self._discard()
                 self._spawn()
             logs = LogBuffer(self._iso.log_cap_bytes)
-            init_ms: float | None = None
-            if self._awaiting_ready:
+            if not self._awaiting_ready:
+                return self._invoke(rid, payload, logs, None, client_context or b"")
+            # A cold start: the request goes along now (its timeout counted from when the child
+            # reads it, after init), so the child answers it without waiting for another trip.
+            sent = self._send_ahead(rid, payload, client_context or b"")
+            try:
                 early = self._await_ready(rid, logs)
                 if isinstance(early, Outcome):
                     return early
-                init_ms = early
-            return self._invoke(rid, payload, logs, init_ms, client_context or b"")
+                return self._invoke(rid, payload, logs, early, client_context or b"", sent)
+            finally:
+                self._ahead()
 
     def close(self) -> None:
         """Kill everything the sandbox started and remove its tmp dir; idempotent."""
@@ -178,28 +181,42 @@ class Sandbox:
 
     def _spawn(self) -> None:
         self._prepare()
-        ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        log_r, log_w = os.pipe2(os.O_CLOEXEC)
         listener = listen(self.network) if self._plan.external else None  # its Runtime API endpoint
         try:
-            spec, fds = self._spec(listener), (ctrl_child.fileno(), log_w, self._volume)
-            self._child = self._launcher.spawn(spec, *fds)
+            self._child = self._launcher.spawn(self._spec(listener), self._volume)
         except BaseException:
-            ctrl.close()
-            os.close(log_r)
             if listener is not None:
                 listener.close()
             raise
-        finally:
-            ctrl_child.close()
-            os.close(log_w)
         self._cgroup = self._child.cgroup
         owner = (self.invoked_function_arn, self.uid, self.memory_mb)
-        self._channel = open_channel(ctrl, log_r, self._child, listener, owner)
+        self._channel = open_channel(self._child.ctrl, self._child.log_r, self._child, listener,
+                                     owner)
         self._awaiting_ready = True
+
+    def _workspace_kind(self) -> workspace.Kind:
+        private = self.enforcement.view == "private"
+        under_tmp = private and self.code_dir.startswith("/tmp/")
+        return workspace.Kind(self._iso.pool() if self._own_uid else None,
+                              self.ephemeral_storage_mb if private else None,
+                              self.code_dir[len("/tmp/"):] if under_tmp else None)
+
+    def _ahead(self) -> None:
+        """Once a cold start is over: the next spare and workspace are made now, between cold
+        starts (during one they would take a core, or the GIL, from it), by a thread of the
+        workspace pool, so that this one returns at once."""
+        kind = self._workspace_kind() if self._wants_workspace else None
+        self._wants_workspace = False
+        workspace.shared().want(kind, then=self._launcher.ahead)
 
     def _prepare(self) -> None:
         """The parts that outlive one child: uid lease and tmp dir (as Lambda keeps /tmp)."""
+        if self._tmp_dir is None and self._volume == -1:
+            self._wants_workspace = True
+            ready = workspace.shared().take(self._workspace_kind())
+            if ready is not None:  # made ahead (workspace.py)
+                self._uid, self._tmp_dir, self._volume = ready.uid, ready.tmp_dir, ready.volume
+                return
         if self._own_uid and self._uid is None:
             try:
                 self._uid = self._iso.pool().acquire()
@@ -208,7 +225,7 @@ class Sandbox:
             except OSError as exc:  # the lease directory cannot be made or opened
                 self._without_own_uid(f"cannot lease a sandbox uid: {exc}")
         if self._tmp_dir is None:
-            self._tmp_dir = tempfile.mkdtemp(prefix="warren-sbx-")
+            self._tmp_dir = make_tmp_dir()
             if self._uid is not None:
                 try:
                     os.chown(self._tmp_dir, self._uid.uid, self._uid.uid)
@@ -226,48 +243,7 @@ class Sandbox:
         self.enforcement = self._iso.without_own_uid(self.enforcement, why)
 
     def _spec(self, listener: Listener | None = None) -> dict[str, Any]:
-        assert self._tmp_dir is not None
-        rlimits = self._iso.rlimits(
-            self.memory_mb, self.ephemeral_storage_mb, self._uid is not None,
-            self._cg_parent is not None,
-        )
-        cgroup = None
-        if self._cg_parent is not None:
-            cgroup = {
-                "parent": self._cg_parent.as_dict(),
-                "memory_bytes": self.memory_mb * MB,
-                "max_pids": self._iso.max_procs,
-            }
-        shown_opt, bound_opt = placement(self.opt_dir, self.enforcement.view == "private")
-        env = lambda_environment(
-            self._env,
-            handler=self.handler,
-            function_name=self.function_name,
-            function_version=self.function_version,
-            memory_mb=self.memory_mb,
-            region=self.region,
-            code_dir=self.code_dir,
-            runtime_dir=_RUNTIME_DIR,
-            tmp_dir="/tmp" if self.enforcement.view == "private" else self._tmp_dir,
-            runtime=self.runtime,
-            opt_dir=shown_opt,
-        )
-        spec: dict[str, Any] = {
-            "code_dir": self.code_dir,
-            "handler": self.handler,
-            "arn": self.invoked_function_arn,
-            "env": env,
-            "uid": self.uid,
-            "cgroup": cgroup,
-            "cgroup_procs": [],
-            "rlimits": rlimits,
-            "tmp_dir": self._tmp_dir,
-            "walls": {
-                **self._iso.walls_spec(self.enforcement, self.network, self.memory_mb),
-                "opt_dir": bound_opt,
-            },
-        }
-        return runtimes.exec_spec(spec, self._plan, listener, self.memory_mb)
+        return childspec.build(self, self._iso, self._plan, self._cg_parent, self._env, listener)
 
     def _discard(self) -> None:
         """Kill the child and everything it started, remove its cgroup; keep tmp dir and uid."""
@@ -326,15 +302,28 @@ class Sandbox:
             )
         return init_ms
 
-    def _invoke(
-        self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None, cc: bytes = b""
-    ) -> Outcome:
+    def _send_ahead(self, rid: str, payload: bytes, cc: bytes) -> bool:
+        """Send a cold start's request before the ready frame (the Python runtime reads it after
+        init); external runtimes get theirs once they ask for it."""
+        if not isinstance(self._channel, ChildChannel):
+            return False
+        timeout_ms = self.timeout_s * 1000
+        frame = protocol.pack_request(rid, 0.0, payload, cc, timeout_ms=timeout_ms)
+        try:
+            self._channel.send(frame, time.monotonic() + self._iso.init_timeout_s)
+        except OSError:
+            pass  # the child is gone: the wait for its ready frame says so
+        return True
+
+    def _invoke(self, rid: str, payload: bytes, logs: LogBuffer, init_ms: float | None,
+                cc: bytes = b"", sent: bool = False) -> Outcome:
         assert self._channel is not None
         started = time.monotonic()
         deadline = started + self.timeout_s
-        frame = protocol.pack_request(rid, (time.time() + self.timeout_s) * 1000, payload, cc)
         try:
-            self._channel.send(frame, deadline)
+            if not sent:
+                deadline_ms = (time.time() + self.timeout_s) * 1000
+                self._channel.send(protocol.pack_request(rid, deadline_ms, payload, cc), deadline)
             got = self._channel.wait(deadline, logs)
         except OSError:
             got = EXITED

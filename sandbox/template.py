@@ -1,11 +1,15 @@
 """The template process (fork server): a warm interpreter that forks sandbox children on request.
 
 Started once per calling process with the runtime already imported, so a new sandbox costs a
-fork instead of an interpreter start. When sandboxes get cgroups it keeps a spare child forked
-ahead, already in a new session and in a group of its own, so that the slow part of a cold start
-(fork, cgroup migration) is paid between requests. It is the children's subreaper: it reaps
-every process orphaned below it and reports each sandbox child's wait status on a pipe of that
-child's own. Requests arrive as JSON datagrams on a SOCK_SEQPACKET socket, fds as SCM_RIGHTS.
+fork instead of an interpreter start. Every child starts as a spare, forked ahead, already in a
+new session, in a group of its own, with its fds, private view and stdio in place, and is offered
+to the caller (its control socket, log pipe and status pipe, as SCM_RIGHTS); the caller sends the
+spec to the spare itself; once that cold start is over it tells the template (a claim, for the
+clean-up should the caller go) and asks for the next spare, so that neither the template's
+wake-up nor the fork takes a core from it. So the slow part of a cold start (fork, cgroup
+migration) and the template's own round trip are paid between cold starts. It is the children's
+subreaper: it reaps every process orphaned below it and reports each sandbox child's wait status
+on a pipe of that child's own. Requests arrive as JSON datagrams on a SOCK_SEQPACKET socket.
 Standard library only (see protocol.py).
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import glob
 import json
 import os
 import select
@@ -39,19 +44,23 @@ _PR_SET_CHILD_SUBREAPER = 36
 @dataclass
 class Spare:
     pid: int
-    sock: socket.socket
-    parent: CgroupParent
-    group: Cgroup
-    limits: tuple[int, int]  # (memory bytes, max pids) its group already has
+    group: Cgroup | None
 
 
 class Template:
-    def __init__(self, sock: socket.socket, spares: int, walls: bool = False) -> None:
+    def __init__(
+        self, sock: socket.socket, walls: bool = False, leftovers: str | None = None
+    ) -> None:
         self._sock = sock
         self._walls = walls  # spares build their private view ahead (see child.wait_as_spare)
-        self._want_spares = spares
+        # The caller's tmp dirs' prefix: swept when the caller went without closing (it was
+        # killed): then none of its sandboxes lives on, and some tmp dirs may not have been
+        # claimed yet (a claim follows its cold start) or were made ahead and never used.
+        self._leftovers = leftovers
+        # Offered to the caller, neither claimed nor abandoned yet; kept after they exit (the
+        # caller may have handed one a spec: then its group is the caller's to read and remove).
         self._spares: dict[int, Spare] = {}
-        self._doomed: dict[int, Cgroup] = {}  # killed spares: their groups go once reaped
+        self._doomed: dict[int, Cgroup] = {}  # abandoned spares' groups, removed once reaped
         self._swept: set[CgroupParent] = set()
         self._children: dict[int, int] = {}  # pid -> write end of its status pipe
         # What to clean up if the caller goes without closing its sandboxes: per sandbox (its tmp
@@ -84,88 +93,109 @@ class Template:
                 return
 
     def _serve_one(self) -> bool:
-        msg, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 4)
+        try:
+            msg, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 4)
+        except ConnectionResetError:  # the caller closed with an offer still unread
+            return False
+        for fd in fds:
+            os.close(fd)  # no request carries any
         if not msg:
             return False
         request: dict[str, Any] = json.loads(msg)
-        if request["op"] == "spawn":
-            self._spawn(request["spec"], fds[0], fds[1], fds[2] if len(fds) > 2 else -1)
+        if request["op"] == "spare":
+            self._offer(request)
+        elif request["op"] == "claim":
+            self._claim(request)
+        elif request["op"] == "abandon":
+            self._abandon(int(request["pid"]))
+        elif request["op"] == "close":
+            self._leftovers = None  # an orderly close: the caller lives on, and so may its dirs
         elif request["op"] == "kill_uid":
             self._kill_uid(int(request["uid"]))
         else:
-            self._sock.send(json.dumps({"error": f"unknown op {request['op']!r}"}).encode())
+            self._reply({"error": f"unknown op {request['op']!r}"})
         return True
 
-    def _spawn(self, spec: dict[str, Any], ctrl_fd: int, log_fd: int, tmp_fd: int) -> None:
-        want = spec.get("cgroup")
-        parent = CgroupParent(**want["parent"]) if want else None
-        fds = [ctrl_fd, log_fd] + ([tmp_fd] if tmp_fd >= 0 else [])
-        pid, group = self._hand_to_spare(parent, spec, fds) if want else (0, None)
+    def _reply(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
         try:
-            if not pid:
-                if parent is not None and want:
-                    group = parent.create(want["memory_bytes"], want["max_pids"])
-                    spec = {**spec, "cgroup_procs": group.procs_files}
-                me = os.getpid()
-                pid = os.fork()
-                if pid == 0:
-                    child.enter(spec, ctrl_fd, log_fd, me, tmp_fd)
+            socket.send_fds(self._sock, [json.dumps(msg).encode()], fds or [])
+        except OSError:
+            pass  # the caller is gone: the next read says so, and the shutdown follows
+
+    def _offer(self, request: dict[str, Any]) -> None:
+        """Fork a spare and hand the caller its ends (control socket, log pipe, status pipe).
+
+        The caller then sends the spec straight to the spare: the template is off a cold
+        start's critical path. The spare's group gets the limits asked for (the caller changes
+        them if the function that claims it has others)."""
+        parent = CgroupParent(**request["parent"]) if request.get("parent") else None
+        limits = request.get("limits")
+        try:
+            if parent is not None and parent not in self._swept:
+                self._swept.add(parent)
+                parent.sweep_stale()  # what a template killed before it could clean up left
+            group = parent.create(*limits) if parent is not None and limits else None
         except OSError as exc:
-            self._sock.send(json.dumps({"error": f"cannot start a sandbox child: {exc}"}).encode())
+            self._reply({"offer": None, "error": f"cgroup: {exc}"})
             return
-        finally:
-            for fd in fds:
-                os.close(fd)
+        ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_r, log_w = os.pipe2(os.O_CLOEXEC)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        me = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in (log_r, log_w, status_r, status_w):
+                os.close(fd)
+            ctrl.close()
+            ctrl_child.close()
+            if group is not None:
+                group.remove()
+            error = f"cannot start a sandbox child: {exc}"
+            self._reply({"offer": None, "error": error})
+            return
+        if pid == 0:
+            procs = group.procs_files if group is not None else []
+            shm_mb = limits[0] // (1 << 20) if limits else None  # the function's memory, likely
+            child.wait_as_spare(ctrl_child.fileno(), log_w, procs, me, self._walls, shm_mb)
+        ctrl_child.close()
+        os.close(log_w)
         self._children[pid] = status_w
+        self._spares[pid] = Spare(pid, group)
+        offer = {"pid": pid, "cgroup": group.as_dict() if group else None, "limits": limits,
+                 "parent": request.get("parent")}
+        fds = [ctrl.fileno(), log_r, status_r]
+        try:
+            if group is not None:  # opened here, not by the caller during a cold start
+                fds.append(group.open_peak())
+        except OSError:
+            pass
+        try:
+            self._reply({"offer": offer}, fds)
+        finally:
+            ctrl.close()
+            for fd in fds[1:]:
+                os.close(fd)
+
+    def _claim(self, request: dict[str, Any]) -> None:
+        """The caller handed a spare a spec: remember what to clean up should the caller go."""
+        spare = self._spares.pop(int(request["pid"]), None)
+        if spare is None:
+            return
         for tmp in [t for t in self._known if not os.path.isdir(t)]:
             del self._known[tmp]
-        self._known[_tmp_dir(spec)] = (pid, spec, group)
-        reply = {"pid": pid, "cgroup": group.as_dict() if group else None}
-        socket.send_fds(self._sock, [json.dumps(reply).encode()], [status_r])
-        os.close(status_r)
-        if parent is not None and want:
-            # Likely the next request is for the same function: give the spare its limits now.
-            self._replenish(parent, (want["memory_bytes"], want["max_pids"]))
+        spec = {"uid": request.get("uid"), "tmp_dir": request["tmp_dir"]}
+        self._known[request["tmp_dir"]] = (spare.pid, spec, spare.group)
 
-    def _hand_to_spare(
-        self, parent: CgroupParent | None, spec: dict[str, Any], fds: list[int]
-    ) -> tuple[int, Cgroup | None]:
-        for pid, spare in list(self._spares.items()):
-            if spare.parent != parent:
-                continue
-            del self._spares[pid]
-            want = spec["cgroup"]
-            limits = (want["memory_bytes"], want["max_pids"])
-            try:
-                if spare.limits != limits:
-                    spare.group.set_limits(*limits)
-                socket.send_fds(spare.sock, [json.dumps(spec).encode()], fds)
-                return pid, spare.group
-            except OSError:
-                _kill(pid)  # it died, or its group would not take the limits: use another
-                self._doomed[pid] = spare.group
-            finally:
-                spare.sock.close()
-        return 0, None
-
-    def _replenish(self, parent: CgroupParent, limits: tuple[int, int]) -> None:
-        if parent not in self._swept:
-            self._swept.add(parent)
-            parent.sweep_stale()  # what a template killed before it could clean up left behind
-        while sum(s.parent == parent for s in self._spares.values()) < self._want_spares:
-            try:
-                group = parent.create(*limits)
-            except OSError:
-                return
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            me = os.getpid()
-            pid = os.fork()
-            if pid == 0:
-                ours.close()
-                child.wait_as_spare(theirs, group.procs_files, me, self._walls)
-            theirs.close()
-            self._spares[pid] = Spare(pid, ours, parent, group, limits)
+    def _abandon(self, pid: int) -> None:
+        """The caller will not use this spare (its end of stream makes it exit)."""
+        spare = self._spares.pop(pid, None)
+        if spare is None or spare.group is None:
+            return
+        if pid in self._children:
+            self._doomed[pid] = spare.group
+        else:
+            spare.group.remove()
 
     def _kill_uid(self, uid: int) -> None:
         helper = os.fork()
@@ -173,7 +203,7 @@ class Template:
             child.kill_uid(uid)
         # Keep reaping while the helper works: kill(-1) counts zombies until they are collected.
         status = self._reap(block_for=helper)
-        self._sock.send(json.dumps({"status": status}).encode())
+        self._reply({"status": status})
 
     def _reap(self, block_for: int | None) -> int:
         while True:
@@ -183,10 +213,6 @@ class Template:
                 return -1
             if pid == 0:
                 return -1
-            spare = self._spares.pop(pid, None)
-            if spare is not None:
-                spare.sock.close()
-                spare.group.remove()
             doomed = self._doomed.pop(pid, None)
             if doomed is not None:
                 doomed.remove()
@@ -205,6 +231,10 @@ class Template:
         leftovers = list(self._known.values())
         for pid in [*self._children, *self._spares]:
             _kill(pid)
+        for spare in self._spares.values():
+            # The caller may have handed it a spec and gone before its claim said so.
+            if spare.group is not None:
+                spare.group.kill_all()
         for pid, spec, group in leftovers:
             if group is not None and group.kill_all():
                 continue
@@ -216,18 +246,25 @@ class Template:
                     child.kill_uid(int(spec["uid"]))
                 self._reap(block_for=helper)
         deadline = time.monotonic() + 5
-        while (self._spares or self._children) and time.monotonic() < deadline:
+        while self._children and time.monotonic() < deadline:
             self._reap(block_for=None)
             time.sleep(0.002)
+        self._remove(leftovers + [(s.pid, {}, s.group) for s in self._spares.values()])
+
+    def _remove(self, leftovers: list[tuple[int, dict[str, Any], Cgroup | None]]) -> None:
         for _, spec, group in leftovers:
             if group is not None:
                 group.remove()
-            remove_tree(_tmp_dir(spec))
+            if spec:
+                remove_tree(_tmp_dir(spec))
+        if self._leftovers:
+            for path in glob.glob(glob.escape(self._leftovers) + "*"):
+                remove_tree(path)
 
 
 def _tmp_dir(spec: dict[str, Any]) -> str:
     """The sandbox's tmp dir on the host (the handler may see it as /tmp)."""
-    return str(spec.get("tmp_dir") or spec["env"]["TMPDIR"])
+    return str(spec["tmp_dir"])
 
 
 def _kill(pid: int) -> None:
@@ -281,7 +318,6 @@ def _probe_unprivileged() -> str | None:
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
-    spares = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     problem = expose_interpreter()
     if problem is None and os.geteuid() == 0:
@@ -293,7 +329,8 @@ def main() -> None:
     # Everything imported so far is shared with every child: keep the collector off those pages
     # so that children do not copy them on their first collection.
     gc.freeze()
-    Template(sock, spares, walls=walls is None and problem is None).run()
+    leftovers = sys.argv[2] if len(sys.argv) > 2 else None
+    Template(sock, walls=walls is None and problem is None, leftovers=leftovers).run()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from support.sandbox import HANDLERS, IS_ROOT, cgroup_available, wait_gone
 
-from sandbox import Isolation, Sandbox
+from sandbox import Isolation, Sandbox, workspace
 from sandbox.capabilities import CAP_CHOWN, CAP_KILL, CAP_SETUID, effective, missing
 from sandbox.uidpool import UidPool
 from warren.cli import cli
@@ -35,7 +35,7 @@ _PRELUDE = f"""
 import json, logging, sys
 logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 sys.path.insert(0, {REPO!r})
-from sandbox import Isolation, Sandbox
+from sandbox import Isolation, Sandbox, workspace
 HANDLERS = {HANDLERS!r}
 """
 
@@ -98,6 +98,8 @@ def test_a_chown_refused_at_run_time_falls_back_to_the_caller_and_says_so(monkey
     with Sandbox(HANDLERS, handler="basic.write_tmp") as sb:
         assert sb.enforcement.user == "own-uid"
         monkeypatch.setattr(os, "chown", refuse)
+        # Made now, not taken from those made ahead (while chown still worked).
+        monkeypatch.setattr(workspace.shared(), "take", lambda _kind: None)
         with caplog.at_level("WARNING", logger="sandbox"):
             out = sb.invoke({"name": "x.txt", "data": "y"})
         monkeypatch.undo()

@@ -15,7 +15,8 @@ from support.sandbox import HANDLERS, wait_gone
 
 from sandbox import Isolation, Sandbox
 from sandbox.cgroup import CgroupParent
-from sandbox.forkserver import ExecLauncher, ForkServer
+from sandbox.execlauncher import ExecLauncher
+from sandbox.forkserver import ForkServer
 
 REPO = str(Path(__file__).resolve().parents[3])
 

@@ -270,6 +270,29 @@ def test_a_dying_child_is_an_exit_error_and_the_next_invoke_gets_a_fresh_one(
     assert sb.pid is None or sb.pid != pid
 
 
+def test_a_child_that_dies_during_init_is_an_exit_error_with_its_first_request_unread():
+    # A cold start's request goes to the child before its init is done: dying in init leaves
+    # it unread, and the caller must see an exit (not a reset connection).
+    with code_dir({"app.py": "import os\nos._exit(3)\n"}) as path, Sandbox(path, "app.h") as sb:
+        out = sb.invoke({}, request_id="dies-in-init")
+        assert out.status == "error" and out.error_type == "Runtime.ExitError"
+        assert out.error["errorMessage"].endswith("Runtime exited with error: exit status 3")
+        assert not sb.alive
+
+
+def test_init_time_does_not_eat_into_the_first_invocations_timeout():
+    # The first request is sent along with the spec; its timeout counts from when the child
+    # reads it, after init, as Lambda's does.
+    files = {"app.py": "import time\ntime.sleep(1.2)\n\n"
+                       "def h(event, context):\n"
+                       "    return context.get_remaining_time_in_millis()\n"}
+    with code_dir(files) as path, Sandbox(path, "app.h", timeout_s=1) as sb:
+        out = sb.invoke({})
+        assert out.ok, out.error
+        assert out.init_ms is not None and out.init_ms >= 1200
+        assert 900 <= out.result <= 1000
+
+
 def test_a_crash_does_not_touch_a_warm_sibling_sandbox(sandbox_factory):
     healthy = sandbox_factory("basic.describe")
     pid = healthy.invoke({}).result["pid"]
