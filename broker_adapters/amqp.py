@@ -14,12 +14,12 @@ import pika.exceptions
 from broker_adapters.amqp_errors import REPLY_TO, broker_errors, redact
 from broker_adapters.amqp_fastpath import (
     PUBLISHER_PATHS,
-    Confirms,
     end_wait,
     install,
     socket_fileno,
     undispatched,
 )
+from broker_adapters.amqp_public import Confirms
 from broker_adapters.failover import connection_parameters
 from broker_adapters.queues import (
     SYNC_LANE_ARGS,

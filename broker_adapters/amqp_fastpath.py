@@ -20,7 +20,6 @@ silently. With a path off, the same work goes through pika's public API, with th
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,14 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.frame import Method
 from pika.spec import Basic
+
+from broker_adapters.amqp_frames import ack_frame, request_frames
+from broker_adapters.amqp_public import (
+    BlockingConfirms,
+    Confirms,
+    settle_blocking,
+    settle_method,
+)
 
 log = logging.getLogger("warren.amqp")
 
@@ -83,18 +90,6 @@ class FrameParser(Protocol):
     taken: int
 
     def take(self, buf: bytes, pos: int) -> tuple[int, int]: ...
-
-
-class Confirms(Protocol):
-    """Confirmed publishing: returns once RabbitMQ confirmed every body; raises on nack/return."""
-
-    def publish(self, queue: str, bodies: Sequence[bytes], props: pika.BasicProperties) -> None:
-        ...
-
-    @property
-    def is_open(self) -> bool:
-        """False once the broker closed its channel (it is then opened anew: amqp.py)."""
-        ...
 
 
 _announced: set[FastPathReport] = set()
@@ -189,7 +184,7 @@ class FastPaths:
         """A publisher on a new confirm-mode channel of this connection."""
         if self.active(CONFIRM_PIPELINE):
             return _ConfirmPipeline(self._conn)
-        return _BlockingConfirms(self._conn.channel())
+        return BlockingConfirms(self._conn.channel())
 
     def send_request(
         self, channel: int, queue: str, body: bytes, reply_to: str, correlation_id: str,
@@ -268,24 +263,11 @@ class FastPaths:
         if head and self.active(BATCHED_SETTLES):
             number = channel.channel_number
             output = self._conn._impl._output_marshaled_frames  # type: ignore[attr-defined]
-            output([b"".join(Method(number, _settle_method(ack, t, m)).marshal() for t, m in head)])
+            output([b"".join(Method(number, settle_method(ack, t, m)).marshal() for t, m in head)])
         else:
             for t, m in head:
-                _settle_blocking(channel, ack, t, m)
-        _settle_blocking(channel, ack, tag, many)
-
-
-def _settle_method(ack: bool, tag: int, many: bool) -> Any:
-    if ack:
-        return Basic.Ack(delivery_tag=tag, multiple=many)
-    return Basic.Nack(delivery_tag=tag, multiple=many, requeue=True)
-
-
-def _settle_blocking(channel: BlockingChannel, ack: bool, tag: int, many: bool) -> None:
-    if ack:
-        channel.basic_ack(tag, multiple=many)
-    else:
-        channel.basic_nack(tag, multiple=many, requeue=True)
+                settle_blocking(channel, ack, t, m)
+        settle_blocking(channel, ack, tag, many)
 
 
 def _coalesce_writes(impl: Any) -> None:
@@ -327,49 +309,6 @@ def _send_now(transport: Any, data: bytes) -> int:
         return int(sock.send(data))
     except OSError:  # EAGAIN, or a broken socket that pika's own path will report
         return 0
-
-
-_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
-_PUBLISH_HEAD = struct.Struct(">IH")  # Basic.Publish's class/method index, reserved short
-_CONTENT_HEAD = struct.Struct(">HHQH")  # class 60, weight 0, body size, property flags
-# delivery-mode, correlation-id, reply-to, expiration: a sync request's properties, in the
-# order AMQP 0-9-1 encodes them (their flags are bits 12, 10, 9 and 8).
-_REQUEST_FLAGS = (1 << 12) | (1 << 10) | (1 << 9) | (1 << 8)
-_FRAME_END = b"\xce"
-
-
-def _shortstr(text: str) -> bytes:
-    raw = text.encode()
-    if len(raw) > 255:
-        raise ValueError(f"an AMQP short string is at most 255 bytes: {text[:40]!r}...")
-    return bytes((len(raw),)) + raw
-
-
-def request_frames(
-    channel: int, queue: str, body: bytes, reply_to: str, correlation_id: str,
-    expiration: str, body_max: int,
-) -> bytes:
-    """A mandatory, transient Basic.Publish to `queue` on the default exchange as wire bytes:
-    the same bytes pika marshals for it (a contract test holds that), in a tenth of the time."""
-    method = _PUBLISH_HEAD.pack(Basic.Publish.INDEX, 0) + b"\x00" + _shortstr(queue) + b"\x01"
-    props = b"".join((
-        _CONTENT_HEAD.pack(60, 0, len(body), _REQUEST_FLAGS), b"\x01", _shortstr(correlation_id),
-        _shortstr(reply_to), _shortstr(expiration),
-    ))
-    parts = [_FRAME_HEAD.pack(1, channel, len(method)), method, _FRAME_END,
-             _FRAME_HEAD.pack(2, channel, len(props)), props, _FRAME_END]
-    for start in range(0, len(body), body_max):
-        piece = body[start : start + body_max]
-        parts += [_FRAME_HEAD.pack(3, channel, len(piece)), piece, _FRAME_END]
-    return b"".join(parts)
-
-
-_ACK = struct.Struct(">BHIIQB")  # frame head, Basic.Ack's index, delivery tag, multiple bit
-
-
-def ack_frame(channel: int, tag: int, multiple: bool = False) -> bytes:
-    """Basic.Ack as wire bytes (pika's own, a contract test holds that)."""
-    return _ACK.pack(1, channel, 13, Basic.Ack.INDEX, tag, int(multiple)) + _FRAME_END
 
 
 def socket_fileno(conn: BlockingConnection) -> int | None:
@@ -455,20 +394,3 @@ class _ConfirmPipeline:
                 raise pika.exceptions.AMQPConnectionError("channel closed awaiting confirms")
         if self._failed is not None:
             raise pika.exceptions.AMQPError(self._failed)
-
-
-class _BlockingConfirms:
-    """The public-API way: BlockingChannel in confirm mode, one round trip per message."""
-
-    def __init__(self, channel: BlockingChannel) -> None:
-        self._channel = channel
-        channel.confirm_delivery()
-
-    @property
-    def is_open(self) -> bool:
-        return bool(self._channel.is_open)
-
-    def publish(self, queue: str, bodies: Sequence[bytes], props: pika.BasicProperties) -> None:
-        for body in bodies:
-            # Raises UnroutableError (returned) or NackError (refused), as the pipeline raises.
-            self._channel.basic_publish("", queue, body, props, mandatory=True)

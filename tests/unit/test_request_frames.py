@@ -7,7 +7,7 @@ import pytest
 from pika import frame
 from pika.spec import Basic
 
-from broker_adapters.amqp_fastpath import ack_frame, request_frames
+from broker_adapters.amqp_frames import ack_frame, request_frames
 
 
 def pika_bytes(channel: int, queue: str, body: bytes, props: pika.BasicProperties,
