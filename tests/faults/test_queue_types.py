@@ -28,6 +28,8 @@ def test_the_fleets_queues_are_quorum_queues_by_default(
     finally:
         backbone.close()
     types = _types(healthy_rabbit, prefix)
+    # The sync lane alone is classic (transient requests that expire in seconds: docs/fleet.md).
+    assert types.pop(Keys(prefix).sync_queue()) == "classic"
     assert types and set(types.values()) == {"quorum"}, types
 
 
