@@ -1,15 +1,21 @@
 """The router process: admit async invocations under concurrency, forward them to the workers.
 
 Consume the durable async queue; per batch of deliveries, one Redis round trip admits what the
-limits allow; admitted invocations are forwarded to the work queue in chunks, the rest wait in a
-delay queue that dead-letters back (a throttle is never an attempt, nothing is dropped); only
-after those publishes are confirmed is the batch acked upstream.
+limits allow; admitted invocations are forwarded to the work queue in chunks. One that finds no
+capacity is held in the router first, its message unacked, and asks again every HOLD_RETRY_S
+for up to `hold_s`: a burst larger than the limit runs as soon as leases free up instead of
+sleeping out a delay while workers sit idle, and held messages count against the prefetch, so
+the router stops taking more. Still throttled after that, it waits in a delay queue that
+dead-letters back (Lambda's backoff; a throttle is never an attempt, nothing is dropped). A
+message is acked once each of its invocations was forwarded, deferred or given up, and those
+publishes were confirmed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -28,6 +34,10 @@ from warren.store.redis import redis_errors
 
 log = logging.getLogger("warren.router")
 
+HOLD_RETRY_S = 0.02  # how often held invocations ask for capacity again
+ASK_MAX = 1000  # invocations of one function asking for leases per round (the rest wait)
+Held = tuple[Invocation, int, float]  # an invocation, its message's delivery tag, held since
+
 
 class Router:
     """One competing consumer of the async queue; run several for availability."""
@@ -43,6 +53,7 @@ class Router:
         prefetch: int = 500,
         max_chunk: int = 100,
         metrics: RouterMetrics | None = None,
+        hold_s: float | None = None,
     ) -> None:
         self._connect = connect
         self.semaphore = semaphore
@@ -53,6 +64,11 @@ class Router:
         self.max_chunk = max_chunk
         self.metrics = metrics or RouterMetrics(Registry())  # counted even when not served
         self._batch: list[Delivery] = []
+        # Throttled invocations waiting for a lease, and how many of each unacked message's
+        # invocations are not forwarded, deferred or given up yet.
+        self.hold_s = policy.throttle_delay_s if hold_s is None else hold_s
+        self._held: list[Held] = []
+        self._open: dict[int, int] = {}
         self.forwarded = 0
         self.deferred = 0
 
@@ -72,6 +88,8 @@ class Router:
                 # Nothing of the current batch was acked: closing the connection requeues it.
                 log.warning("%s; reconnecting", exc)
                 self._batch.clear()
+                self._held.clear()  # their messages come back with the connection
+                self._open.clear()
                 stop.wait(0.5)
             finally:
                 backbone.close()
@@ -81,10 +99,12 @@ class Router:
         backbone.declare_delay(self._throttle_ms)
         backbone.consume(backbone.keys.async_queue, self._on_delivery, self.prefetch)
         while not stop.is_set():
-            backbone.process(0.2)
-            if self._batch:
+            backbone.process(HOLD_RETRY_S if self._held else 0.2)
+            if self._batch or self._held:
                 batch, self._batch = self._batch, []
                 self.route(backbone, batch)
+        if self._held:  # stopping: what still waits goes to the delay queue, not back
+            self.route(backbone, [], hold=False)
 
     def _on_delivery(self, delivery: Delivery) -> None:
         self._batch.append(delivery)
@@ -93,42 +113,51 @@ class Router:
     def _throttle_ms(self) -> int:
         return int(self.policy.throttle_delay_s * 1000)
 
-    def route(self, backbone: Broker, batch: list[Delivery]) -> None:
-        """Admit, forward, defer or give up every invocation of `batch`, then ack it."""
-        by_function: dict[str, list[Invocation]] = defaultdict(list)
-        for delivery in batch:
-            try:
-                invocations = decode_chunk(delivery.body)
-            except DecodeError as exc:
-                dead_letter(backbone, delivery, backbone.keys.async_queue, str(exc))
-                self.metrics.dead_lettered(backbone.keys.async_queue)
-                continue
-            for inv in invocations:
-                if self.policy.expired(inv):
-                    self._give_up(inv, EVENT_AGE_EXCEEDED)
-                else:
-                    by_function[inv.spec.name].append(inv)
+    def route(self, backbone: Broker, batch: list[Delivery], hold: bool = True) -> None:
+        """Admit, forward, hold, defer or give up every invocation of `batch` and of those held
+        before; ack each message whose invocations are all settled."""
+        now, settled = time.monotonic(), list[int]()
+        arrived = self._unpack(backbone, batch, now, settled)
+        fresh: dict[str, list[Invocation]] = defaultdict(list)
+        waiting: dict[str, list[Held]] = defaultdict(list)
+        for held in [*self._held, *arrived]:  # older first: a lease that frees up goes to them
+            waiting[held[0].spec.name].append(held)
+        for inv, _, _ in arrived:
+            fresh[inv.spec.name].append(inv)
+        self._held = []
 
+        later: list[Held] = []  # a burst asks for what a round can grant; the rest waits
+        for group in waiting.values():
+            later += group[ASK_MAX:]
+            del group[ASK_MAX:]
         requests = [
-            (name, [inv.lease_id for inv in invs], max(inv.spec.timeout_s for inv in invs))
-            for name, invs in by_function.items()
+            (name, [inv.lease_id for inv, _, _ in held], max(h[0].spec.timeout_s for h in held))
+            for name, held in waiting.items()
         ]
         grants = self.semaphore.acquire_many(requests) if requests else []
         admitted: list[Invocation] = []
         deferred: list[Invocation] = []
         for (name, _ids, _t), grant in zip(requests, grants, strict=True):
-            invs = by_function[name]
             taken = set(grant.admitted)
-            for index, inv in enumerate(invs):
+            for index, (inv, tag, since) in enumerate(waiting[name]):
                 if index in taken:
                     admitted.append(inv.leased(grant.key, grant.expires))
                 elif grant.limit == 0:
                     # Reserved concurrency 0: the function is disabled; no retries (Lambda).
                     self._give_up(inv, RETRIES_EXHAUSTED)
                 else:
-                    deferred.append(inv)
+                    self._held.append((inv, tag, since))
+                    continue
+                settled.append(tag)
 
-        self.metrics.routed(by_function, deferred)
+        # Held for `hold_s` (or the router stops): to the delay queue.
+        self._held += later
+        waited = [h for h in self._held if not hold or now - h[2] >= self.hold_s]
+        if waited:
+            self._held = [h for h in self._held if hold and now - h[2] < self.hold_s]
+            deferred += [inv for inv, _tag, _since in waited]
+            settled += [tag for _inv, tag, _since in waited]
+        self.metrics.routed(fresh, deferred)
         by_pool: dict[str, list[Invocation]] = defaultdict(list)
         for inv in admitted:
             by_pool[inv.spec.pool].append(inv)
@@ -138,7 +167,45 @@ class Router:
         self._defer(backbone, deferred)
         self.forwarded += len(admitted)
         self.deferred += len(deferred)
-        backbone.ack(batch[-1].tag, multiple=True)
+        self._ack(backbone, settled)
+
+    def _unpack(
+        self, backbone: Broker, batch: list[Delivery], now: float, settled: list[int]
+    ) -> list[Held]:
+        """The batch's invocations to admit; what cannot be decoded is dead-lettered and what
+        is too old given up (their tags go to `settled`)."""
+        arrived: list[Held] = []
+        for delivery in batch:
+            try:
+                invocations = decode_chunk(delivery.body)
+            except DecodeError as exc:
+                dead_letter(backbone, delivery, backbone.keys.async_queue, str(exc))
+                self.metrics.dead_lettered(backbone.keys.async_queue)
+                invocations = []
+            self._open[delivery.tag] = max(1, len(invocations))
+            if not invocations:
+                settled.append(delivery.tag)
+            for inv in invocations:
+                if self.policy.expired(inv):
+                    self._give_up(inv, EVENT_AGE_EXCEEDED)
+                    settled.append(delivery.tag)
+                else:
+                    arrived.append((inv, delivery.tag, now))
+        return arrived
+
+    def _ack(self, backbone: Broker, settled: list[int]) -> None:
+        """Ack the messages `settled` completes (one multiple ack when none is left open)."""
+        done = []
+        for tag in settled:
+            self._open[tag] -= 1
+            if self._open[tag] == 0:
+                del self._open[tag]
+                done.append(tag)
+        if done and not self._open:
+            backbone.ack(max(done), multiple=True)
+            return
+        for tag in done:
+            backbone.ack(tag)
 
     def _defer(self, backbone: Broker, deferred: list[Invocation]) -> None:
         """Throttled: waits that double per throttle (Lambda's backoff, up to about 5 minutes),

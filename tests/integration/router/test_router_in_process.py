@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import orjson
 from support.memory_fleet import THROTTLE_MS, queued, take, wait_for
@@ -13,7 +14,7 @@ from warren.invocation import EVENT, Invocation, encode_chunk
 # -- Router.route --------------------------------------------------------------------------------
 
 
-def test_route_admits_up_to_the_limit_defers_the_rest_and_acks_the_batch(world, code):
+def test_route_admits_up_to_the_limit_holds_the_rest_then_defers_it_and_acks(world, code):
     # Given a function limited to 2 and a batch of 3 invocations on the async queue
     spec = world.registry.create_function("f", code=code, handler="app.handler", concurrency=2)
     broker = world.connect()
@@ -25,15 +26,72 @@ def test_route_admits_up_to_the_limit_defers_the_rest_and_acks_the_batch(world, 
     # When the router routes that batch
     router.route(broker, take(broker, world.keys.async_queue, 1))
 
-    # Then two are forwarded under leases, one waits in the delay queue, the batch is acked
+    # Then two are forwarded under leases, the third is held in the router, its message unacked
     forwarded = queued(world, world.keys.work_queue())
     assert [i.request_id for i in forwarded] == [i.request_id for i in invs[:2]]
     assert all(i.lease_key == world.semaphore.function_key("f") for i in forwarded)
     assert world.semaphore.in_flight() == {"f": 2}
     deferred_queue = world.keys.delay_queue(THROTTLE_MS)
+    assert queued(world, deferred_queue) == []
+    assert (router.forwarded, router.deferred) == (2, 0)
+
+    # And once its hold is over with no lease freed, it waits in the delay queue, and the
+    # message is acked
+    time.sleep(router.hold_s)
+    router.route(broker, [])
     assert [i.request_id for i in queued(world, deferred_queue)] == [invs[2].request_id]
     assert (router.forwarded, router.deferred) == (2, 1)
     broker.close()  # acked: nothing comes back to the async queue
+    assert world.server.ready(world.keys.async_queue) == []
+
+
+def test_a_held_invocation_runs_as_soon_as_a_lease_frees_up_not_after_a_delay(world, code):
+    spec = world.registry.create_function("h", code=code, handler="app.handler", concurrency=1)
+    broker = world.connect()
+    broker.declare()
+    first, second = (Invocation(new_request_id(), spec, b"{}", EVENT) for _ in range(2))
+    broker.publish(world.keys.async_queue, encode_chunk([first]))
+    broker.publish(world.keys.async_queue, encode_chunk([second]))
+    router = world.router()
+    router.route(broker, take(broker, world.keys.async_queue, 2))
+    [running] = queued(world, world.keys.work_queue())
+    assert running.request_id == first.request_id
+
+    # When the first run's lease is released within the hold
+    assert running.lease_key is not None
+    world.semaphore.release(running.lease_key, [running.lease_id])
+    router.route(broker, [])
+
+    # Then the second is forwarded at once, nothing was deferred, and both messages are acked
+    assert [i.request_id for i in queued(world, world.keys.work_queue())] == [
+        first.request_id, second.request_id]
+    assert queued(world, world.keys.delay_queue(THROTTLE_MS)) == []
+    assert (router.forwarded, router.deferred) == (2, 0)
+    broker.close()
+    assert world.server.ready(world.keys.async_queue) == []
+
+
+def test_a_router_that_stops_defers_what_it_holds_instead_of_sending_it_back(world, code):
+    spec = world.registry.create_function("s", code=code, handler="app.handler", concurrency=1)
+    router, stop = world.router(), threading.Event()
+    router.hold_s = 60.0  # held for as long as the router runs
+    thread = threading.Thread(target=router.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        producer = world.connect("producer")
+        producer.declare()
+        invs = [Invocation(new_request_id(), spec, b"{}", EVENT) for _ in range(2)]
+        producer.publish(world.keys.async_queue, encode_chunk(invs))
+        wait_for(lambda: queued(world, world.keys.work_queue()))
+        assert queued(world, world.keys.delay_queue(THROTTLE_MS)) == []
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    # The held one went to the delay queue; nothing returned to the async queue (no rerun of
+    # the forwarded one).
+    assert [i.request_id for i in queued(world, world.keys.delay_queue(THROTTLE_MS))] == [
+        invs[1].request_id]
     assert world.server.ready(world.keys.async_queue) == []
 
 
