@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -60,10 +62,38 @@ class Counter:
         return self.records, self.first, self.last
 
 
+def start_tally() -> tuple[str, subprocess.Popen[bytes]]:
+    """A Redis of the bench's own, on a free port, for handlers to count in: the walls refuse
+    a handler the fleet's own Redis (docs/sandbox.md, "no road to the control plane")."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    if not wait(lambda: _answers(client), 10):
+        proc.kill()
+        raise SystemExit(f"the bench's tally Redis (redis-server on port {port}) did not start")
+    client.close()
+    return url, proc
+
+
+def _answers(client: redis.Redis[bytes]) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
 class Bench:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.redis = redis.Redis.from_url(REDIS)
+        # Where handlers count (BENCH_REDIS) and the bench reads their counts.
+        self.tally_url, self._tally_proc = start_tally()
+        self.tally = redis.Redis.from_url(self.tally_url)
         self.store = MappingStore(self.redis, prefix)
         self.settings = Settings.from_environ({"WARREN_PREFIX": prefix}, amqp_url=AMQP,
                                               redis_url=REDIS)
@@ -72,6 +102,9 @@ class Bench:
         keys = list(self.redis.scan_iter(f"{self.prefix}*", count=1000))
         for i in range(0, len(keys), 1000):
             self.redis.delete(*keys[i:i + 1000])
+        self.tally.close()
+        self._tally_proc.terminate()
+        self._tally_proc.wait(10)
 
     @contextlib.contextmanager
     def running(self, spec: MappingSpec, invoker: Invoker, concurrency: int = 1,
@@ -204,9 +237,9 @@ def latency(b: Bench, kind: str, count: int, invoker: Invoker | None, times_key:
                 else:
                     b.redis.xadd(name, {"data": orjson.dumps({"n": n})})
                 time.sleep(gap_s)
-            wait(lambda: b.redis.hlen(times_key) >= count, 60)
-        got = {int(k): float(v) for k, v in b.redis.hgetall(times_key).items()}
-        b.redis.delete(times_key)
+            wait(lambda: b.tally.hlen(times_key) >= count, 60)
+        got = {int(k): float(v) for k, v in b.tally.hgetall(times_key).items()}
+        b.tally.delete(times_key)
         b.store.purge(spec.uuid)
         b.redis.delete(name)
     samples = sorted(1000 * (got[n] - written[n]) for n in written if n in got)

@@ -127,7 +127,7 @@ def main() -> None:
             else:
                 ns = [orjson.loads(base64.b64decode(m["data"]))["n"]
                       for ms in event["rmqMessagesByQueue"].values() for m in ms]
-            b.redis.hset(times, mapping={str(n): repr(now) for n in ns})
+            b.tally.hset(times, mapping={str(n): repr(now) for n in ns})
 
         ip: dict[str, Any] = {}
         counter = Counter()

@@ -108,11 +108,11 @@ def fleet_runs(b: Bench, prefix: str, n_stream: int, n_queue: int, n_lat: int,
             function = f"bench-{name}".replace("_", "-")
             sleep = str(SLOW_HANDLER_S) if "sleep" in name else "0"
             client.create_function(function, code=code, handler="app.handler",
-                                   env={"BENCH_REDIS": REDIS, "BENCH_COUNT": key,
+                                   env={"BENCH_REDIS": b.tally_url, "BENCH_COUNT": key,
                                         "BENCH_SLEEP_S": sleep})
 
             def seen(key: str = key) -> tuple[int, float, float]:
-                got = {k.decode(): float(v) for k, v in b.redis.hgetall(key).items()}
+                got = {k.decode(): float(v) for k, v in b.tally.hgetall(key).items()}
                 return int(got.get("records", 0)), got.get("first", 0.0), got.get("last", 0.0)
 
             if not name.endswith("_cold"):
@@ -122,7 +122,7 @@ def fleet_runs(b: Bench, prefix: str, n_stream: int, n_queue: int, n_lat: int,
             print(name, fl[name], flush=True)
         if n_lat:
             client.create_function("benchlat", code=code, handler="app.handler",
-                                   env={"BENCH_REDIS": REDIS, "BENCH_TIMES": times})
+                                   env={"BENCH_REDIS": b.tally_url, "BENCH_TIMES": times})
             fl["stream_latency_batch1"] = latency(b, "stream", n_lat, None, times,
                                                   function="benchlat")
             fl["queue_latency_batch1"] = latency(b, "queue", n_lat, None, times,

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from source_kit import REDIS, Bench, fill_stream, latency, summary, wait
+from source_kit import Bench, fill_stream, latency, summary, wait
 
 from broker_adapters.sources import prepare_source, purge_source
 from router.batching.invoker import PythonInvoker
@@ -197,29 +197,29 @@ def topic_latency(b: Bench, n_lat: int, slots: int) -> dict[str, Any]:
         code.mkdir()
         (code / "app.py").write_text(TOPIC_HANDLER)
         client.create_function("benchtopic", code=code, handler="app.handler",
-                               env={"BENCH_REDIS": REDIS, "BENCH_TIMES": times})
+                               env={"BENCH_REDIS": b.tally_url, "BENCH_TIMES": times})
         client.create_topic("bench")
         client.subscribe("bench", "benchtopic")
         try:
             client.publish("bench", "warm-up")  # the relay picks the subscription up
-            wait(lambda: b.redis.hlen(times) >= 1, 30)
-            b.redis.delete(times)
+            wait(lambda: b.tally.hlen(times) >= 1, 30)
+            b.tally.delete(times)
             written: dict[str, float] = {}
             for n in range(n_lat):
                 started = time.time()
                 written[client.publish("bench", f"message {n}")] = started
                 time.sleep(0.02)
-            wait(lambda: b.redis.hlen(times) >= n_lat, 60)
-            got = {k.decode(): float(v) for k, v in b.redis.hgetall(times).items()}
+            wait(lambda: b.tally.hlen(times) >= n_lat, 60)
+            got = {k.decode(): float(v) for k, v in b.tally.hgetall(times).items()}
             # The same handler invoked asynchronously without a topic, for comparison.
-            b.redis.delete(times)
+            b.tally.delete(times)
             plain: dict[str, float] = {}
             for n in range(n_lat):
                 plain[f"i{n}"] = time.time()
                 client.invoke("benchtopic", {"id": f"i{n}"}, invocation_type="Event")
                 time.sleep(0.02)
-            wait(lambda: b.redis.hlen(times) >= n_lat, 60)
-            got_plain = {k.decode(): float(v) for k, v in b.redis.hgetall(times).items()}
+            wait(lambda: b.tally.hlen(times) >= n_lat, 60)
+            got_plain = {k.decode(): float(v) for k, v in b.tally.hgetall(times).items()}
         finally:
             client.delete_topic("bench")
     out = summary(sorted(1000 * (got[m] - t) for m, t in written.items() if m in got), n_lat)
@@ -257,10 +257,10 @@ def fleet_trigger_runs(b: Bench, count: int, slots: int) -> dict[str, Any]:
         for kind in ("table", "mqtt"):
             key = f"{b.prefix}:fleet-count:{kind}"
             client.create_function(f"bench-{kind}", code=code, handler="app.handler",
-                                   env={"BENCH_REDIS": REDIS, "BENCH_COUNT": key})
+                                   env={"BENCH_REDIS": b.tally_url, "BENCH_COUNT": key})
 
             def seen(key: str = key) -> tuple[int, float, float]:
-                got = {k.decode(): float(v) for k, v in b.redis.hgetall(key).items()}
+                got = {k.decode(): float(v) for k, v in b.tally.hgetall(key).items()}
                 return int(got.get("records", 0)), got.get("first", 0.0), got.get("last", 0.0)
 
             with _filled(kind, store, f"bench-{kind}", count) as spec_id:
@@ -353,7 +353,7 @@ def _noting(b: Bench) -> Any:
     def handler(event: dict[str, Any], context: Any) -> None:
         now = time.time()
         ns = [orjson.loads(base64.b64decode(x["kinesis"]["data"]))["n"] for x in event["Records"]]
-        b.redis.hset(f"{b.prefix}:times", mapping={str(n): repr(now) for n in ns})
+        b.tally.hset(f"{b.prefix}:times", mapping={str(n): repr(now) for n in ns})
 
     return handler
 
