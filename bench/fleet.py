@@ -125,6 +125,14 @@ class Fleet:
         for _ in range(warm):
             self.client.invoke(function, {"warm": True})
 
+    def warm_async(self, function: str, warm: int = 500) -> int:
+        """Create `function`, run `warm` async invocations of it; its completions so far."""
+        self.client.create_function(function, code=self.code, handler="app.handler")
+        self.wait_ready(function, warm=0)
+        self.client.invoke_many(function, [{"warm": n} for n in range(warm)])
+        self.wait_completed(function, warm)
+        return self.completed(function)
+
     def completed(self, function: str) -> int:
         return int(self.redis.hget(f"{self.prefix}:stats:{function}", "invocations") or 0)
 
@@ -173,11 +181,7 @@ def measure_async(
     """10,000 `Event` invocations: from the first submit to the last completion."""
     fleet = Fleet(amqp_url, redis_url, slots=2, extra_env=env)
     try:
-        fleet.client.create_function("trivial_async", code=fleet.code, handler="app.handler")
-        fleet.wait_ready("trivial_async", warm=0)
-        fleet.client.invoke_many("trivial_async", [{"warm": n} for n in range(500)])
-        fleet.wait_completed("trivial_async", 500)
-        base = fleet.completed("trivial_async")
+        base = fleet.warm_async("trivial_async")
         payloads = [{"n": n} for n in range(async_count)]
         start = time.perf_counter()
         fleet.client.invoke_many("trivial_async", payloads)

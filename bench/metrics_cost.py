@@ -71,11 +71,7 @@ def fleet_us_per_invocation(count: int) -> dict[str, float]:
     redis_url = os.environ.get("WARREN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     fleet = Fleet(amqp, redis_url, slots=2)
     try:
-        fleet.client.create_function("trivial_async", code=fleet.code, handler="app.handler")
-        fleet.wait_ready("trivial_async", warm=0)
-        fleet.client.invoke_many("trivial_async", [{"warm": n} for n in range(500)])
-        fleet.wait_completed("trivial_async", 500)
-        base = fleet.completed("trivial_async")
+        base = fleet.warm_async("trivial_async")
         before = fleet_cpu(os.getpid())
         fleet.client.invoke_many("trivial_async", [{"n": n} for n in range(count)])
         fleet.wait_completed("trivial_async", base + count)
