@@ -7,7 +7,7 @@
   Prometheus would: BENCH_METRICS_PORT), one without, called in alternating blocks
   (bench/sync_ab.py), `--rounds` times;
 - async: bench/fleet.py's 10,000 `Event` invocations, on and off alternately;
-- sources: bench/sources.py's fleet runs (`--fleet-only --quick`), on and off alternately.
+- sources: bench/sources.py's fleet runs (`--fleet-only`), on and off alternately.
 A pair's order alternates between rounds so drift in the machine's load hits both alike. The
 usage meter runs in both (it is not optional): its own cost is bench/metering_cost.py's.
 """
@@ -41,9 +41,9 @@ def sync_once(amqp: str, redis: str, runs: int) -> dict[str, dict[str, float]]:
             for label, row in result.items()}
 
 
-def sources_once(env: dict[str, str]) -> dict[str, float]:
+def sources_once(env: dict[str, str], quick: bool) -> dict[str, float]:
     subprocess.run(
-        [sys.executable, "bench/sources.py", "--fleet-only", "--quick"],
+        [sys.executable, "bench/sources.py", "--fleet-only", *(["--quick"] if quick else [])],
         cwd=ROOT, env=env, check=True, capture_output=True,
     )
     fleet = json.loads((ROOT / "bench" / "results" / "sources.json").read_text())["fleet"]
@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--async-count", type=int, default=10_000)
     parser.add_argument("--source-rounds", type=int, default=3)
     parser.add_argument("--skip-sources", action="store_true")
+    parser.add_argument("--quick-sources", action="store_true",
+                        help="bench/sources.py --quick (runs of 20,000 records: noisier)")
     args = parser.parse_args()
     started = time.time()
     results: dict[str, Any] = {"load_avg_start": os.getloadavg()}
@@ -99,7 +101,7 @@ def main() -> None:
         for round_ in range(args.source_rounds):
             order = [("off", env_off), ("on", env_on)]
             for label, env in order if round_ % 2 == 0 else order[::-1]:
-                sources[label].append(sources_once(env))
+                sources[label].append(sources_once(env, args.quick_sources))
                 print("sources", label, sources[label][-1], flush=True)
         results["sources"] = {"rounds": args.source_rounds, "median": compare(sources),
                               "samples": sources}
