@@ -2,11 +2,12 @@
 
 Consume the durable async queue; per batch of deliveries, one Redis round trip admits what the
 limits allow; admitted invocations are forwarded to the work queue in chunks. One that finds no
-capacity is held in the router first, its message unacked, and asks again every HOLD_RETRY_S
-for up to `hold_s`: a burst larger than the limit runs as soon as leases free up instead of
-sleeping out a delay while workers sit idle, and held messages count against the prefetch, so
-the router stops taking more. Still throttled after that, it waits in a delay queue that
-dead-letters back (Lambda's backoff; a throttle is never an attempt, nothing is dropped). A
+capacity is held in the router first, its message unacked, and asks again every HOLD_RETRY_S:
+a burst larger than the limit runs as soon as leases free up instead of sleeping out a delay
+while workers sit idle, and held messages count against the prefetch, so the router stops
+taking more (up to half of it; the rest is for other functions' events). Once its function has
+had no lease granted for `hold_s`, it waits in a delay queue that dead-letters back (Lambda's
+backoff; a throttle is never an attempt, nothing is dropped). A
 message is acked once each of its invocations was forwarded, deferred or given up, and those
 publishes were confirmed.
 """
@@ -69,6 +70,7 @@ class Router:
         self.hold_s = policy.throttle_delay_s if hold_s is None else hold_s
         self._held: list[Held] = []
         self._open: dict[int, int] = {}
+        self._granted: dict[str, float] = {}  # when each function with held work last got a lease
         self.forwarded = 0
         self.deferred = 0
 
@@ -90,6 +92,7 @@ class Router:
                 self._batch.clear()
                 self._held.clear()  # their messages come back with the connection
                 self._open.clear()
+                self._granted.clear()
                 stop.wait(0.5)
             finally:
                 backbone.close()
@@ -139,6 +142,8 @@ class Router:
         deferred: list[Invocation] = []
         for (name, _ids, _t), grant in zip(requests, grants, strict=True):
             taken = set(grant.admitted)
+            if taken:
+                self._granted[name] = now
             for index, (inv, tag, since) in enumerate(waiting[name]):
                 if index in taken:
                     admitted.append(inv.leased(grant.key, grant.expires))
@@ -150,13 +155,10 @@ class Router:
                     continue
                 settled.append(tag)
 
-        # Held for `hold_s` (or the router stops): to the delay queue.
         self._held += later
-        waited = [h for h in self._held if not hold or now - h[2] >= self.hold_s]
-        if waited:
-            self._held = [h for h in self._held if hold and now - h[2] < self.hold_s]
-            deferred += [inv for inv, _tag, _since in waited]
-            settled += [tag for _inv, tag, _since in waited]
+        waited = self._waited(now, hold)
+        deferred += [inv for inv, _tag, _since in waited]
+        settled += [tag for _inv, tag, _since in waited]
         self.metrics.routed(fresh, deferred)
         by_pool: dict[str, list[Invocation]] = defaultdict(list)
         for inv in admitted:
@@ -168,6 +170,30 @@ class Router:
         self.forwarded += len(admitted)
         self.deferred += len(deferred)
         self._ack(backbone, settled)
+
+    def _waited(self, now: float, hold: bool) -> list[Held]:
+        """Take out of the hold what goes to the delay queue: everything when the router stops;
+        what has waited `hold_s` with no lease granted to its function meanwhile (a burst that
+        drains stays held; a function stuck at its limit goes to Lambda's backoff); and the
+        newest messages' invocations beyond half the prefetch, so other functions' events are
+        still taken off the queue."""
+        if not hold:
+            out, self._held = self._held, []
+            return out
+
+        def stuck(held: Held) -> bool:
+            inv, _tag, since = held
+            return now - max(since, self._granted.get(inv.spec.name, since)) >= self.hold_s
+
+        out = [h for h in self._held if stuck(h)]
+        kept = [h for h in self._held if not stuck(h)]
+        tags = sorted({tag for _inv, tag, _since in kept})
+        crowd = set(tags[self.prefetch // 2:])
+        out += [h for h in kept if h[1] in crowd]
+        self._held = [h for h in kept if h[1] not in crowd]
+        if not self._held:
+            self._granted.clear()
+        return out
 
     def _unpack(
         self, backbone: Broker, batch: list[Delivery], now: float, settled: list[int]

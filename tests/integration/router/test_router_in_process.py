@@ -71,6 +71,58 @@ def test_a_held_invocation_runs_as_soon_as_a_lease_frees_up_not_after_a_delay(wo
     assert world.server.ready(world.keys.async_queue) == []
 
 
+def test_a_burst_that_drains_stays_held_past_the_hold_while_its_function_gets_leases(
+    world, code
+):
+    spec = world.registry.create_function("d", code=code, handler="app.handler", concurrency=1)
+    broker = world.connect()
+    broker.declare()
+    invs = [Invocation(new_request_id(), spec, b"{}", EVENT) for _ in range(3)]
+    broker.publish(world.keys.async_queue, encode_chunk(invs))
+    router = world.router()
+    router.route(broker, take(broker, world.keys.async_queue, 1))  # the first runs
+
+    # When a lease frees up before the hold is over, and the hold then passes since arrival
+    time.sleep(router.hold_s * 0.6)
+    [first] = queued(world, world.keys.work_queue())
+    assert first.lease_key is not None
+    world.semaphore.release(first.lease_key, [first.lease_id])
+    router.route(broker, [])  # the second runs: its function got a lease
+    time.sleep(router.hold_s * 0.6)
+    router.route(broker, [])
+
+    # Then the third is still held (its function got a lease less than a hold ago), not
+    # deferred; and with no lease for a whole hold, it goes to the delay queue
+    assert [i.request_id for i in queued(world, world.keys.work_queue())] == [
+        invs[0].request_id, invs[1].request_id]
+    assert queued(world, world.keys.delay_queue(THROTTLE_MS)) == []
+    assert router.deferred == 0
+    time.sleep(router.hold_s)
+    router.route(broker, [])
+    assert [i.request_id for i in queued(world, world.keys.delay_queue(THROTTLE_MS))] == [
+        invs[2].request_id]
+    broker.close()
+    assert world.server.ready(world.keys.async_queue) == []
+
+
+def test_held_messages_take_at_most_half_the_prefetch(world, code):
+    spec = world.registry.create_function("c", code=code, handler="app.handler", concurrency=1)
+    broker = world.connect()
+    broker.declare()
+    for _ in range(5):
+        broker.publish(world.keys.async_queue,
+                       encode_chunk([Invocation(new_request_id(), spec, b"{}", EVENT)]))
+    router = world.router()
+    router.prefetch = 4
+
+    router.route(broker, take(broker, world.keys.async_queue, 5))
+
+    # One runs, two stay held (half the prefetch), the two newest go to the delay queue
+    assert len(queued(world, world.keys.work_queue())) == 1
+    assert len(queued(world, world.keys.delay_queue(THROTTLE_MS))) == 2
+    assert (router.forwarded, router.deferred) == (1, 2)
+
+
 def test_a_router_that_stops_defers_what_it_holds_instead_of_sending_it_back(world, code):
     spec = world.registry.create_function("s", code=code, handler="app.handler", concurrency=1)
     router, stop = world.router(), threading.Event()
