@@ -37,7 +37,7 @@ import redis  # noqa: E402
 from broker_adapters.amqp import Backbone  # noqa: E402
 from warren.client import Client  # noqa: E402
 from warren.keys import Keys  # noqa: E402
-from warren.settings import Settings  # noqa: E402
+from warren.settings import AmqpSettings, Settings  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return event\n"
 
@@ -63,6 +63,19 @@ def scrape_meanwhile(ports: list[int], every_s: float = 5.0) -> None:
                     pass
 
     threading.Thread(target=loop, daemon=True).start()
+
+
+def drop_queues(amqp_url: str, prefix: str) -> None:
+    """Delete every queue of the fleet under `prefix` (its delay queues too), found by name."""
+    names = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True,
+                           text=True, check=False).stdout.split()
+    backbone = Backbone(AmqpSettings.from_url(amqp_url), Keys(prefix), name="warren-bench-cleanup")
+    try:
+        for name in names:
+            if name.startswith((prefix + ".", prefix + "-")):
+                backbone.delete_queue(name)
+    finally:
+        backbone.close()
 
 
 class Fleet:
@@ -154,11 +167,7 @@ class Fleet:
                 proc.kill()
                 proc.wait()
         self.client.close()
-        keys = Keys(self.prefix)
-        backbone = Backbone(self.settings.amqp, keys, name="warren-bench-cleanup")
-        for queue in [*keys.all_queues(), keys.sync_queue(), keys.delay_queue(500)]:
-            backbone.delete_queue(queue)
-        backbone.close()
+        drop_queues(self.settings.amqp.url, self.prefix)
         keys = list(self.redis.scan_iter(f"{self.prefix}:*"))
         if keys:
             self.redis.delete(*keys)

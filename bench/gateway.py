@@ -131,6 +131,9 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.client.close()
+        from fleet import drop_queues
+
+        drop_queues(self.settings.amqp.url, self.prefix)
         keys = list(self.redis.scan_iter(f"{self.prefix}*"))
         if keys:
             self.redis.delete(*keys)

@@ -76,6 +76,9 @@ def fleet(prefix: str, slots: int = 2) -> Iterator[tuple[Client, int]]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         client.close()
+        from fleet import drop_queues
+
+        drop_queues(AMQP, prefix)
 
 
 # The fleet runs: default settings first, then the stream's parallelization factors.

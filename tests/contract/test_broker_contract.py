@@ -50,7 +50,8 @@ def brokers(request: pytest.FixtureRequest, unique: str) -> Iterator[Brokers]:
     for broker in f.opened:
         broker.close()
     cleanup = Backbone(amqp, keys, name="contract-cleanup")
-    for queue in [*keys.all_queues(), keys.delay_queue(DELAY_MS), *f.extra_queues]:
+    for queue in [*keys.all_queues(), keys.sync_queue(), keys.delay_queue(DELAY_MS),
+                  *f.extra_queues]:
         cleanup.delete_queue(queue)
     cleanup.close()
 

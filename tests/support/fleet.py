@@ -16,7 +16,7 @@ import redis
 from broker_adapters.amqp import Backbone
 from warren.client import Client
 from warren.keys import Keys
-from warren.settings import Settings
+from warren.settings import AmqpSettings, Settings
 
 CODE = Path(__file__).parent / "handlers" / "fleet"
 REPO = Path(__file__).resolve().parents[2]
@@ -199,17 +199,7 @@ class Fleet:
         if getattr(self, "_bb", None) is not None:
             self._bb.close()
         try:
-            backbone = Backbone(self.settings.amqp, self.keys, name="warren-test-cleanup")
-            names = subprocess.run(
-                ["rabbitmqctl", "-q", "list_queues", "name"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.split()
-            for name in names:
-                if name.startswith(self.prefix + ".") or name.startswith(self.prefix + "-"):
-                    backbone.delete_queue(name)
-            backbone.close()
+            drop_queues(self.settings.amqp, self.prefix)
         finally:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
             keys = list(self.redis.scan_iter(f"{self.prefix}*"))
@@ -220,3 +210,18 @@ class Fleet:
 
 def make_fleet(amqp_url: str, redis_url: str, unique: str, tmp_path: Path, **env: str) -> Fleet:
     return Fleet(amqp_url, redis_url, f"t{unique}", tmp_path, **env)
+
+
+def drop_queues(amqp: AmqpSettings, prefix: str) -> None:
+    """Delete every queue a fleet under `prefix` declared: its work, async and dead queues, its
+    sync lane, and the delay queues its throttles and retries made (found by name)."""
+    names = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    backbone = Backbone(amqp, Keys(prefix), name="warren-test-cleanup")
+    try:
+        for name in names:
+            if name.startswith(prefix + ".") or name.startswith(prefix + "-"):
+                backbone.delete_queue(name)
+    finally:
+        backbone.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
+from support.fleet import drop_queues
 from support.mappings import RECORDER, wait_for
 
 from warren.client import Client
@@ -67,6 +68,7 @@ def _stop_fleet(proc, log, client, prefix):
     if keys:
         client.redis.delete(*keys)
     client.close()
+    drop_queues(client.settings.amqp, prefix)
 
 
 def _recorder(client, tmp_path, name, redis_url, key, sleep_s=None, **options):
