@@ -37,6 +37,7 @@ log = logging.getLogger("warren.router")
 
 HOLD_RETRY_S = 0.02  # how often held invocations ask for capacity again
 ASK_MAX = 1000  # invocations of one function asking for leases per round (the rest wait)
+AGE_CHECK_S = 0.25  # a held invocation's event age is checked again once it waited this long
 Held = tuple[Invocation, int, float]  # an invocation, its message's delivery tag, held since
 
 
@@ -130,9 +131,12 @@ class Router:
         self._held = []
 
         later: list[Held] = []  # a burst asks for what a round can grant; the rest waits
-        for group in waiting.values():
+        for name in list(waiting):
+            group = waiting[name]
             later += group[ASK_MAX:]
-            del group[ASK_MAX:]
+            group[:] = [h for h in group[:ASK_MAX] if not self._too_old(h, now, settled)]
+            if not group:
+                del waiting[name]
         requests = [
             (name, [inv.lease_id for inv, _, _ in held], max(h[0].spec.timeout_s for h in held))
             for name, held in waiting.items()
@@ -170,6 +174,16 @@ class Router:
         self.forwarded += len(admitted)
         self.deferred += len(deferred)
         self._ack(backbone, settled)
+
+    def _too_old(self, held: Held, now: float, settled: list[int]) -> bool:
+        """A held invocation whose event age ran out while it waited is given up, as after a
+        delay queue (Lambda's EventAgeExceeded); one that just arrived was checked then."""
+        inv, tag, since = held
+        if now - since < AGE_CHECK_S or not self.policy.expired(inv):
+            return False
+        self._give_up(inv, EVENT_AGE_EXCEEDED)
+        settled.append(tag)
+        return True
 
     def _waited(self, now: float, hold: bool) -> list[Held]:
         """Take out of the hold what goes to the delay queue: everything when the router stops;

@@ -105,6 +105,38 @@ def test_a_burst_that_drains_stays_held_past_the_hold_while_its_function_gets_le
     assert world.server.ready(world.keys.async_queue) == []
 
 
+def test_a_held_invocation_whose_event_age_runs_out_is_given_up_not_run(world, code):
+    sink = f"{world.prefix}-failures"
+    spec = world.registry.create_function(
+        "old", code=code, handler="app.handler", concurrency=1, max_event_age_s=60,
+        on_failure=f"redis+stream:///{sink}",
+    )
+    broker = world.connect()
+    broker.declare()
+    first = Invocation(new_request_id(), spec, b"{}", EVENT)
+    late = Invocation(new_request_id(), spec, b"{}", EVENT, accepted_at=time.time() - 59.6)
+    broker.publish(world.keys.async_queue, encode_chunk([first, late]))
+    router = world.router()
+    router.hold_s = 60.0  # held, not deferred: only its age can end the wait
+    router.route(broker, take(broker, world.keys.async_queue, 1))
+
+    # When it has waited in the router past its maximum event age and a lease frees up
+    time.sleep(0.6)
+    [running] = queued(world, world.keys.work_queue())
+    assert running.lease_key is not None
+    world.semaphore.release(running.lease_key, [running.lease_id])
+    router.route(broker, [])
+
+    # Then it is given up with EventAgeExceeded, not forwarded, and the message is acked
+    assert [i.request_id for i in queued(world, world.keys.work_queue())] == [first.request_id]
+    [(_, fields)] = world.conn.xrange(sink)
+    record = orjson.loads(fields[b"record"])
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["requestId"] == late.request_id
+    broker.close()
+    assert world.server.ready(world.keys.async_queue) == []
+
+
 def test_held_messages_take_at_most_half_the_prefetch(world, code):
     spec = world.registry.create_function("c", code=code, handler="app.handler", concurrency=1)
     broker = world.connect()
