@@ -120,7 +120,7 @@ class Router:
     def route(self, backbone: Broker, batch: list[Delivery], hold: bool = True) -> None:
         """Admit, forward, hold, defer or give up every invocation of `batch` and of those held
         before; ack each message whose invocations are all settled."""
-        now, settled = time.monotonic(), list[int]()
+        now, wall, settled = time.monotonic(), time.time(), list[int]()
         arrived = self._unpack(backbone, batch, now, settled)
         fresh: dict[str, list[Invocation]] = defaultdict(list)
         waiting: dict[str, list[Held]] = defaultdict(list)
@@ -134,7 +134,7 @@ class Router:
         for name in list(waiting):
             group = waiting[name]
             later += group[ASK_MAX:]
-            group[:] = [h for h in group[:ASK_MAX] if not self._too_old(h, now, settled)]
+            group[:] = [h for h in group[:ASK_MAX] if not self._too_old(h, now, wall, settled)]
             if not group:
                 del waiting[name]
         requests = [
@@ -175,11 +175,11 @@ class Router:
         self.deferred += len(deferred)
         self._ack(backbone, settled)
 
-    def _too_old(self, held: Held, now: float, settled: list[int]) -> bool:
+    def _too_old(self, held: Held, now: float, wall: float, settled: list[int]) -> bool:
         """A held invocation whose event age ran out while it waited is given up, as after a
         delay queue (Lambda's EventAgeExceeded); one that just arrived was checked then."""
         inv, tag, since = held
-        if now - since < AGE_CHECK_S or not self.policy.expired(inv):
+        if now - since < AGE_CHECK_S or not self.policy.expired(inv, wall):
             return False
         self._give_up(inv, EVENT_AGE_EXCEEDED)
         settled.append(tag)
