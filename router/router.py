@@ -7,9 +7,8 @@ a burst larger than the limit runs as soon as leases free up instead of sleeping
 while workers sit idle, and held messages count against the prefetch, so the router stops
 taking more (up to half of it; the rest is for other functions' events). Once its function has
 had no lease granted for `hold_s`, it waits in a delay queue that dead-letters back (Lambda's
-backoff; a throttle is never an attempt, nothing is dropped). A
-message is acked once each of its invocations was forwarded, deferred or given up, and those
-publishes were confirmed.
+backoff; a throttle is never an attempt, nothing is dropped). A message is acked once each of
+its invocations was forwarded, deferred or given up, and those publishes were confirmed.
 """
 
 from __future__ import annotations
@@ -55,7 +54,6 @@ class Router:
         prefetch: int = 500,
         max_chunk: int = 100,
         metrics: RouterMetrics | None = None,
-        hold_s: float | None = None,
     ) -> None:
         self._connect = connect
         self.semaphore = semaphore
@@ -68,7 +66,7 @@ class Router:
         self._batch: list[Delivery] = []
         # Throttled invocations waiting for a lease, and how many of each unacked message's
         # invocations are not forwarded, deferred or given up yet.
-        self.hold_s = policy.throttle_delay_s if hold_s is None else hold_s
+        self.hold_s = policy.throttle_delay_s
         self._held: list[Held] = []
         self._open: dict[int, int] = {}
         self._granted: dict[str, float] = {}  # when each function with held work last got a lease
@@ -192,15 +190,17 @@ class Router:
         newest messages' invocations beyond half the prefetch, so other functions' events are
         still taken off the queue."""
         if not hold:
-            out, self._held = self._held, []
-            return out
+            everything, self._held = self._held, []
+            return everything
 
         def stuck(held: Held) -> bool:
             inv, _tag, since = held
             return now - max(since, self._granted.get(inv.spec.name, since)) >= self.hold_s
 
-        out = [h for h in self._held if stuck(h)]
-        kept = [h for h in self._held if not stuck(h)]
+        out: list[Held] = []
+        kept: list[Held] = []
+        for held in self._held:  # one pass: up to half the prefetch's invocations, every round
+            (out if stuck(held) else kept).append(held)
         tags = sorted({tag for _inv, tag, _since in kept})
         crowd = set(tags[self.prefetch // 2:])
         out += [h for h in kept if h[1] in crowd]
