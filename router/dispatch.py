@@ -13,7 +13,7 @@ import redis
 from broker_adapters.amqp import Backbone
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
-from router.syncwait import RETURNED, amqp_reply, redis_reply
+from router.syncwait import RETURNED, amqp_reply, lane_reply, redis_reply
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
@@ -39,6 +39,7 @@ from warren.ports import Delivery
 from warren.settings import Settings
 from warren.store.redis import dedicated, redis_errors, sharing
 from warren.store.registry import Registry
+from warren.store.synclane import envelope, push_commands
 from warren.store.throttles import ThrottleStore
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
@@ -87,13 +88,17 @@ class Dispatcher:
         pool: str = DEFAULT_POOL,
         queue_wait_s: float = 30.0,
         reply: str | None = None,
+        lane: str | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.keys = Keys(settings.prefix)
         self.pool = pool
         self.queue_wait_s = queue_wait_s
-        # How sync results come back: "amqp" (direct reply-to) or "redis" (a list per call).
+        # Where sync requests go: "redis" (the pool's list, store/synclane.py; the reply on a
+        # Redis list) or "amqp" (RabbitMQ's lane; the reply by direct reply-to ("amqp") or on
+        # a Redis list ("redis")).
+        self.lane = lane or settings.sync_lane
         self.reply = reply or settings.sync_reply
         self._redis = redis_client
         self._semaphore: Semaphore | None = None
@@ -269,21 +274,14 @@ class Dispatcher:
         request_id = new_request_id()
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s
-        backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
-        backbone.declare(spec.pool)  # once per pool and connection: the queue must exist
-        invocation, parked = self._admit(invocation, wait_s)
-        self._awaiting = request_id
-        body, expiration_ms = encode_chunk([invocation]), int(wait_s * 1000)
         watch = WorkerWatch(self._redis, self.settings.prefix, spec.pool)
-        queue = self.keys.sync_queue(spec.pool)
-        if self.reply == "redis":
-            key = self.keys.reply(request_id)
-            backbone.request(queue, body, request_id, expiration_ms, self.keys.reply_to(request_id))
-            reply = redis_reply(backbone, self.semaphore.redis, key, watch, wait_s, self._redis,
-                                run_s=spec.timeout_s + 1)
+        if self.lane == "redis":
+            invocation, parked = self._admit(invocation, wait_s)
+            request = envelope(encode_chunk([invocation]), time.time() + wait_s)
+            reply = lane_reply(self.semaphore.redis, push_commands(self.keys, spec.pool, request),
+                               self.keys.reply(request_id), watch, wait_s, self._redis)
         else:
-            backbone.request(queue, body, request_id, expiration_ms)
-            reply = amqp_reply(backbone, request_id, self._replies, watch, wait_s)
+            invocation, parked, reply = self._call_amqp(invocation, wait_s, watch)
         worker = ("`warren worker`" if spec.pool == DEFAULT_POOL
                   else f"`warren worker --pool {spec.pool}`")
         if reply is NO_WORKER:
@@ -310,6 +308,27 @@ class Dispatcher:
             # next acquire for this function releases it too, in the same Lua call (no race).
             self._finished.setdefault(spec.name, []).append(invocation.lease_id)
         return InvocationResult.decode(reply)
+
+    def _call_amqp(
+        self, invocation: Invocation, wait_s: float, watch: WorkerWatch
+    ) -> tuple[Invocation, ParkedLease | None, bytes | None]:
+        """The request on RabbitMQ's sync lane; the reply by direct reply-to or Redis."""
+        spec, request_id = invocation.spec, invocation.request_id
+        backbone = self.backbone  # connect first: a lease is never taken for a call that can't go
+        backbone.declare(spec.pool)  # once per pool and connection: the queue must exist
+        invocation, parked = self._admit(invocation, wait_s)
+        self._awaiting = request_id
+        body, expiration_ms = encode_chunk([invocation]), int(wait_s * 1000)
+        queue = self.keys.sync_queue(spec.pool)
+        if self.reply == "redis":
+            key = self.keys.reply(request_id)
+            backbone.request(queue, body, request_id, expiration_ms, self.keys.reply_to(request_id))
+            reply = redis_reply(backbone, self.semaphore.redis, key, watch, wait_s, self._redis,
+                                run_s=spec.timeout_s + 1)
+        else:
+            backbone.request(queue, body, request_id, expiration_ms)
+            reply = amqp_reply(backbone, request_id, self._replies, watch, wait_s)
+        return invocation, parked, reply
 
     def _admit(
         self, invocation: Invocation, wait_s: float

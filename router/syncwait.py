@@ -1,5 +1,6 @@
 """Awaiting a sync call's reply: on the caller's direct reply-to, or on a Redis list of its own.
 
+On the Redis lane (`lane_reply`) the request is pushed in the same write as the first pop.
 Either way the wait gives up early, with a reason: NO_WORKER when no worker of the pool has a
 heartbeat (router/workerwatch.py), RETURNED when RabbitMQ could not route the request (the
 transient sync lane was gone: a broker restart; the next call declares it again), None at the
@@ -9,6 +10,7 @@ deadline. A broker that goes away ends the wait at once (BrokerUnavailable from 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Final
 
 import redis
@@ -16,7 +18,7 @@ import redis
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.errors import Unavailable
 from warren.ports import Broker
-from warren.store.redis import pop_waiting, redis_errors
+from warren.store.redis import Command, pop_waiting, redis_errors
 
 RETURNED: Final = b"\0returned"  # a reply no worker can send (results are msgpack)
 
@@ -72,6 +74,28 @@ def redis_reply(
         if backbone.returned:
             backbone.returned.clear()
             return RETURNED
+        if time.monotonic() >= deadline:
+            return None
+        if watch.gone():
+            return NO_WORKER
+
+
+def lane_reply(
+    client: redis.Redis[bytes], push: Sequence[Command], key: str, watch: WorkerWatch,
+    wait_s: float, store: redis.Redis[bytes], slice_s: int = 1,
+) -> bytes | None:
+    """The request pushed onto its pool's Redis lane (`push`, store/synclane.py) in the same
+    write as the first pop of its reply list `key`, on `client` (a connection of its own).
+    Redis going away fails the wait at once (StoreUnavailable): the lane and the reply list
+    live in it, and nothing is left behind but a lease that expires."""
+    deadline = time.monotonic() + wait_s
+    before = push
+    while True:
+        with redis_errors("sending a sync request and awaiting its reply", store):
+            got = pop_waiting(client, key, slice_s, before)
+        before = ()
+        if got is not None:
+            return got
         if time.monotonic() >= deadline:
             return None
         if watch.gone():

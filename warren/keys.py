@@ -18,6 +18,10 @@ Redis (p = prefix):
                                 charts; p:throttles[:m:<minute>] throttles per function
     p:sem:pool, p:sem:fn:<f>    concurrency leases (zsets of "<function>|<request id>")
     p:reply:<request id>        a sync result, when the reply travels on a Redis list
+    p:sync:<pool>               the pool's sync lane on Redis: requests callers push, workers
+                                take (list); p:sync:<pool>:taken:<worker id>.<slot> what one
+                                slot took and is not finished (list); p:sync:<pool>:takers
+                                (set of "<worker id>.<slot>")
     p:worker:<id>               a worker's heartbeat
     p:mappings                  set of mapping uuids; p:mapping:<uuid>:<part> its spec, stats,
                                 lease, attempts and its source's checkpoints
@@ -164,6 +168,19 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
+
+    def sync_lane(self, pool: str = DEFAULT_POOL) -> str:
+        """The pool's sync requests on Redis (store/synclane.py; `sync_queue` is the AMQP one)."""
+        return f"{self.prefix}:sync:{pool}"
+
+    def sync_taken(self, pool: str, taker: str) -> str:
+        """The requests a taker (`<worker id>.<slot>`) took off `sync_lane(pool)` and has not
+        finished."""
+        return f"{self.prefix}:sync:{pool}:taken:{taker}"
+
+    def sync_takers(self, pool: str) -> str:
+        """The takers that may hold requests of `pool` (for requeueing a dead worker's)."""
+        return f"{self.prefix}:sync:{pool}:takers"
 
     @property
     def workers_pattern(self) -> str:

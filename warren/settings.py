@@ -16,6 +16,7 @@ DEFAULT_SYNC_LEASE_IDLE_MS = 50  # a sync caller keeps an idle lease (admission/
 #: older than RabbitMQ 3.10 (quorum queues without message TTL) or a single-node test box.
 QUEUE_TYPES = ("quorum", "classic")
 DEFAULT_USAGE_RETENTION_DAYS = 90.0
+SYNC_LANES = ("redis", "amqp")  # where a sync request travels to a worker (docs/fleet.md)
 SYNC_REPLIES = ("amqp", "redis")  # how a sync result comes back (docs/fleet.md, Wire contracts)
 
 
@@ -156,7 +157,8 @@ class Settings:
     account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY
     prefix: str = "warren"
     sync_lease_idle_s: float = DEFAULT_SYNC_LEASE_IDLE_MS / 1000
-    sync_reply: str = "redis"  # how sync results come back to a Client (docs/fleet.md)
+    sync_lane: str = "redis"  # where a Client's sync requests go: Redis list or AMQP queue
+    sync_reply: str = "redis"  # how sync results come back on the AMQP lane (docs/fleet.md)
     mapping_sync_reply: str = "redis"  # the poller's own batch invokes (docs/mappings.md)
     usage_retention_days: float = DEFAULT_USAGE_RETENTION_DAYS  # metered usage (docs/operate.md)
     log_maxlen: int = 10_000  # invocation log blocks kept per function (store/logs.py)
@@ -187,6 +189,7 @@ class Settings:
             raise ConfigError(
                 f"WARREN_SYNC_LEASE_IDLE_MS must be 0 (off) to 10000 milliseconds, got {raw_idle!r}"
             )
+        sync_lane = _choice(environ, "WARREN_SYNC_LANE", "redis", SYNC_LANES)
         sync_reply = _sync_reply(environ, "WARREN_SYNC_REPLY", "redis")
         mapping_sync_reply = _sync_reply(environ, "WARREN_MAPPING_SYNC_REPLY", "redis")
         retention = _days(environ, "WARREN_USAGE_RETENTION_DAYS", DEFAULT_USAGE_RETENTION_DAYS)
@@ -210,6 +213,7 @@ class Settings:
             account_concurrency=limit,
             prefix=environ.get("WARREN_PREFIX", "warren"),
             sync_lease_idle_s=idle_ms / 1000,
+            sync_lane=sync_lane,
             sync_reply=sync_reply,
             mapping_sync_reply=mapping_sync_reply,
             usage_retention_days=retention,
@@ -219,11 +223,13 @@ class Settings:
 
 
 def _sync_reply(environ: Mapping[str, str], name: str, default: str) -> str:
+    return _choice(environ, name, default, SYNC_REPLIES)
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = environ.get(name, default).strip().lower() or default
-    if value not in SYNC_REPLIES:
-        raise ConfigError(
-            f"{name} must be one of {', '.join(SYNC_REPLIES)}, got {environ[name]!r}"
-        )
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {environ[name]!r}")
     return value
 
 

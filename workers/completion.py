@@ -6,7 +6,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -24,12 +26,14 @@ from warren.invocation import (
 from warren.keys import REPLY_LIST_SCHEME, Keys
 from warren.ports import Broker, Delivery
 from warren.store.logs import LogStore
-from warren.store.redis import execute_raw, redis_errors
+from warren.store.redis import Command, execute_raw, redis_errors
 from warren.store.usage import UsageMeter
 from workers.executor import Run
 from workers.fence import fenced
 
 log = logging.getLogger("warren.worker")
+
+Execute = Callable[[Sequence[Command]], list[Any]]  # runs commands in one round trip
 
 
 @dataclass
@@ -43,12 +47,18 @@ class Chunk:
     token: int = 0  # this worker's fencing token: 0 for a first delivery
     taken_at: float = field(default_factory=time.monotonic)
     progress: set[str] = field(default_factory=set)  # finishing steps already done
+    taken: Command | None = None  # off the Redis lane: removes it from its taker's list
     _left: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.runs = [None] * len(self.invocations)
         self._left = len(self.invocations)
+
+    @property
+    def request(self) -> bytes:
+        """The Redis lane request as its taken list holds it (b"" for a broker delivery)."""
+        return bytes(self.taken[-1]) if self.taken else b""
 
     def done(self, index: int, run: Run) -> bool:
         """Record a run; True for the caller that completed the whole chunk."""
@@ -87,13 +97,17 @@ class Completion:
         self.policy = policy
         self.meter = meter or UsageMeter(prefix)
 
-    def finish(self, chunk: Chunk, publisher: Broker) -> bool:
+    def finish(
+        self, chunk: Chunk, publisher: Broker | None, execute: Execute | None = None
+    ) -> bool:
         """Everything downstream is durable when this returns True; the caller then acks.
 
         False: the chunk was taken over by another worker meanwhile (fenced); nothing of it
         was published and it must not be acked. Raises when a step fails; calling again
         redoes only the steps not done yet (`chunk.progress`), so a retried finish sends
-        nothing twice.
+        nothing twice. `publisher` None: a chunk off the Redis lane (sync runs only, replied on
+        Redis), which needs no broker. `execute` runs the finishing round trip's commands
+        (default: on a connection of the pool).
         """
         runs = [run for run in chunk.runs if run is not None]
         amqp_replies, replies = self._replies(chunk, runs)
@@ -106,7 +120,7 @@ class Completion:
         if "record" not in chunk.progress:
             # Unsuspected, Redis replies lead the round trip unfenced, as direct ones leave
             # before it: the caller wakes before the Lua call that follows has run.
-            if not self._record(chunk, runs, replies, early=not suspect):
+            if not self._record(chunk, runs, replies, early=not suspect, execute=execute):
                 return False
             chunk.progress.add("record")
         self._reply(chunk, amqp_replies, publisher)
@@ -154,7 +168,7 @@ class Completion:
             amqp_replies.append((reply_to, run.result.encode(), correlation))
         return amqp_replies, replies
 
-    def _after_async(self, chunk: Chunk, runs: list[Run], publisher: Broker) -> None:
+    def _after_async(self, chunk: Chunk, runs: list[Run], publisher: Broker | None) -> None:
         """Destinations and retries of the chunk's async runs, each step once."""
         retries: dict[float, list[Invocation]] = defaultdict(list)
         for index, run in enumerate(runs):
@@ -178,23 +192,25 @@ class Completion:
             step = f"retry:{delay_s}"
             if step in chunk.progress:
                 continue
+            assert publisher is not None, "only a broker delivery carries async invocations"
             queue = publisher.declare_delay(int(delay_s * 1000))
             publisher.publish(queue, encode_chunk(invs), confirm=True)
             chunk.progress.add(step)
 
     @staticmethod
     def _reply(
-        chunk: Chunk, replies: list[tuple[str, bytes, str]], publisher: Broker
+        chunk: Chunk, replies: list[tuple[str, bytes, str]], publisher: Broker | None
     ) -> None:
         if "replies" in chunk.progress:
             return
         for reply_to, body, correlation in replies:
+            assert publisher is not None, "only a broker delivery is replied to on the broker"
             publisher.publish(reply_to, body, correlation_id=correlation, confirm=False)
         chunk.progress.add("replies")
 
     def _record(
         self, chunk: Chunk, runs: list[Run], replies: list[tuple[str, bytes, int]],
-        early: bool = False,
+        early: bool = False, execute: Execute | None = None,
     ) -> bool:
         """Redis replies, lease release, log blocks and counters in one Redis round trip,
         fenced (the replies too unless `early`): False when the chunk was taken over (then
@@ -204,6 +220,8 @@ class Completion:
             # Kept a minute past the caller's longest wait, then gone (late or orphaned).
             lead += [("RPUSH", key, body), ("EXPIRE", key, timeout_s + REPLY_KEEP_S)]
         commands, lead = (lead, []) if not early else ([], lead)
+        if chunk.taken is not None:  # unfenced: a copy taken over is another taker's entry
+            lead.append(chunk.taken)
         leases: dict[str, list[str]] = defaultdict(list)
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for run in runs:
@@ -222,10 +240,11 @@ class Completion:
             if errors:
                 commands.append(("HINCRBY", Keys(self._prefix).stats(function), "errors", errors))
         commands += self.meter.commands(m for run in runs if (m := run.metered) is not None)
+        send = execute or (lambda batch: execute_raw(self._redis, batch))
         if not chunk.fence:
-            execute_raw(self._redis, [*lead, *commands])
+            send([*lead, *commands])
             return True
-        *_, done = execute_raw(self._redis, [*lead, fenced(chunk.fence, chunk.token, commands)])
+        *_, done = send([*lead, fenced(chunk.fence, chunk.token, commands)])
         return bool(done)
 
     def _send(self, uri: str, inv: Invocation, condition: str, run: Run) -> None:

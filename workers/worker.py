@@ -15,14 +15,17 @@ from typing import Any
 from broker_adapters.deadletter import dead_letter
 from warren.errors import DecodeError, Unavailable, WarrenError
 from warren.invocation import decode_chunk
-from warren.keys import DEFAULT_POOL
+from warren.keys import DEFAULT_POOL, Keys
 from warren.ports import Broker, Delivery
 from warren.store.redis import redis_errors
+from warren.store.synclane import Request, Takers, taker
 from workers.codecache import DEFAULT_TTL_S
 from workers.completion import Chunk, Completion
 from workers.executor import Executor
-from workers.fence import claim, fence_key
+from workers.fence import fence_key
+from workers.finishing import Finishing
 from workers.keeper import BusyWatch
+from workers.lane import SyncLane, request_chunk
 from workers.slot import Link, Slot
 
 log = logging.getLogger("warren.worker")
@@ -30,10 +33,8 @@ log = logging.getLogger("warren.worker")
 KEEP_EVERY_S = 1.0  # how often the keeper services the connections of running slots
 WATCH_SLICE_S = 0.1  # the keeper's longest wait on running slots' sockets (and for a stop)
 REAP_EVERY_S = 30.0
-HOLD_MAX_DELAY_S = 5.0  # the longest pause between attempts to finish a held chunk
-DRAIN_HOLD_S = 30.0  # a draining worker gives a chunk it cannot finish back after this
-ACK, REQUEUE, DROP, FORGET = "ack", "requeue", "drop", "forget"  # how a delivery is settled
 PRUNE_EVERY_S = 600.0  # code cache pruning (workers/codecache.py); also once at start
+TAKERS_EVERY_S = 2.0  # requeueing the sync requests of dead workers (store/synclane.py)
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,11 @@ class WorkerConfig:
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
-Job = tuple[Chunk, int, Link]  # an invocation of a chunk, and the link that acks the chunk
+#: An invocation of a chunk, and the link that acks the chunk (None: off the Redis lane)
+Job = tuple[Chunk, int, Link | None]
 
 
-class Worker:
+class Worker(Finishing):
     """A consumer per slot, prefetch 1 each; SIGTERM (stop) drains and returns.
 
     Each slot thread consumes the work queue on a connection of its own, so a sync request
@@ -79,6 +81,12 @@ class Worker:
         self._stop = threading.Event()
         self._slots = [Slot(n) for n in range(config.slots)]
         self._watch = BusyWatch()
+        self._keys = Keys(completion.prefix)
+        self._takers = Takers(completion.redis, self._keys, config.pool, config.worker_id,
+                              config.slots)
+        self._taken: set[bytes] = set()  # Redis lane requests taken and not finished
+        for slot in self._slots:
+            slot.lane = self._lane(slot)
         self.busy = 0
         self.completed = 0
 
@@ -105,8 +113,9 @@ class Worker:
         for thread in threads:
             thread.daemon = True
             thread.start()
-        last_reap = last_prune = last_keep = time.monotonic()
+        last_reap = last_prune = last_keep = last_takers = time.monotonic()
         self._prune()
+        self._check_takers()
         try:
             while any(thread.is_alive() for thread in threads):
                 for slot in self._watch.wait(WATCH_SLICE_S):
@@ -122,14 +131,49 @@ class Worker:
                 if time.monotonic() - last_prune > PRUNE_EVERY_S:
                     self._prune()
                     last_prune = time.monotonic()
+                if time.monotonic() - last_takers > TAKERS_EVERY_S and not stop.is_set():
+                    self._check_takers()
+                    last_takers = time.monotonic()
                 if stop.is_set():  # draining: slots wake up to cancel their consumers
                     for slot in self._slots:
                         slot.wake()
                     threads[0].join(timeout=0.2)
+            self._leave_lane()
             log.info("drained; stopping")
         finally:
             self.executor.pool.close()
             self._watch.close()
+            for slot in self._slots:
+                slot.close()
+
+    def _lane(self, slot: Slot) -> SyncLane:
+        def reclaim() -> int:
+            with self._lock:
+                running = set(self._taken)
+            return self._takers.reclaim(slot.number, running)
+
+        mine = taker(self.config.worker_id, slot.number)
+        return SyncLane(self.completion.redis, self._keys, self.config.pool, mine, reclaim)
+
+    def _check_takers(self) -> None:
+        try:
+            with redis_errors("the sync lane's takers", self.completion.redis):
+                moved = self._takers.join_and_requeue()
+        except WarrenError as exc:
+            log.warning("%s", exc)
+            return
+        if moved:
+            log.warning("put %d sync request(s) of a worker with no heartbeat back on the lane",
+                        moved)
+
+    def _leave_lane(self) -> None:
+        try:
+            with redis_errors("leaving the sync lane", self.completion.redis):
+                if not self._takers.leave():
+                    log.warning("sync requests are left in this worker's taken lists: a live "
+                                "worker puts them back on the lane once its heartbeat is gone")
+        except WarrenError as exc:
+            log.warning("%s", exc)
 
     def _prune(self) -> None:
         try:
@@ -146,23 +190,22 @@ class Worker:
                     self._turn(slot)
                 except Unavailable as exc:
                     log.warning("%s; reconnecting", exc)
-                    self._drop_lane(slot)
-                    slot.lock.release()
-                    self._stop.wait(0.5)
-                    slot.lock.acquire()
-            self._drop_lane(slot)
+                    self._drop_link(slot)
+                    self._lane_only(slot, 0.5)  # sync requests on Redis need no broker
+            self._drop_link(slot)
         finally:
             slot.lock.release()
 
     def _drained(self, slot: Slot) -> bool:
         link = slot.link
         unsettled = link is not None and link.unacked > 0 and link.backbone.is_open
-        return not slot.pending and self._jobs.empty() and not unsettled
+        waiting = slot.lane is not None and slot.lane.outstanding
+        return not slot.pending and self._jobs.empty() and not unsettled and not waiting
 
     def _turn(self, slot: Slot) -> None:
         """One step: take a delivery, or run a shared job, or wait on the connection."""
         if slot.link is None or not slot.link.backbone.is_open:
-            self._drop_lane(slot)
+            self._drop_link(slot)
             if self._stop.is_set():
                 self._run_shared(slot) or self._stop.wait(0.05)
                 return
@@ -170,30 +213,59 @@ class Worker:
         link = slot.link
         if not link.tags and not self._stop.is_set():  # a link opened to finish a chunk
             self._consume(slot, link)
-        if self._stop.is_set() and not slot.cancelled and link.tags:
-            for tag in link.tags:  # take no more work; what was taken still runs
-                link.backbone.cancel(tag)
-            slot.cancelled = True
+        if self._stop.is_set():
+            self._take_no_more(slot, link)
         if slot.pending:
             self._take(slot, link, slot.pending.popleft())
             return
         if self._run_shared(slot):
             return
+        if slot.lane is not None and not self._stop.is_set():
+            slot.lane.arm()
         with self._lock:
             self._idle.append(slot)
         try:
             if self._jobs.empty():
-                link.backbone.process(0.5)
+                slot.wait(link, 0.5)
         finally:
             with self._lock:
                 if slot in self._idle:
                     self._idle.remove(slot)
+
+    def _take_no_more(self, slot: Slot, link: Link) -> None:
+        """Draining: the consumers cancelled and the lane's wait ended; what was taken runs."""
+        if not slot.cancelled and link.tags:
+            for tag in link.tags:
+                link.backbone.cancel(tag)
+            slot.cancelled = True
+        if slot.lane is not None and (request := slot.lane.cancel()) is not None:
+            slot.pending.append(request)
+
+    def _lane_only(self, slot: Slot, seconds: float) -> None:
+        """With no broker connection: serve the Redis sync lane (and shared jobs) for
+        `seconds`, then let the slot try its broker again."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            lane = slot.lane
+            if self._stop.is_set() and lane is not None and (got := lane.cancel()) is not None:
+                slot.pending.append(got)
+            if slot.pending:
+                self._take(slot, None, slot.pending.popleft())
+                continue
+            if self._run_shared(slot):
+                continue
+            if self._stop.is_set() or lane is None:
+                self._stop.wait(min(left, 0.05))
+                continue
+            lane.arm()
+            slot.wait_lane(left)  # its lock held: the keeper leaves its lane alone
 
     def _open_link(self, slot: Slot, consume: bool = True) -> Link:
         backbone = self._connect(f"warren-worker-slot-{slot.number}")
         try:
             backbone.declare(self.config.pool)
             link = Link(backbone, backbone.keys.work_queue(self.config.pool))
+            link.ring = slot.ring
             if consume:
                 self._consume(slot, link)
         except BaseException:
@@ -207,13 +279,16 @@ class Worker:
         sync = link.backbone.keys.sync_queue(self.config.pool)
         link.tags = [link.backbone.consume(q, slot.pending.append, 1) for q in (link.queue, sync)]
 
-    def _drop_lane(self, slot: Slot) -> None:
+    def _drop_link(self, slot: Slot) -> None:
         if slot.link is not None:
             slot.link.backbone.close()
             slot.link = None
         # Deliveries not taken yet went back to the queue with their connection: their tags
-        # mean nothing on the next one (acking one there would close its channel).
+        # mean nothing on the next one (acking one there would close its channel). Requests
+        # off the Redis lane stay: they are this slot's to run.
+        kept = [taken for taken in slot.pending if isinstance(taken, Request)]
         slot.pending.clear()
+        slot.pending.extend(kept)
 
     def _run_shared(self, slot: Slot) -> bool:
         try:
@@ -236,13 +311,27 @@ class Worker:
             link.unacked += 1
         return Chunk(delivery, invocations, fence=fence_key(self.completion.prefix, invocations))
 
-    def _take(self, slot: Slot, link: Link, delivery: Delivery) -> None:
-        chunk = self._accept(link, delivery)
-        if chunk is None or (delivery.redelivered and not self._claim(slot, chunk, link)):
+    def _take(self, slot: Slot, link: Link | None, taken: Delivery | Request) -> None:
+        owner: Link | None = link
+        if isinstance(taken, Request):
+            chunk, owner = self._accept_request(slot, taken), None
+        elif link is not None:
+            chunk = self._accept(link, taken)
+        else:
+            return  # a delivery of a connection that is gone: the broker has it back
+        if chunk is None or (chunk.delivery.redelivered and not self._claim(slot, chunk, owner)):
             return
         for index in range(1, len(chunk.invocations)):
-            self._share((chunk, index, link))
-        self._run(slot, (chunk, 0, link))
+            self._share((chunk, index, owner))
+        self._run(slot, (chunk, 0, owner))
+
+    def _accept_request(self, slot: Slot, request: Request) -> Chunk | None:
+        mine = taker(self.config.worker_id, slot.number)
+        chunk = request_chunk(request, self.completion.redis, self._keys, self.config.pool, mine)
+        if chunk is not None:
+            with self._lock:
+                self._taken.add(request.raw)
+        return chunk
 
     def _share(self, job: Job) -> None:
         self._jobs.put(job)
@@ -255,14 +344,23 @@ class Worker:
         """What a running slot was delivered goes to the shared jobs, for the first slot free
         (its lock held: its connection is safe to use). A redelivered chunk stays: taking it
         over needs its fencing token first, on its own slot."""
-        link, kept = slot.link, []
-        while link is not None and slot.pending:
-            delivery = slot.pending.popleft()
-            if delivery.redelivered:
-                kept.append(delivery)
-            elif (chunk := self._accept(link, delivery)) is not None:
+        link, kept = slot.link, list[Delivery | Request]()
+        while slot.pending:
+            taken = slot.pending.popleft()
+            owner: Link | None = link
+            if isinstance(taken, Request):
+                if taken.requeued:
+                    kept.append(taken)
+                    continue
+                chunk, owner = self._accept_request(slot, taken), None
+            elif link is None or taken.redelivered:
+                kept.append(taken)
+                continue
+            else:
+                chunk = self._accept(link, taken)
+            if chunk is not None:
                 for index in range(len(chunk.invocations)):
-                    self._share((chunk, index, link))
+                    self._share((chunk, index, owner))
         slot.pending.extend(kept)
 
     def _run(self, slot: Slot, job: Job) -> None:
@@ -280,121 +378,3 @@ class Worker:
                 self.busy -= 1
         if chunk.done(index, run):
             self._finish(slot, chunk, link)
-
-    def _claim(self, slot: Slot, chunk: Chunk, link: Link) -> bool:
-        """Take a fencing token for a redelivered chunk before running it (workers/fence.py);
-        False if its connection died meanwhile (the broker has it back)."""
-
-        def attempt() -> bool:
-            with redis_errors("taking over a redelivered chunk"):
-                chunk.token = claim(self.completion.redis, chunk.fence)
-            return True
-
-        return bool(self._hold(slot, chunk, link, "take over a redelivered chunk", attempt))
-
-    def _finish(self, slot: Slot, chunk: Chunk, link: Link) -> None:
-        """Finish, then ack on the link that took the chunk.
-
-        A chunk that cannot be finished is held, not requeued: requeueing it would have this
-        worker (or another) take it and run every handler again, in a loop for as long as the
-        fault lasts. The slot retries with a backoff and takes no new work meanwhile; only if
-        the connection that took the chunk dies does the broker requeue it, and then this
-        run's result is dropped (the redelivery runs it again, under a new fencing token).
-        """
-
-        def attempt() -> bool:
-            with redis_errors("finishing a chunk"):
-                return self.completion.finish(chunk, self._publisher(slot).backbone)
-
-        salvage = lambda: self.completion.salvage(chunk)  # noqa: E731
-        finished = self._hold(slot, chunk, link, "finish a chunk", attempt, salvage)
-        if finished is None:
-            return
-        if not finished:
-            # Another copy of this chunk is someone else's now (the broker redelivered it,
-            # or recovered a copy after a crash): ours is discarded, never acked as done.
-            log.warning(
-                "not finishing chunk %s: another delivery of it took over (this one stalled or "
-                "was a duplicate); its result is dropped", chunk.fence,
-            )
-            self._settle(slot, link, chunk.delivery.tag, DROP)
-            return
-        with self._lock:
-            self.completed += len(chunk.invocations)
-        self._settle(slot, link, chunk.delivery.tag, ACK)
-
-    def _hold(self, slot: Slot, chunk: Chunk, link: Link, what: str, step: Callable[[], bool],
-              lost: Callable[[], None] = lambda: None) -> bool | None:
-        """Run `step` until it succeeds, pausing (and servicing this slot's connection) in
-        between; one log line per change of reason. None once the chunk is out of our hands:
-        its connection died (the broker requeued it), or a drain gave up on it."""
-        delay, failing, since = 0.2, "", time.monotonic()
-        while True:
-            if not link.backbone.is_open:
-                log.warning(
-                    "cannot %s: its connection is gone, so RabbitMQ requeued it (%s)",
-                    what, link.backbone.why_closed,
-                )
-                lost()
-                self._settle(slot, link, chunk.delivery.tag, FORGET)
-                return None
-            try:
-                result = step()
-            except WarrenError as exc:
-                reason = str(exc)
-                if reason != failing:
-                    log.error("cannot %s, holding it (taking no new work): %s", what, reason)
-                    failing = reason
-                if self._stop.is_set() and time.monotonic() - since > DRAIN_HOLD_S:
-                    log.error("draining: giving the chunk back to its queue")
-                    self._settle(slot, link, chunk.delivery.tag, REQUEUE)
-                    return None
-                self._pause(slot, delay)
-                delay = min(delay * 2, HOLD_MAX_DELAY_S)
-                continue
-            if failing:
-                log.info("could %s again after %.1f s", what, time.monotonic() - since)
-            return result
-
-    def _publisher(self, slot: Slot) -> Link:
-        """The slot's own link, opened again (without consuming) if its connection broke."""
-        if slot.link is None or not slot.link.backbone.is_open:
-            self._drop_lane(slot)
-            slot.link = self._open_link(slot, consume=False)
-        return slot.link
-
-    def _pause(self, slot: Slot, seconds: float) -> None:
-        link = slot.link
-        if link is None or not link.backbone.is_open:
-            self._stop.wait(seconds)
-            return
-        try:
-            link.backbone.process(seconds)  # heartbeats go on while the chunk is held
-        except Unavailable:
-            pass
-
-    def _settle(self, slot: Slot, link: Link, tag: int, how: str) -> None:
-        """ACK, REQUEUE, DROP (reject without requeue) or FORGET (the delivery went back with
-        its connection) on the link that took the chunk; only its own thread may touch it."""
-
-        def settle() -> None:
-            with self._lock:
-                link.unacked -= 1
-            if how == FORGET:
-                return
-            try:
-                if how == ACK:
-                    link.backbone.ack(tag)
-                else:
-                    link.backbone.nack(tag, requeue=how == REQUEUE)
-            except Unavailable as exc:  # the connection died: the broker redelivers it
-                log.warning("cannot settle a delivery: %s", exc)
-
-        if link is slot.link or how == FORGET:
-            settle()
-            return
-        try:
-            link.backbone.call_soon(settle)
-        except Unavailable:
-            with self._lock:
-                link.unacked -= 1

@@ -78,7 +78,8 @@ def test_a_request_with_no_lane_to_take_it_fails_clearly_and_the_next_call_works
     # Given a client that declared its pool's lane, and a worker
     fleet.function("echo")
     worker = fleet.worker(slots=1)
-    with Client.from_settings(replace(fleet.settings, sync_reply="amqp")) as client:
+    on_amqp = replace(fleet.settings, sync_lane="amqp", sync_reply="amqp")
+    with Client.from_settings(on_amqp) as client:
         client.invoke("echo", {"n": 0})
         # When the lane goes (as a broker restart or a lost node takes it), its worker too
         fleet.stop(worker, signal.SIGKILL)
@@ -114,12 +115,13 @@ def _close_connections_of(pid: int) -> int:
 def test_a_result_on_redis_reaches_its_caller_though_the_workers_connection_died(
     fleet: Fleet,
 ) -> None:
-    # Given a sync call (its result on a Redis list, the default) running on a worker
+    # Given a sync call on RabbitMQ's lane (its result on a Redis list) running on a worker
     fleet.function("span", handler="app.span", timeout_s=30)
     worker = fleet.worker(slots=1)
     got: dict[str, Any] = {}
+    on_amqp = Client.from_settings(replace(fleet.settings, sync_lane="amqp", sync_reply="redis"))
     caller = threading.Thread(
-        target=lambda: got.update(result=fleet.client.invoke("span", {"sleep": 8}))
+        target=lambda: got.update(result=on_amqp.invoke("span", {"sleep": 8}))
     )
     caller.start()
     fleet.wait_for(lambda: any(w.get("busy") == "1" for w in fleet.worker_status()),
@@ -129,6 +131,7 @@ def test_a_result_on_redis_reaches_its_caller_though_the_workers_connection_died
     assert _close_connections_of(worker.pid) >= 1
     cut_at = time.time()
     caller.join(timeout=30)
+    on_amqp.close()
     # Then the caller gets the result of that very run (pushed to Redis all the same), not
     # of a second one the broker's redelivery started after the cut
     result = got["result"]

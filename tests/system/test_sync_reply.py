@@ -48,9 +48,10 @@ def test_sync_calls_answer_through_redis_with_errors_and_log_tails(fleet, redis_
     assert failed.payload["errorType"] == "ValueError"
     logs = base64.b64decode(tailed.log_result or "").decode()
     assert f"START RequestId: {tailed.request_id}" in logs and "echo {'tail': 1}" in logs
-    with Client.from_settings(replace(fleet.settings, sync_reply="amqp")) as direct_client:
-        direct = direct_client.invoke("echo", {"n": 99})  # direct reply-to, same worker
-    assert direct.payload["event"] == {"n": 99}
+    for reply in ("amqp", "redis"):  # RabbitMQ's sync lane, either reply, same worker
+        on_amqp = replace(fleet.settings, sync_lane="amqp", sync_reply=reply)
+        with Client.from_settings(on_amqp) as other:
+            assert other.invoke("echo", {"n": 99}).payload["event"] == {"n": 99}
     # And no reply list is left behind once its caller has taken it
     assert reply_keys(fleet) == []
 

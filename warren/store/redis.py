@@ -83,21 +83,34 @@ def dedicated(client: redis.Redis[bytes]) -> redis.Redis[bytes]:
     return redis.Redis(connection_pool=client.connection_pool, single_connection_client=True)
 
 
-def pop_waiting(client: redis.Redis[bytes], key: str, timeout_s: int) -> bytes | None:
+def pop_waiting(
+    client: redis.Redis[bytes], key: str, timeout_s: int, before: Sequence[Command] = ()
+) -> bytes | None:
     """BLPOP `key` for up to `timeout_s` on a `dedicated` client's connection: one packed
-    command and its reply, under none of redis-py's command layers. No retry: a reply list
-    lives in memory only, so a Redis that went away took it, and the wait fails at once."""
+    write (`before`'s commands first, their replies read and dropped) and its replies, under
+    none of redis-py's command layers. No retry: a reply list lives in memory only, so a Redis
+    that went away took it, and the wait fails at once."""
     conn: Any = getattr(client, "connection", None)
     if conn is None:  # not a dedicated client
+        if before:
+            execute_raw(client, before)
         got = client.blpop([key], timeout=timeout_s)
         return None if got is None else bytes(got[1])
     try:
-        command: tuple[Any, ...] = ("BLPOP", key, timeout_s)
-        conn.send_packed_command([hiredis.pack_command(command)])
+        commands: list[Command] = [*before, ("BLPOP", key, timeout_s)]
+        conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
+        failure: redis.ResponseError | None = None
+        for _ in before:
+            try:
+                conn.read_response()
+            except redis.ResponseError as exc:  # read the rest: the connection stays usable
+                failure = failure or exc
         reply = conn.read_response()
     except BaseException:
         conn.disconnect()  # never leave a reply unread on it
         raise
+    if failure is not None:
+        raise failure
     return None if reply is None else bytes(reply[1])
 
 
@@ -191,3 +204,114 @@ def execute_raw(client: redis.Redis[bytes], commands: Sequence[Command]) -> list
         raise
     pool.release(conn)
     return replies
+
+
+CLIENT_ID: Any = ("CLIENT", "ID")
+
+
+def kill_client(client: redis.Redis[bytes], client_id: int) -> None:
+    """Close another connection by its id, server-side (nothing if it is gone already)."""
+    try:
+        client.execute_command("CLIENT", "KILL", "ID", client_id)
+    except redis.ResponseError:
+        pass  # no such client
+
+
+class Blocking:
+    """A connection of `client`'s pool kept for one blocking command at a time, sent now and
+    read once its socket is readable: how a worker's slot waits on Redis and on its broker
+    socket at once (workers/lane.py). Any failure drops the connection (StoreUnavailable); the
+    next `send` connects again."""
+
+    def __init__(self, client: redis.Redis[bytes]) -> None:
+        self._client = client
+        self._conn: Any = None
+        self.client_id = 0
+        self.outstanding = False
+        self.lost_id = 0  # a connection closed with its command outstanding (0: none)
+
+    def send(self, command: Command) -> None:
+        with redis_errors("the sync lane", self._client):
+            try:
+                if self._conn is None:
+                    self._connect()
+                self._conn.send_packed_command([hiredis.pack_command(command)], check_health=False)
+            except BaseException:
+                self.close()
+                raise
+        self.outstanding = True
+
+    def execute_then(self, commands: Sequence[Command], then: Command) -> list[Any]:
+        """`commands` and their replies (as execute_raw), with the blocking `then` sent in
+        the same write and left outstanding: one write where two would do."""
+        failure: redis.ResponseError | None = None
+        replies: list[Any] = []
+        with redis_errors("the sync lane", self._client):
+            try:
+                if self._conn is None:
+                    self._connect()
+                packed = b"".join(hiredis.pack_command(c) for c in [*commands, then])
+                self._conn.send_packed_command([packed], check_health=False)
+                self.outstanding = True
+                for _ in commands:
+                    try:
+                        replies.append(self._conn.read_response())
+                    except redis.ResponseError as exc:  # read the rest: still usable
+                        failure = failure or exc
+                        replies.append(exc)
+            except BaseException:
+                self.close()
+                raise
+        if failure is not None:
+            raise failure
+        return replies
+
+    def fileno(self) -> int | None:
+        sock = getattr(self._conn, "_sock", None)
+        return None if sock is None or not self.outstanding else int(sock.fileno())
+
+    def _connect(self) -> None:
+        conn = self._client.connection_pool.make_connection()
+        conn.connect()
+        conn.send_packed_command([hiredis.pack_command(CLIENT_ID)])
+        self.client_id = int(conn.read_response())
+        self._conn = conn
+
+    def buffered(self) -> bool:
+        """Whether the outstanding command's reply was read off the socket already, with the
+        replies before it: the socket will not show it readable, so look here first."""
+        if not self.outstanding:
+            return False
+        reader = getattr(getattr(self._conn, "_parser", None), "_reader", None)
+        if reader is None:  # not hiredis's parser: ask the connection (a syscall)
+            return self.ready()
+        return bool(reader.has_data())
+
+    def ready(self) -> bool:
+        """Whether the outstanding command's reply can be read without waiting."""
+        if not self.outstanding:
+            return False
+        with redis_errors("the sync lane", self._client):
+            try:
+                return bool(self._conn.can_read(0))
+            except BaseException:
+                self.close()
+                raise
+
+    def read(self) -> Any:
+        """The outstanding command's reply (waits for it, up to the socket timeout)."""
+        with redis_errors("the sync lane", self._client):
+            try:
+                reply = self._conn.read_response()
+            except BaseException:
+                self.close()
+                raise
+        self.outstanding = False
+        return reply
+
+    def close(self) -> None:
+        if self.outstanding and self.client_id:
+            self.lost_id = self.client_id
+        conn, self._conn, self.outstanding = self._conn, None, False
+        if conn is not None:
+            conn.disconnect()
