@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from broker_adapters.amqp import Backbone
 from faults.fleet import FaultFleet, describe, results_dir
 from faults.history import save
+from faults.nodes import RedisNode
 from warren.client import Client
-from warren.errors import Unavailable
+from warren.errors import StoreUnavailable, Unavailable
 from warren.settings import Settings
 from warren.store.mappings import MappingStore
 
@@ -21,37 +23,85 @@ PREFETCH = 1000  # the poller's prefetch for such a mapping (warren/cli/compose.
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_sync_caller_gets_clear_errors_during_a_broker_restart_then_recovers(
+def test_sync_calls_go_on_through_a_broker_restart_and_amqp_lane_callers_get_clear_errors(
     fault_fleet: FaultFleet,
 ) -> None:
-    # Given a client that made sync calls through a worker
+    # Given a client on the Redis sync lane (the default) and one on RabbitMQ's, both of
+    # which made sync calls through a worker
+    fleet = fault_fleet
+    _done, _history = fleet.recording_function("rec")
+    fleet.worker(slots=2)
+    settings = Settings.from_environ(fleet.env)
+    caller = Client.from_settings(settings)
+    on_amqp = Client.from_settings(replace(settings, sync_lane="amqp"))
+    try:
+        assert caller.invoke("rec", {"n": 0, "sleep": 0}).status_code == 200
+        assert on_amqp.invoke("rec", {"n": 1, "sleep": 0}).status_code == 200
+        # When the broker stops
+        fleet.node.stop_app()
+        down = time.monotonic()
+        # Then calls on the Redis lane are answered all the same (the worker serves the lane
+        # while it has no broker connection), and one on RabbitMQ's lane fails at once
+        answered = [caller.invoke("rec", {"n": 10 + n, "sleep": 0}) for n in range(5)]
+        assert [a.status_code for a in answered] == [200] * 5, fleet.logs()
+        assert time.monotonic() - down < 30, "the Redis lane waited for the broker"
+        with pytest.raises(Unavailable, match="RabbitMQ"):
+            on_amqp.invoke("rec", {"n": 2, "sleep": 0})
+        fleet.node.start_app()
+        back = time.monotonic()
+        # And once it is back the same clients' calls go through within seconds, no restart
+        while True:
+            try:
+                assert on_amqp.invoke("rec", {"n": 3, "sleep": 0}).status_code == 200
+                break
+            except Unavailable:
+                assert time.monotonic() - back < 60, fleet.logs()
+                time.sleep(0.2)
+        recovery = time.monotonic() - back
+        assert caller.invoke("rec", {"n": 4, "sleep": 0}).status_code == 200
+        assert all(p.poll() is None for p in fleet.procs)
+    finally:
+        caller.close()
+        on_amqp.close()
+    from faults.history import Verdict
+
+    save(Verdict("sync_caller_broker_restart", recovery_s=round(recovery, 2)), results_dir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_sync_call_fails_at_once_while_redis_is_down_and_works_once_it_is_back(
+    fault_fleet: FaultFleet, healthy_redis: RedisNode,
+) -> None:
+    # Given a client that made a sync call on the Redis lane through a worker
     fleet = fault_fleet
     _done, _history = fleet.recording_function("rec")
     fleet.worker(slots=2)
     caller = Client.from_settings(Settings.from_environ(fleet.env))
     try:
         assert caller.invoke("rec", {"n": 0, "sleep": 0}).status_code == 200
-        # When the broker restarts
-        fleet.node.stop_app()
-        with pytest.raises(Unavailable, match="RabbitMQ"):
-            caller.invoke("rec", {"n": 1, "sleep": 0})
-        fleet.node.start_app()
+        # When Redis (the lane, the leases, the reply lists) goes away
+        healthy_redis.stop()
+        try:
+            # Then a call fails at once with an error that names Redis
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="Redis"):
+                caller.invoke("rec", {"n": 1, "sleep": 0})
+            assert time.monotonic() - started < 5
+        finally:
+            healthy_redis.start()
+        # And once Redis is back, calls go through again without restarting anything
         back = time.monotonic()
-        # Then the same client's calls go through again within seconds, no restart needed
         while True:
             try:
                 assert caller.invoke("rec", {"n": 2, "sleep": 0}).status_code == 200
                 break
-            except Unavailable:
+            except (StoreUnavailable, Unavailable):
                 assert time.monotonic() - back < 60, fleet.logs()
                 time.sleep(0.2)
-        recovery = time.monotonic() - back
         assert all(p.poll() is None for p in fleet.procs)
     finally:
         caller.close()
-    from faults.history import Verdict
-
-    save(Verdict("sync_caller_broker_restart", recovery_s=round(recovery, 2)), results_dir())
 
 
 @pytest.mark.slow
