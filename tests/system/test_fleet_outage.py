@@ -82,12 +82,13 @@ def _answers(fleet: Fleet) -> bool:
 def test_a_sync_caller_whose_broker_goes_away_gets_a_clear_error_then_recovers(
     fleet: Fleet, reply: str
 ) -> None:
-    # (with either reply path: direct reply-to, or WARREN_SYNC_REPLY=redis)
+    # (RabbitMQ's sync lane, with either reply path: direct reply-to, or
+    # WARREN_SYNC_REPLY=redis; the Redis lane needs no broker: test_caller_faults.py)
     fleet.function("slow", handler="app.span", timeout_s=10)
     fleet.worker(slots=1)
     proxy = CuttableProxy(upstream(fleet.env["WARREN_AMQP_URL"], 5672))
     env = {**fleet.env, "WARREN_AMQP_URL": through(proxy, fleet.env["WARREN_AMQP_URL"]),
-           "WARREN_SYNC_REPLY": reply}
+           "WARREN_SYNC_LANE": "amqp", "WARREN_SYNC_REPLY": reply}
     caller = Client.from_settings(Settings.from_environ(env))
     try:
         assert caller.invoke("slow", {"sleep": 0}).status_code == 200

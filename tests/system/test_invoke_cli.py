@@ -93,7 +93,9 @@ def test_unknown_function_is_one_clear_line(echo_fleet: Fleet) -> None:
 
 
 def test_unreachable_broker_is_one_clear_line(echo_fleet: Fleet) -> None:
-    out = echo_fleet.cli("--amqp-url", "amqp://guest:secret@127.0.0.1:1/%2F", "invoke", "echo")
+    # (an async invoke: a sync one travels on Redis and needs no broker)
+    out = echo_fleet.cli("--amqp-url", "amqp://guest:secret@127.0.0.1:1/%2F", "invoke", "echo",
+                         "--async")
     assert out.returncode != 0
     lines = out.stderr.decode().strip().splitlines()
     assert len(lines) == 1, out.stderr
