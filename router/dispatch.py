@@ -33,6 +33,7 @@ from warren.invocation import (
     Invocation,
     InvocationResult,
     encode_chunk,
+    encode_single,
 )
 from warren.keys import DEFAULT_POOL, Keys
 from warren.ports import Delivery
@@ -277,7 +278,7 @@ class Dispatcher:
         watch = WorkerWatch(self._redis, self.settings.prefix, spec.pool)
         if self.lane == "redis":
             invocation, parked = self._admit(invocation, wait_s)
-            request = envelope(encode_chunk([invocation]), time.time() + wait_s)
+            request = envelope(*encode_single(invocation), time.time() + wait_s)
             reply = lane_reply(self.semaphore.redis, push_commands(self.keys, spec.pool, request),
                                self.keys.reply(request_id), watch, wait_s, self._redis)
         else:

@@ -11,11 +11,12 @@ from typing import Any
 
 import orjson
 
-from warren import runtimes
+from warren import codec, runtimes
 from warren.aws import function_arn, iso_time
 from warren.errors import InvalidParameter
 from warren.layer import MAX_LAYERS, LayerRef
 
+SPEC_KIND = "spec"  # a function spec packed alone, as a message part (`FunctionSpec.packed`)
 LATEST = "$LATEST"
 
 MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240
@@ -134,6 +135,12 @@ class FunctionSpec:
     @property
     def qualified_arn(self) -> str:
         return function_arn(self.name, self.version)
+
+    @cached_property
+    def packed(self) -> bytes:
+        """The spec alone as a message part (a codec envelope of kind SPEC_KIND), made once
+        per spec: the Redis sync lane's requests carry it (warren/invocation.py)."""
+        return codec.encode(SPEC_KIND, self.wire)
 
     @cached_property
     def wire(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from warren import codec
 from warren.errors import DecodeError
-from warren.function import FunctionSpec
+from warren.function import SPEC_KIND, FunctionSpec
 from warren.keys import REPLY_LIST_SCHEME, Keys, lease_member
 
 REQUEST_RESPONSE = "RequestResponse"
@@ -20,6 +20,8 @@ INVOCATION_TYPES = (REQUEST_RESPONSE, EVENT, DRY_RUN)
 
 CHUNK_KIND = "invocations"
 RESULT_KIND = "result"
+ITEM_KIND = "invocation"  # one invocation naming spec 0, beside its packed spec
+SPEC_CACHE = 256  # packed specs a process keeps decoded
 LOG_TAIL_BYTES = 4096
 
 
@@ -156,6 +158,33 @@ def decode_chunk(data: bytes) -> list[Invocation]:
     if not isinstance(body, list) or not body:
         raise DecodeError("an invocation chunk must be a non-empty list")
     return [Invocation.from_wire(item, specs) for item in body]
+
+
+def encode_single(invocation: Invocation) -> tuple[bytes, bytes]:
+    """One invocation as (its packed spec, the invocation naming spec 0): the spec's bytes are
+    the same for every call of a spec, so a receiver decodes each spec once (`decode_single`)."""
+    return invocation.spec.packed, codec.encode(ITEM_KIND, invocation.to_wire(0))
+
+
+_specs: dict[bytes, FunctionSpec] = {}
+
+
+def decode_single(spec: bytes, item: bytes) -> Invocation:
+    """`encode_single`'s two parts as an invocation; the spec is decoded once per process (up
+    to SPEC_CACHE specs). DecodeError on anything malformed."""
+    known = _specs.get(spec)
+    if known is None:
+        try:
+            known = FunctionSpec.from_dict(codec.decode(spec, SPEC_KIND))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DecodeError(f"not a valid function spec: {type(exc).__name__}: {exc}") from None
+        if len(_specs) >= SPEC_CACHE:
+            _specs.clear()
+        _specs[spec] = known
+    body = codec.decode(item, ITEM_KIND)
+    if not isinstance(body, dict):
+        raise DecodeError("an invocation must be a map")
+    return Invocation.from_wire(body, [known])
 
 
 @dataclass(frozen=True)

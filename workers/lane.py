@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from warren.errors import DecodeError, StoreUnavailable, WarrenError
-from warren.invocation import decode_chunk
+from warren.invocation import decode_single
 from warren.keys import Keys
 from warren.ports import Delivery
 from warren.store.redis import Blocking, Command, execute_raw, kill_client, redis_errors
@@ -102,10 +102,11 @@ class SyncLane:
             self._failed(exc)
             return False
 
-    def take(self) -> Request | None:
-        """The request the outstanding BLMOVE brought, if its reply is there (no wait)."""
+    def take(self, readable: bool = False) -> Request | None:
+        """The request the outstanding BLMOVE brought, if its reply is there (no wait);
+        `readable`: its socket said so (or the reply is buffered), so no need to ask."""
         try:
-            if not self._conn.ready():
+            if not (readable and self._conn.outstanding) and not self._conn.ready():
                 return None
             reply = self._conn.read()
         except StoreUnavailable as exc:
@@ -155,7 +156,7 @@ def request_chunk(request: Request, client: redis.Redis[bytes], keys: Keys, pool
     try:
         if not request.well_formed:
             raise DecodeError("not a sync lane request")
-        invocations = decode_chunk(request.body)
+        invocations = [decode_single(*request.parts())]
     except DecodeError as exc:
         log.warning("dropping a malformed sync lane request: %s", exc)
         invocations = []
@@ -170,6 +171,6 @@ def request_chunk(request: Request, client: redis.Redis[bytes], keys: Keys, pool
             log.warning("%s", exc)
         return None
     request_id = invocations[0].request_id
-    delivery = Delivery(0, request.body, reply_to=keys.reply_to(request_id),
+    delivery = Delivery(0, b"", reply_to=keys.reply_to(request_id),
                         correlation_id=request_id, redelivered=request.requeued)
     return Chunk(delivery, invocations, fence=fence_key(keys.prefix, invocations), taken=done)

@@ -99,7 +99,7 @@ class Slot:
                 self.hush()
             if ready != [lane_fd]:
                 backbone.process(0)
-        if lane_fd in ready and (request := lane.take()) is not None:
+        if lane_fd in ready and (request := lane.take(readable=True)) is not None:
             self.pending.append(request)
 
     def wait_lane(self, timeout_s: float) -> None:
@@ -115,7 +115,7 @@ class Slot:
             ready, _, _ = select.select([self.bell, lane_fd], [], [], timeout_s)
         if self.bell in ready:
             self.hush()
-        if lane_fd in ready and (request := lane.take()) is not None:
+        if lane_fd in ready and (request := lane.take(readable=True)) is not None:
             self.pending.append(request)
 
     def wake(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from support.fleet import Fleet
 
 from warren.aws import new_request_id
-from warren.invocation import REQUEST_RESPONSE, Invocation, encode_chunk
+from warren.invocation import REQUEST_RESPONSE, Invocation, encode_single
 from warren.store.synclane import envelope
 
 
@@ -85,7 +85,7 @@ def test_a_request_whose_caller_gave_up_and_one_that_cannot_be_read_are_dropped_
     stale_id = new_request_id()
     stale = Invocation(stale_id, spec, b'{"stale": true}', REQUEST_RESPONSE)
     lane = fleet.keys.sync_lane()
-    fleet.redis.lpush(lane, envelope(encode_chunk([stale]), time.time() - 1))
+    fleet.redis.lpush(lane, envelope(*encode_single(stale), time.time() - 1))
     fleet.redis.lpush(lane, b"not a request")
     # When a worker starts and a caller makes a call behind them
     fleet.worker(slots=1)

@@ -5,9 +5,11 @@ where RabbitMQ's lane took two (docs/fleet.md, the sync lane). The wire contract
 
 - `p:sync:<pool>` (list): requests, pushed on the left by callers, taken from the right.
   Each is an envelope: one flag byte (`N` new, `R` requeued from a dead worker), the
-  caller's deadline in Unix milliseconds (8 bytes, big-endian), then the chunk of one sync
-  invocation (warren/invocation.py). A request whose deadline passed is dropped, not run:
-  its caller gave up. The list expires when no caller pushed for a while.
+  caller's deadline in Unix milliseconds (8 bytes, big-endian), the length of the packed
+  function spec (4 bytes, big-endian), the spec, then the invocation naming it
+  (`encode_single` in warren/invocation.py: a worker decodes each spec once). A request
+  whose deadline passed is dropped, not run: its caller gave up. The list expires when no
+  caller pushed for a while.
 - `BLMOVE` moves a request into `p:sync:<pool>:taken:<worker id>.<slot>` as it is taken,
   so a worker that dies leaves its requests where a live one finds them: once its heartbeat
   is gone, `requeue_orphans` puts them back at the lane's taking end, flagged `R` (the taker
@@ -29,13 +31,15 @@ from warren.store.redis import Command, evalsha_pipelined
 
 NEW: Final = b"N"
 REQUEUED: Final = b"R"
-HEADER = 9  # flag + deadline
+HEADER = 13  # flag + deadline + the spec's length
 LANE_IDLE_S = 120  # the lane list expires this long after the last push
 
 
-def envelope(chunk_body: bytes, deadline_s: float) -> bytes:
-    """A request as the lane carries it: `deadline_s` is the caller's, in Unix seconds."""
-    return NEW + int(deadline_s * 1000).to_bytes(8, "big") + chunk_body
+def envelope(spec: bytes, item: bytes, deadline_s: float) -> bytes:
+    """A request as the lane carries it (`encode_single`'s two parts); `deadline_s` is the
+    caller's, in Unix seconds."""
+    return b"".join((NEW, int(deadline_s * 1000).to_bytes(8, "big"),
+                     len(spec).to_bytes(4, "big"), spec, item))
 
 
 @dataclass(frozen=True)
@@ -50,18 +54,21 @@ class Request:
 
     @property
     def deadline_s(self) -> float:
-        return int.from_bytes(self.raw[1:HEADER], "big") / 1000
+        return int.from_bytes(self.raw[1:9], "big") / 1000
 
-    @property
-    def body(self) -> bytes:
-        return self.raw[HEADER:]
+    def parts(self) -> tuple[bytes, bytes]:
+        """(the packed spec, the invocation), for `decode_single`."""
+        end = HEADER + int.from_bytes(self.raw[9:HEADER], "big")
+        return self.raw[HEADER:end], self.raw[end:]
 
     def expired(self, now_s: float | None = None) -> bool:
         return (time.time() if now_s is None else now_s) > self.deadline_s
 
     @property
     def well_formed(self) -> bool:
-        return len(self.raw) > HEADER and self.raw[:1] in (NEW, REQUEUED)
+        if len(self.raw) <= HEADER or self.raw[:1] not in (NEW, REQUEUED):
+            return False
+        return HEADER + int.from_bytes(self.raw[9:HEADER], "big") < len(self.raw)
 
 
 def push_commands(keys: Keys, pool: str, request: bytes) -> list[Command]:
