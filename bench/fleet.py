@@ -1,8 +1,9 @@
 """Benchmark the fleet: sync round trip p50/p99 and async throughput, beside Celery and Dramatiq.
 
 Runs routers and workers (2 slots) as real processes under unique prefixes, and measures
-  - sync: 1,000 round trips of a trivial function with Warren's defaults (the result on a
-    Redis list), as many with WARREN_SYNC_REPLY=amqp (direct reply-to), and as many of
+  - sync: 1,000 round trips of a trivial function with Warren's defaults (request and result
+    on Redis lists), as many with WARREN_SYNC_LANE=amqp (the request on RabbitMQ's sync lane,
+    the result on Redis), and as many of
     Dramatiq's and Celery's echo task, all booted at once and called in alternating blocks of
     50 (bench/sync_ab.py), so that a shared machine's drift hits each alike;
   - async: 10,000 `Event` invocations submitted with invoke_many; the time from the first
@@ -176,11 +177,11 @@ class Fleet:
 
 
 def measure_sync(amqp_url: str, redis_url: str, sync_runs: int, peers: list[str]) -> Any:
-    """Warren (its defaults, and with direct reply-to) beside `peers`, interleaved
+    """Warren (its defaults, and on RabbitMQ's sync lane) beside `peers`, interleaved
     (bench/sync_ab.py): every contender up at once, called in alternating blocks."""
     from sync_ab import measure
 
-    fleets = {"warren": {}, "warren_amqp_reply": {"WARREN_SYNC_REPLY": "amqp"}}
+    fleets = {"warren": {}, "warren_amqp_lane": {"WARREN_SYNC_LANE": "amqp"}}
     return measure(amqp_url, redis_url, fleets, peers, sync_runs, block=50)
 
 
@@ -221,9 +222,9 @@ def ratios(warren: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(row, dict) or "sync_p50_ms" not in row:
             continue
         out[name] = {"sync_p50_speedup": round(row["sync_p50_ms"] / warren["sync_p50_ms"], 2)}
-        if "sync_amqp_reply_p50_ms" in warren:
-            out[name]["sync_p50_speedup_amqp_reply"] = round(
-                row["sync_p50_ms"] / warren["sync_amqp_reply_p50_ms"], 2
+        if "sync_amqp_lane_p50_ms" in warren:
+            out[name]["sync_p50_speedup_amqp_lane"] = round(
+                row["sync_p50_ms"] / warren["sync_amqp_lane_p50_ms"], 2
             )
         if "async_per_s" in warren:
             out[name]["async_throughput_ratio"] = round(
@@ -250,10 +251,10 @@ def table(results: dict[str, Any]) -> str:
                 f"{row.get('async_per_s', float('nan')):>10.0f}"
             )
     warren = results.get("warren")
-    if isinstance(warren, dict) and "sync_amqp_reply_p50_ms" in warren:
+    if isinstance(warren, dict) and "sync_amqp_lane_p50_ms" in warren:
         rows.append(
-            f"{'  amqp rep':<10} {warren['sync_amqp_reply_p50_ms']:>12.2f} "
-            f"{warren['sync_amqp_reply_p99_ms']:>12.2f}"
+            f"{'  amqp lane':<10} {warren['sync_amqp_lane_p50_ms']:>12.2f} "
+            f"{warren['sync_amqp_lane_p99_ms']:>12.2f}"
         )
     return "\n".join(rows)
 
@@ -291,9 +292,9 @@ def main() -> None:
     peers = [] if args.skip_competitors else ["dramatiq", "celery"]
     sync = measure_sync(args.amqp_url, args.redis_url, args.sync_runs, peers)
     warren = dict(sync.pop("warren"))
-    amqp_reply = sync.pop("warren_amqp_reply")
-    warren["sync_amqp_reply_p50_ms"] = amqp_reply["sync_p50_ms"]
-    warren["sync_amqp_reply_p99_ms"] = amqp_reply["sync_p99_ms"]
+    amqp_lane = sync.pop("warren_amqp_lane")
+    warren["sync_amqp_lane_p50_ms"] = amqp_lane["sync_p50_ms"]
+    warren["sync_amqp_lane_p99_ms"] = amqp_lane["sync_p99_ms"]
     results: dict[str, Any] = {"warren": warren}
     if args.only == "all":
         warren.update(measure_async(args.amqp_url, args.redis_url, args.async_count))
