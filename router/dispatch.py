@@ -280,7 +280,8 @@ class Dispatcher:
             invocation, parked = self._admit(invocation, wait_s)
             request = envelope(*encode_single(invocation), time.time() + wait_s)
             reply = lane_reply(self.semaphore.redis, push_commands(self.keys, spec.pool, request),
-                               self.keys.reply(request_id), watch, wait_s, self._redis)
+                               self.keys.reply(request_id), watch, wait_s, self._redis,
+                               ("LREM", self.keys.sync_lane(spec.pool), 1, request))
         else:
             invocation, parked, reply = self._call_amqp(invocation, wait_s, watch)
         worker = ("`warren worker`" if spec.pool == DEFAULT_POOL

@@ -82,12 +82,14 @@ def redis_reply(
 
 def lane_reply(
     client: redis.Redis[bytes], push: Sequence[Command], key: str, watch: WorkerWatch,
-    wait_s: float, store: redis.Redis[bytes], slice_s: int = 1,
+    wait_s: float, store: redis.Redis[bytes], withdraw: Command | None = None, slice_s: int = 1,
 ) -> bytes | None:
     """The request pushed onto its pool's Redis lane (`push`, store/synclane.py) in the same
     write as the first pop of its reply list `key`, on `client` (a connection of its own).
     Redis going away fails the wait at once (StoreUnavailable): the lane and the reply list
-    live in it, and nothing is left behind but a lease that expires."""
+    live in it, and nothing is left behind but a lease that expires. A wait that gives up
+    (no live worker, or the deadline) first takes its request back off the lane with
+    `withdraw`, if no worker took it yet: a call that failed does not run later."""
     deadline = time.monotonic() + wait_s
     before = push
     while True:
@@ -97,6 +99,14 @@ def lane_reply(
         if got is not None:
             return got
         if time.monotonic() >= deadline:
-            return None
+            return _withdrawn(store, withdraw, None)
         if watch.gone():
-            return NO_WORKER
+            return _withdrawn(store, withdraw, NO_WORKER)
+
+
+def _withdrawn(store: redis.Redis[bytes], withdraw: Command | None,
+               reason: bytes | None) -> bytes | None:
+    if withdraw is not None:
+        with redis_errors("taking a sync request back", store):
+            store.execute_command(*withdraw)
+    return reason

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +13,6 @@ from workers.completion import Chunk, Completion
 from workers.fence import claim
 from workers.slot import Link, Slot
 
-_NOFIN = bool(os.environ.get("X_NOFIN"))
 log = logging.getLogger("warren.worker")
 
 HOLD_MAX_DELAY_S = 5.0  # the longest pause between attempts to finish a held chunk

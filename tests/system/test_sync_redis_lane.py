@@ -8,9 +8,11 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from support.fleet import Fleet
 
 from warren.aws import new_request_id
+from warren.errors import NoLiveWorker
 from warren.invocation import REQUEST_RESPONSE, Invocation, encode_single
 from warren.store.synclane import envelope
 
@@ -99,3 +101,22 @@ def test_a_request_whose_caller_gave_up_and_one_that_cannot_be_read_are_dropped_
     assert ran == []
     logs = fleet.logs()
     assert "dropping sync request" in logs and "dropping a malformed sync lane request" in logs
+
+
+def test_a_call_no_live_worker_answered_takes_its_request_back_and_never_runs_later(
+    fleet: Fleet,
+) -> None:
+    # Given a function whose pool has no worker
+    fleet.function("echo", pool="lonely")
+    # When a sync call gives up on it (no heartbeat in the pool: about 2 s)
+    started = time.monotonic()
+    with pytest.raises(NoLiveWorker, match="warren worker --pool lonely"):
+        fleet.client.invoke("echo", {"n": 1})
+    assert time.monotonic() - started < 10
+    # Then its request is off the lane, so a worker that comes up later does not run it
+    assert fleet.redis.llen(fleet.keys.sync_lane("lonely")) == 0
+    fleet.worker(slots=1, pool="lonely")
+    assert fleet.client.invoke("echo", {"n": 2}).payload["event"] == {"n": 2}
+    logged = [e.text for e in fleet.client_logs("echo")]
+    assert any("{'n': 2}" in text for text in logged), logged  # what a run leaves
+    assert not any("{'n': 1}" in text for text in logged), logged

@@ -1,0 +1,133 @@
+"""The Redis sync lane under faults: Redis restarting under a stream of sync calls, and a worker
+frozen while it holds a request (docs/fleet.md, the Redis sync lane)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faults.fleet import FaultFleet
+from faults.nodes import RabbitNode, RedisNode
+from warren.client import Client
+from warren.errors import StoreUnavailable
+from warren.settings import Settings
+
+
+@pytest.fixture
+def lane_fleet(
+    healthy_rabbit: RabbitNode, healthy_redis: RedisNode, unique: str, tmp_path: Path
+) -> Iterator[FaultFleet]:
+    fleet = FaultFleet(healthy_rabbit, healthy_redis.url, f"f{unique}", tmp_path)
+    try:
+        yield fleet
+    finally:
+        for proc in fleet.procs:  # a test that fails while a worker is stopped must not hang
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+        fleet.close()
+
+
+def lane_is_empty(fleet: FaultFleet) -> bool:
+    taken = fleet.redis.scan_iter(fleet.keys.sync_taken("default", "*"))
+    return fleet.redis.llen(fleet.keys.sync_lane()) == 0 and not any(
+        fleet.redis.llen(key) for key in taken
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sync_calls_across_a_redis_restart_fail_clearly_then_resume_with_nothing_stuck(
+    lane_fleet: FaultFleet, healthy_redis: RedisNode
+) -> None:
+    # Given a caller making sync calls one after another through a worker's two slots
+    fleet = lane_fleet
+    _done, _history = fleet.recording_function("rec")
+    worker = fleet.worker(slots=2)
+    caller = Client.from_settings(Settings.from_environ(fleet.env))
+    outcomes: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def calls() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                result = caller.invoke("rec", {"n": n, "sleep": 0})
+                ok = result.status_code == 200 and result.payload == {"n": n}
+                outcomes.append((time.monotonic(), "ok" if ok else f"wrong: {result}"))
+            except StoreUnavailable as exc:
+                outcomes.append((time.monotonic(), f"unavailable: {exc}"))
+                time.sleep(0.1)
+
+    runner = threading.Thread(target=calls)
+    runner.start()
+    try:
+        fleet.wait_for(lambda: len(outcomes) >= 50, what="calls going")
+        # When Redis restarts (down 3 s; the lists survive in its append-only file)
+        down = time.monotonic()
+        healthy_redis.restart(down_s=3)
+        back = time.monotonic()
+        # Then calls meanwhile fail with a clear error naming Redis, none hangs, and calls
+        # answer again within seconds of Redis being back, each with its own result
+        fleet.wait_for(lambda: any(t > back and o == "ok" for t, o in outcomes),
+                       timeout=60, what="calls answering again")
+        stop.set()
+        runner.join(timeout=60)
+        assert not runner.is_alive(), "a call hung"
+    finally:
+        stop.set()
+        caller.close()
+    odd = [o for _, o in outcomes if o != "ok" and not o.startswith("unavailable")]
+    assert odd == [], odd
+    failed = [o for t, o in outcomes if o.startswith("unavailable")]
+    assert all("Redis" in o for o in failed), failed[:3]
+    assert all(t <= back + 15 for t, o in outcomes if o.startswith("unavailable")), "slow to resume"
+    recovered = min(t for t, o in outcomes if t > back and o == "ok") - back
+    assert recovered < 15, recovered
+    # And the worker lived through it, with nothing left on the lane or in its taken lists
+    assert worker.poll() is None
+    fleet.wait_for(lambda: lane_is_empty(fleet), timeout=10, what="an empty lane")
+    assert time.monotonic() - down < 120
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_frozen_workers_sync_request_runs_on_another_and_the_frozen_one_finishes_nothing(
+    lane_fleet: FaultFleet,
+) -> None:
+    # Given a sync call running on the only worker
+    fleet = lane_fleet
+    _done, history = fleet.recording_function("rec", timeout_s=20)
+    frozen = fleet.worker(slots=1)
+    got: dict[str, Any] = {}
+    caller = threading.Thread(
+        target=lambda: got.update(result=fleet.client.invoke("rec", {"n": 1, "sleep": 3}))
+    )
+    caller.start()
+    fleet.wait_for(lambda: sum(history.runs().values()) >= 1, what="the run to start")
+    # When that worker is frozen (SIGSTOP) past its heartbeat, while a second worker runs
+    frozen.send_signal(signal.SIGSTOP)
+    frozen_at = time.time()
+    fleet.worker(slots=1)
+    caller.join(timeout=60)
+    # Then the live worker put the request back on the lane and ran it; the caller got that
+    # run's result
+    result = got["result"]
+    assert result.status_code == 200 and result.payload == {"n": 1}, result
+    runs = history.runs()
+    assert runs[result.request_id] == 2, runs  # the frozen one's, and the rerun
+    assert time.time() - frozen_at < 30
+    # And once the frozen worker thaws, its run's finish is fenced out: no second reply, and
+    # nothing of the request stays taken
+    frozen.send_signal(signal.SIGCONT)
+    fleet.wait_for(lambda: "another delivery of it took over" in fleet.logs(), timeout=30,
+                   what="the frozen worker to drop its result")
+    fleet.wait_for(lambda: lane_is_empty(fleet), timeout=10, what="an empty lane")
+    assert not fleet.redis.exists(fleet.keys.reply(result.request_id))
+    assert frozen.poll() is None
