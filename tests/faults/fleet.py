@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -85,6 +86,8 @@ class FaultFleet(Fleet):
 
     def close(self) -> None:
         for proc in self.procs:
+            if proc.poll() is None:  # a test that failed while a worker was stopped (SIGSTOP)
+                proc.send_signal(signal.SIGCONT)
             self.stop(proc, timeout=20)
         self.client.close()
         self.run_log.close()

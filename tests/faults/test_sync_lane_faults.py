@@ -6,31 +6,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from faults.fleet import FaultFleet
-from faults.nodes import RabbitNode, RedisNode
+from faults.nodes import RedisNode
 from warren.client import Client
 from warren.errors import StoreUnavailable
 from warren.settings import Settings
-
-
-@pytest.fixture
-def lane_fleet(
-    healthy_rabbit: RabbitNode, healthy_redis: RedisNode, unique: str, tmp_path: Path
-) -> Iterator[FaultFleet]:
-    fleet = FaultFleet(healthy_rabbit, healthy_redis.url, f"f{unique}", tmp_path)
-    try:
-        yield fleet
-    finally:
-        for proc in fleet.procs:  # a test that fails while a worker is stopped must not hang
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-        fleet.close()
 
 
 def lane_is_empty(fleet: FaultFleet) -> bool:
@@ -43,10 +27,10 @@ def lane_is_empty(fleet: FaultFleet) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sync_calls_across_a_redis_restart_fail_clearly_then_resume_with_nothing_stuck(
-    lane_fleet: FaultFleet, healthy_redis: RedisNode
+    fault_fleet: FaultFleet, healthy_redis: RedisNode
 ) -> None:
     # Given a caller making sync calls one after another through a worker's two slots
-    fleet = lane_fleet
+    fleet = fault_fleet
     _done, _history = fleet.recording_function("rec")
     worker = fleet.worker(slots=2)
     caller = Client.from_settings(Settings.from_environ(fleet.env))
@@ -99,10 +83,10 @@ def test_sync_calls_across_a_redis_restart_fail_clearly_then_resume_with_nothing
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_frozen_workers_sync_request_runs_on_another_and_the_frozen_one_finishes_nothing(
-    lane_fleet: FaultFleet,
+    fault_fleet: FaultFleet,
 ) -> None:
     # Given a sync call running on the only worker
-    fleet = lane_fleet
+    fleet = fault_fleet
     _done, history = fleet.recording_function("rec", timeout_s=20)
     frozen = fleet.worker(slots=1)
     got: dict[str, Any] = {}
