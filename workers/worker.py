@@ -192,15 +192,19 @@ class Worker(Finishing):
                     log.warning("%s; reconnecting", exc)
                     self._drop_link(slot)
                     self._lane_only(slot, 0.5)  # sync requests on Redis need no broker
+            # Drained: the broker connection goes first (what it delivered unseen goes back
+            # to its queue), then the lane's wait; a request that wait took runs now.
             self._drop_link(slot)
+            while slot.lane is not None and (request := slot.lane.cancel()) is not None:
+                self._take(slot, None, request)
         finally:
             slot.lock.release()
 
     def _drained(self, slot: Slot) -> bool:
+        """Nothing taken is left to run or settle (the lane's wait is ended after)."""
         link = slot.link
         unsettled = link is not None and link.unacked > 0 and link.backbone.is_open
-        waiting = slot.lane is not None and slot.lane.outstanding
-        return not slot.pending and self._jobs.empty() and not unsettled and not waiting
+        return not slot.pending and self._jobs.empty() and not unsettled
 
     def _turn(self, slot: Slot) -> None:
         """One step: take a delivery, or run a shared job, or wait on the connection."""
