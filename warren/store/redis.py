@@ -99,12 +99,7 @@ def pop_waiting(
     try:
         commands: list[Command] = [*before, ("BLPOP", key, timeout_s)]
         conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
-        failure: redis.ResponseError | None = None
-        for _ in before:
-            try:
-                conn.read_response()
-            except redis.ResponseError as exc:  # read the rest: the connection stays usable
-                failure = failure or exc
+        _, failure = _read_replies(conn, len(before))
         reply = conn.read_response()
     except BaseException:
         conn.disconnect()  # never leave a reply unread on it
@@ -173,6 +168,20 @@ def evalsha_pipelined(
     return [], sha
 
 
+def _read_replies(conn: Any, count: int) -> tuple[list[Any], redis.ResponseError | None]:
+    """`count` replies off `conn`, an error reply kept in place; the first error is returned
+    too, once all are read (the connection stays usable)."""
+    replies: list[Any] = []
+    failure: redis.ResponseError | None = None
+    for _ in range(count):
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as exc:
+            failure = failure or exc
+            replies.append(exc)
+    return replies, failure
+
+
 def execute_raw(client: redis.Redis[bytes], commands: Sequence[Command]) -> list[Any]:
     """Run `commands` in one round trip; raises the first error reply as redis.ResponseError.
 
@@ -186,13 +195,7 @@ def execute_raw(client: redis.Redis[bytes], commands: Sequence[Command]) -> list
     replies: list[Any] = []
     try:
         conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
-        failure: redis.ResponseError | None = None
-        for _ in commands:
-            try:
-                replies.append(conn.read_response())
-            except redis.ResponseError as exc:  # read the rest: the connection stays usable
-                failure = failure or exc
-                replies.append(exc)
+        replies, failure = _read_replies(conn, len(commands))
         if failure is not None:
             raise failure
     except redis.ResponseError:
@@ -253,12 +256,7 @@ class Blocking:
                 packed = b"".join(hiredis.pack_command(c) for c in [*commands, then])
                 self._conn.send_packed_command([packed], check_health=False)
                 self.outstanding = True
-                for _ in commands:
-                    try:
-                        replies.append(self._conn.read_response())
-                    except redis.ResponseError as exc:  # read the rest: still usable
-                        failure = failure or exc
-                        replies.append(exc)
+                replies, failure = _read_replies(self._conn, len(commands))
             except BaseException:
                 self.close()
                 raise
