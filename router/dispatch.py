@@ -6,14 +6,14 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from broker_adapters.amqp import Backbone
 from router.admission.parking import LeaseParking, ParkedLease
 from router.admission.semaphore import Semaphore
-from router.syncwait import RETURNED, amqp_reply, lane_reply, redis_reply
+from router.syncwait import RETURNED, LaneCall, Started, amqp_reply, redis_reply
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.aws import new_request_id
 from warren.codec import dumps_json, loads_json
@@ -178,7 +178,7 @@ class Dispatcher:
             return self.invoke_many(name, [event], qualifier=qualifier)[0]
         if len(event) > MAX_SYNC_PAYLOAD:
             raise InvalidParameter("RequestTooLargeException: a sync payload is at most 6 MB")
-        return self._call(spec, event, log_tail)
+        return cast(InvocationResult, self._begin(spec, event, log_tail).result(None))
 
     def invoke_many(
         self,
@@ -271,21 +271,37 @@ class Dispatcher:
 
         return pick
 
-    def _call(self, spec: FunctionSpec, event: bytes, log_tail: bool) -> InvocationResult:
+    def start(self, name: str, payload: Any = None,
+              qualifier: str | None = None) -> Started[InvocationResult]:
+        """A RequestResponse invoke begun and not awaited: `Started.result` takes its reply,
+        so the calling thread can do other work meanwhile (a mapping's poller reads ahead).
+        On RabbitMQ's lane the call is made here, whole."""
+        event = event_bytes(payload)
+        if len(event) > MAX_SYNC_PAYLOAD:
+            raise InvalidParameter("RequestTooLargeException: a sync payload is at most 6 MB")
+        return self._begin(self._picker(name, qualifier)(), event, False)
+
+    defers_calls = property(lambda self: self.lane == "redis")
+
+    def _begin(self, spec: FunctionSpec, event: bytes, log_tail: bool) -> Started[InvocationResult]:
         request_id = new_request_id()
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s
         watch = WorkerWatch(self._redis, self.settings.prefix, spec.pool)
-        if self.lane == "redis":
-            invocation, parked = self._admit(invocation, wait_s)
-            request = envelope(*encode_single(invocation), time.time() + wait_s)
-            reply = lane_reply(self.semaphore.redis, push_commands(self.keys, spec.pool, request),
-                               self.keys.reply(request_id), watch, wait_s, self._redis,
-                               ("LREM", self.keys.sync_lane(spec.pool), 1, request))
-        else:
+        if self.lane != "redis":
             invocation, parked, reply = self._call_amqp(invocation, wait_s, watch)
-        worker = ("`warren worker`" if spec.pool == DEFAULT_POOL
-                  else f"`warren worker --pool {spec.pool}`")
+            return Started(lambda got: self._end(invocation, parked, got), reply=reply)
+        invocation, parked = self._admit(invocation, wait_s)
+        request = envelope(*encode_single(invocation), time.time() + wait_s)
+        call = LaneCall(self.semaphore.redis, push_commands(self.keys, spec.pool, request),
+                        self.keys.reply(request_id), watch, wait_s, self._redis,
+                        ("LREM", self.keys.sync_lane(spec.pool), 1, request))
+        return Started(lambda got: self._end(invocation, parked, got), call)
+
+    def _end(self, invocation: Invocation, parked: ParkedLease | None,
+             reply: bytes | None) -> InvocationResult:
+        spec = invocation.spec
+        worker = f"`warren worker{'' if spec.pool == DEFAULT_POOL else ' --pool ' + spec.pool}`"
         if reply is NO_WORKER:
             raise NoLiveWorker(
                 f"no live worker serves pool {spec.pool!r} of {spec.name} (no heartbeat): start "
@@ -300,7 +316,8 @@ class Dispatcher:
             # A held lease is neither parked nor released: the call may still be running
             # somewhere, so it stays counted until its TTL ends.
             raise Unavailable(
-                f"no worker answered {spec.name} within {wait_s:.0f} s (is a {worker} running "
+                f"no worker answered {spec.name} within "
+                f"{spec.timeout_s + self.queue_wait_s:.0f} s (is a {worker} running "
                 "for this fleet?)"
             )
         if parked is not None:

@@ -10,16 +10,17 @@ deadline. A broker that goes away ends the wait at once (BrokerUnavailable from 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, Generic, TypeVar, cast
 
 import redis
 
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.errors import Unavailable
 from warren.ports import Broker
-from warren.store.redis import Command, pop_waiting, redis_errors
+from warren.store.redis import Command, PendingPop, pop_waiting, redis_errors
 
+T = TypeVar("T")
 RETURNED: Final = b"\0returned"  # a reply no worker can send (results are msgpack)
 
 
@@ -90,18 +91,68 @@ def lane_reply(
     live in it, and nothing is left behind but a lease that expires. A wait that gives up
     (no live worker, or the deadline) first takes its request back off the lane with
     `withdraw`, if no worker took it yet: a call that failed does not run later."""
-    deadline = time.monotonic() + wait_s
-    before = push
-    while True:
+    return LaneCall(client, push, key, watch, wait_s, store, withdraw, slice_s).poll(None)[1]
+
+
+class LaneCall:
+    """`lane_reply` begun: the request is sent now; `poll` takes the reply (or the reason the
+    wait gave up) once it is there. Until then `client`'s connection is the call's."""
+
+    def __init__(self, client: redis.Redis[bytes], push: Sequence[Command], key: str,
+                 watch: WorkerWatch, wait_s: float, store: redis.Redis[bytes],
+                 withdraw: Command | None = None, slice_s: int = 1) -> None:
+        self._client, self._key, self._watch, self._slice_s = client, key, watch, slice_s
+        self._store, self._withdraw = store, withdraw
+        self._deadline = time.monotonic() + wait_s
         with redis_errors("sending a sync request and awaiting its reply", store):
-            got = pop_waiting(client, key, slice_s, before)
-        before = ()
-        if got is not None:
-            return got
-        if time.monotonic() >= deadline:
-            return _withdrawn(store, withdraw, None)
-        if watch.gone():
-            return _withdrawn(store, withdraw, NO_WORKER)
+            self._pop = PendingPop(client, key, slice_s, push)
+
+    def poll(self, wait_s: float | None) -> tuple[bool, bytes | None]:
+        """(True, the reply, NO_WORKER or None at the deadline) once settled; (False, None)
+        while it is not, after waiting up to `wait_s` (None: until it is)."""
+        while True:
+            with redis_errors("sending a sync request and awaiting its reply", self._store):
+                done, got = self._pop.poll(wait_s)
+                if not done:
+                    return False, None
+                if got is not None:
+                    return True, got
+                if time.monotonic() >= self._deadline:
+                    return True, _withdrawn(self._store, self._withdraw, None)
+                if self._watch.gone():
+                    return True, _withdrawn(self._store, self._withdraw, NO_WORKER)
+                self._pop = PendingPop(self._client, self._key, self._slice_s)
+
+    def abandon(self) -> None:
+        """Stop waiting (its caller is going): the connection is dropped, its pop with it."""
+        self._pop.abandon()
+
+
+class Started(Generic[T]):
+    """A sync call begun (Dispatcher.start): `result(wait_s)` is its result once the reply
+    came (`end` turns the reply into it, raising what a failed call raises), else None. A
+    call made whole already carries its `reply`."""
+
+    def __init__(self, end: Callable[[bytes | None], T], call: LaneCall | None = None,
+                 reply: bytes | None = None) -> None:
+        self._end: Callable[[bytes | None], T] | None = end
+        self._call, self._reply, self._result = call, reply, cast("T | None", None)
+
+    def result(self, wait_s: float | None) -> T | None:
+        if self._call is not None:
+            done, reply = self._call.poll(wait_s)
+            if not done:
+                return None
+            self._call, self._reply = None, reply
+        if self._end is not None:
+            end, self._end = self._end, None
+            self._result = end(self._reply)
+        return self._result
+
+    def abandon(self) -> None:
+        if self._call is not None:
+            self._call.abandon()
+            self._call = None
 
 
 def _withdrawn(store: redis.Redis[bytes], withdraw: Command | None,

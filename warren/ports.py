@@ -10,6 +10,15 @@ from warren.invocation import InvocationResult
 from warren.keys import DEFAULT_POOL, Keys
 
 
+class Pending(Protocol):
+    """A sync invoke under way: `result(wait_s)` is its result once there (None until then;
+    wait_s None waits), raising what `Dispatcher.invoke` would; `abandon` stops waiting."""
+
+    def result(self, wait_s: float | None) -> InvocationResult | None: ...
+
+    def abandon(self) -> None: ...
+
+
 class Dispatcher(Protocol):
     """Invokes functions as Lambda's Invoke API does (router.dispatch.Dispatcher is the fleet's).
 
@@ -24,6 +33,15 @@ class Dispatcher(Protocol):
         invocation_type: str = "RequestResponse",
         log_tail: bool = False,
     ) -> InvocationResult: ...
+
+    def start(self, name: str, payload: Any = None, qualifier: str | None = None) -> Pending:
+        """A RequestResponse invoke begun, its reply taken later (see `defers_calls`)."""
+        ...
+
+    @property
+    def defers_calls(self) -> bool:
+        """Whether `start` returns before the reply (else it made the whole call)."""
+        ...
 
     def invoke_many(
         self,

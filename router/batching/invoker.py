@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from warren.aws import function_arn
 from warren.errors import NotFound, TooManyRequests, Unavailable
-from warren.ports import Dispatcher
+from warren.invocation import InvocationResult
+from warren.ports import Dispatcher, Pending
 
 log = logging.getLogger("warren.poller")
 
@@ -127,26 +128,43 @@ class FleetInvoker:
                 self._dispatchers.append(dispatcher)
         return dispatcher
 
+    @property
+    def defers_calls(self) -> bool:
+        """Whether `start` returns before the reply (the Redis sync lane)."""
+        return self._dispatcher().defers_calls
+
     def invoke(self, function_ref: str, event: dict[str, Any]) -> InvokeReply:
+        reply = self.start(function_ref, event).result(None)
+        assert reply is not None
+        return reply
+
+    def start(self, function_ref: str, event: dict[str, Any]) -> StartedInvoke:
+        """`invoke` begun on this thread: the reply is taken by `StartedInvoke.result`."""
         name, _, qualifier = function_ref.partition(":")
         try:
-            result = self._dispatcher().invoke(name, event, qualifier=qualifier or None)
-        except TooManyRequests as exc:
+            pending = self._dispatcher().start(name, event, qualifier=qualifier or None)
+        except (TooManyRequests, Unavailable, NotFound) as exc:
+            return StartedInvoke(self, function_ref, None, self.failure_reply(function_ref, exc))
+        return StartedInvoke(self, function_ref, pending)
+
+    def failure_reply(self, function_ref: str, exc: Exception) -> InvokeReply:
+        if isinstance(exc, TooManyRequests):
             return InvokeReply(
                 False, throttled=True, retry_after_s=exc.retry_after_s, error=str(exc)
             )
-        except Unavailable as exc:
+        if not isinstance(exc, NotFound):
             return InvokeReply(False, error=str(exc))
-        except NotFound as exc:
-            # The function (or its alias) was deleted under the mapping: an ordinary failure
-            # of the batch (retried, then given up by the mapping's rules), said once.
-            with self._lock:
-                first = function_ref not in self._missing
-                self._missing.add(function_ref)
-            if first:
-                log.error("mapping's function %s no longer exists: %s; its batches fail until "
-                          "it is created again or the mapping is deleted", function_ref, exc)
-            return InvokeReply(False, error=f"Function not found: {exc}")
+        # The function (or its alias) was deleted under the mapping: an ordinary failure of
+        # the batch (retried, then given up by the mapping's rules), said once.
+        with self._lock:
+            first = function_ref not in self._missing
+            self._missing.add(function_ref)
+        if first:
+            log.error("mapping's function %s no longer exists: %s; its batches fail until "
+                      "it is created again or the mapping is deleted", function_ref, exc)
+        return InvokeReply(False, error=f"Function not found: {exc}")
+
+    def result_reply(self, function_ref: str, result: InvocationResult) -> InvokeReply:
         self._missing.discard(function_ref)
         status = result.status_code
         if status == 429:
@@ -166,3 +184,31 @@ class FleetInvoker:
             dispatchers, self._dispatchers = self._dispatchers, []
         for dispatcher in dispatchers:
             dispatcher.close()
+
+
+class StartedInvoke:
+    """A batch's invoke under way (FleetInvoker.start): `result(wait_s)` is its InvokeReply
+    once the reply came (None until then), with failures turned into replies as `invoke`
+    turns them."""
+
+    def __init__(self, invoker: FleetInvoker, function_ref: str, pending: Pending | None,
+                 reply: InvokeReply | None = None) -> None:
+        self._invoker, self._ref, self._pending, self._reply = invoker, function_ref, pending, reply
+
+    def result(self, wait_s: float | None) -> InvokeReply | None:
+        if self._pending is None:
+            return self._reply
+        try:
+            result = self._pending.result(wait_s)
+        except (TooManyRequests, Unavailable, NotFound) as exc:
+            self._pending, self._reply = None, self._invoker.failure_reply(self._ref, exc)
+            return self._reply
+        if result is None:
+            return None
+        self._pending, self._reply = None, self._invoker.result_reply(self._ref, result)
+        return self._reply
+
+    def abandon(self) -> None:
+        if self._pending is not None:
+            self._pending.abandon()
+            self._pending = None

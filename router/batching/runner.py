@@ -15,10 +15,11 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from router.batching.attempts import Attempts
 from router.batching.collector import BatchCollector, Gathered
 from router.batching.failure import (
     RECORD_AGE_EXCEEDED,
@@ -27,6 +28,7 @@ from router.batching.failure import (
     failure_record,
 )
 from router.batching.health import SourceHealth
+from router.batching.inline import InlineCalls, inline_calls
 from router.batching.invoker import Invoker, InvokeReply
 from router.batching.lane_runner import LaneRunner
 from router.batching.lanes import Work as _Work
@@ -71,16 +73,14 @@ class BatchRunner:
         self._destination_factory = destination
         self._destination: RecordSink | None = None
         self.concurrency = max(1, concurrency)
-        self._arn = function_arn or (
-            lambda_arn(spec.function)
-        )
+        self._arn = function_arn or lambda_arn(spec.function)
         self._poll_wait_s = self.poll_wait_s = poll_wait_s
         self._retry_base_s = retry_base_s
         self._retry_cap_s = retry_cap_s
         self._drain_s = self.drain_s = drain_s
         self._filters = FilterCriteria(spec.filters)
-        self._attempts_key = store.key(spec.uuid, "attempts")
-        self._attempts: dict[str, int] = {}
+        self._attempts = Attempts(store.redis, store.key(spec.uuid, "attempts"))
+        self._inline: InlineCalls | None = None
         self._health = SourceHealth(spec.uuid)
         self._stats: Counter[str] = Counter()
         self._last_result = ""
@@ -91,7 +91,7 @@ class BatchRunner:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        self._load_attempts()
+        self._attempts.load()
         while not stop.is_set():
             try:
                 source = self._open_source()
@@ -133,6 +133,7 @@ class BatchRunner:
         lanes: LaneRunner | None = None
         if source.ordered and self.spec.parallelization_factor > 1:
             lanes = LaneRunner(self, source, collector, self.spec.parallelization_factor)
+        self._inline = inline_calls(self._invoker) if source.ordered and not lanes else None
         broken: Unavailable | None = None
         try:
             while not stop.is_set():
@@ -148,6 +149,8 @@ class BatchRunner:
                 lanes.drain(deliver=broken is None)
             else:
                 self._drain(source, pending, inflight, collector, deliver=broken is None)
+            if self._inline is not None:
+                self._inline.abandon()
             pool.shutdown(wait=False)
             self._executor = None
         if broken is not None:
@@ -226,6 +229,8 @@ class BatchRunner:
     def _pool_submit(self, event: dict[str, Any]) -> Future[InvokeReply]:
         if self._executor is None:
             raise RuntimeError("runner is not serving")
+        if self._inline is not None:
+            return self._inline.submit(self.spec.function, event)
         return self._executor.submit(self._invoker.invoke, self.spec.function, event)
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -244,7 +249,7 @@ class BatchRunner:
                  inflight: dict[Future[InvokeReply], list[SourceRecord]], timeout: float) -> None:
         if not inflight:
             return
-        done, _ = wait(list(inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+        done = self._wait(inflight, timeout)
         start_next = None
         if source.ordered:
             submit = self._submitter(source, inflight)
@@ -282,12 +287,12 @@ class BatchRunner:
                 except Unavailable:  # lost meanwhile: their redeliveries need no run
                     self._redeliveries.succeeded_stale(done)
                     raise
-                self._forget(done)
+                self._attempts.forget(done)
             self._stats["succeeded"] += len(done)
         self._redeliveries.finished(records, verdict.succeeded, done if verdict.succeeded else [])
         delay = 0.0
         if verdict.counts_attempt and verdict.failed:
-            worst = self._spend_attempts(verdict.failed)
+            worst = self._attempts.spend(verdict.failed)
             delay = min(self._retry_base_s * 2 ** (worst - 1), self._retry_cap_s)
         if not verdict.reached:
             self._throttle_s = min(max(self._throttle_s * 2, 0.05, reply.retry_after_s), 5.0)
@@ -299,6 +304,12 @@ class BatchRunner:
             pending.extendleft(reversed(works))  # retries go before anything newer
         else:
             pending.extend(works)
+
+    def _wait(self, futures: Iterable[Future[InvokeReply]],
+              timeout: float) -> Iterable[Future[InvokeReply]]:
+        if self._inline is not None:
+            return self._inline.wait(futures, timeout)
+        return wait(list(futures), timeout=timeout, return_when=FIRST_COMPLETED)[0]
 
     def _judge(self, source: Source, records: list[SourceRecord], reply: InvokeReply) -> Verdict:
         return judge(reply, records, ordered=source.ordered, bisect=self.spec.bisect,
@@ -333,7 +344,7 @@ class BatchRunner:
             ))
             self._stats["destination"] += len(records)
         source.commit(records)
-        self._forget(records)
+        self._attempts.forget(records)
         self._stats["failed"] += len(records)
         log.info("mapping %s: gave up on %d record(s): %s", self.spec.uuid, len(records), condition)
 
@@ -346,7 +357,7 @@ class BatchRunner:
         while inflight and deliver and time.monotonic() < deadline:
             self._harvest(source, pending, inflight, timeout=0.2)
         if not deliver:
-            wait(list(inflight), timeout=self._drain_s)
+            self._wait(inflight, self._drain_s)
             # The source is broken: everything un-acked comes back by itself; what ran well
             # meanwhile is not run again when it does.
             for future, records in inflight.items():
@@ -365,27 +376,6 @@ class BatchRunner:
             return lambda record: True
         kind = source.kind
         return lambda r: self._filters.accepts(kind, r.data, r.record)
-
-    def _load_attempts(self) -> None:
-        raw = self._store.redis.hgetall(self._attempts_key)
-        self._attempts = {k.decode(): int(v) for k, v in raw.items()}
-
-    def _spend_attempts(self, records: Sequence[SourceRecord]) -> int:
-        pipe = self._store.redis.pipeline(transaction=False)
-        for r in records:
-            self._attempts[r.id] = self._attempts.get(r.id, 0) + 1
-            pipe.hincrby(self._attempts_key, r.id, 1)
-        pipe.execute()
-        return max(self._attempts[r.id] for r in records)
-
-    def _forget(self, records: Sequence[SourceRecord]) -> None:
-        if not self._attempts:
-            return
-        ids = [r.id for r in records if r.id in self._attempts]
-        if ids:
-            for i in ids:
-                del self._attempts[i]
-            self._store.redis.hdel(self._attempts_key, *ids)
 
     def _flush_stats(self, source: Source | None, force: bool = False) -> None:
         now = time.monotonic()

@@ -120,3 +120,30 @@ def test_a_call_no_live_worker_answered_takes_its_request_back_and_never_runs_la
     logged = [e.text for e in fleet.client_logs("echo")]
     assert any("{'n': 2}" in text for text in logged), logged  # what a run leaves
     assert not any("{'n': 1}" in text for text in logged), logged
+
+
+def test_a_call_begun_apart_is_answered_later_and_an_abandoned_one_leaves_no_stale_reply(
+    fleet: Fleet,
+) -> None:
+    # Given a worker and a dispatcher whose calls can be begun and awaited apart (what a
+    # stream mapping's poller uses, router/batching/inline.py)
+    fleet.function("span", handler="app.span", timeout_s=30)
+    fleet.worker(slots=2)
+    dispatcher = fleet.client.invoker
+    assert dispatcher.defers_calls
+    # When a call is begun, it returns before its reply, which comes when awaited
+    begun = dispatcher.start("span", {"sleep": 0.5, "n": 1})
+    assert begun.result(0) is None
+    result = begun.result(None)
+    assert result is not None and result.status_code == 200, result
+    assert result.payload["n"] == 1
+    # And when a begun call is abandoned mid-run, the dispatcher's next call gets its own
+    # reply, not the abandoned call's (the connection it waited on is dropped)
+    abandoned = dispatcher.start("span", {"sleep": 1.0, "n": 2})
+    assert abandoned.result(0.1) is None
+    abandoned.abandon()
+    after = dispatcher.invoke("span", {"sleep": 0, "n": 3})
+    assert after.payload["n"] == 3, after.payload
+    time.sleep(1.5)  # the abandoned run ends and replies to a list nobody pops
+    again = dispatcher.invoke("span", {"sleep": 0, "n": 4})
+    assert again.payload["n"] == 4, again.payload

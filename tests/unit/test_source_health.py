@@ -50,7 +50,7 @@ def test_a_password_in_a_failure_reason_is_never_logged(caplog: pytest.LogCaptur
 
 
 class _Gone:
-    def invoke(self, name: str, event: Any, qualifier: str | None = None) -> Any:
+    def start(self, name: str, event: Any, qualifier: str | None = None) -> Any:
         raise NotFound(f"function {name} does not exist")
 
     def close(self) -> None:

@@ -90,23 +90,57 @@ def pop_waiting(
     write (`before`'s commands first, their replies read and dropped) and its replies, under
     none of redis-py's command layers. No retry: a reply list lives in memory only, so a Redis
     that went away took it, and the wait fails at once."""
-    conn: Any = getattr(client, "connection", None)
-    if conn is None:  # not a dedicated client
-        if before:
-            execute_raw(client, before)
-        got = client.blpop([key], timeout=timeout_s)
-        return None if got is None else bytes(got[1])
-    try:
+    return PendingPop(client, key, timeout_s, before).poll(None)[1]
+
+
+class PendingPop:
+    """`pop_waiting` in two steps: the write now, the reply when `poll` finds it there, so
+    the thread can do other work on other connections meanwhile (a mapping's poller reads
+    ahead while its batch runs). Until polled to the end, the connection is this pop's."""
+
+    def __init__(self, client: redis.Redis[bytes], key: str, timeout_s: int,
+                 before: Sequence[Command] = ()) -> None:
+        self._conn: Any = getattr(client, "connection", None)
+        self._skip = len(before)
+        self._reply: tuple[bool, bytes | None] = (False, None)
+        if self._conn is None:  # not a dedicated client: popped now, whole
+            if before:
+                execute_raw(client, before)
+            got = client.blpop([key], timeout=timeout_s)
+            self._reply = (True, None if got is None else bytes(got[1]))
+            return
         commands: list[Command] = [*before, ("BLPOP", key, timeout_s)]
-        conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
-        _, failure = _read_replies(conn, len(before))
-        reply = conn.read_response()
-    except BaseException:
-        conn.disconnect()  # never leave a reply unread on it
-        raise
-    if failure is not None:
-        raise failure
-    return None if reply is None else bytes(reply[1])
+        try:
+            self._conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
+        except BaseException:
+            self._conn.disconnect()
+            raise
+
+    def poll(self, wait_s: float | None) -> tuple[bool, bytes | None]:
+        """(True, the popped value or None at the pop's timeout) once the reply came; (False,
+        None) if it did not within `wait_s` (None: wait for it)."""
+        if self._reply[0] or self._conn is None:
+            return self._reply
+        try:
+            if self._skip:
+                _, failure = _read_replies(self._conn, self._skip)
+                self._skip = 0
+                if failure is not None:  # the pop waits on: not for its reply
+                    raise failure
+            if wait_s is not None and not self._conn.can_read(wait_s):
+                return self._reply
+            reply = self._conn.read_response()
+        except BaseException:
+            self.abandon()  # never leave a reply unread on it
+            raise
+        self._reply = (True, None if reply is None else bytes(reply[1]))
+        return self._reply
+
+    def abandon(self) -> None:
+        """Drop the connection with the pop outstanding (it connects again on its next use)."""
+        if self._conn is not None and not self._reply[0]:
+            self._conn.disconnect()
+            self._reply = (True, None)
 
 
 def sharing(client: redis.Redis[bytes]) -> redis.Redis[bytes]:
