@@ -8,13 +8,16 @@ import threading
 import time
 from typing import Any
 
+import orjson
 import pytest
 
-from faults.fleet import FaultFleet
+from faults.fleet import FaultFleet, describe, results_dir
+from faults.history import save
 from faults.nodes import RedisNode
 from warren.client import Client
 from warren.errors import StoreUnavailable
 from warren.settings import Settings
+from warren.store.mappings import MappingStore
 
 
 def lane_is_empty(fleet: FaultFleet) -> bool:
@@ -115,3 +118,47 @@ def test_a_frozen_workers_sync_request_runs_on_another_and_the_frozen_one_finish
     fleet.wait_for(lambda: lane_is_empty(fleet), timeout=10, what="an empty lane")
     assert not fleet.redis.exists(fleet.keys.reply(result.request_id))
     assert frozen.poll() is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_stream_mapping_runs_every_record_across_a_redis_restart(
+    fault_fleet: FaultFleet, healthy_redis: RedisNode
+) -> None:
+    # Given 300 entries of a stream in the fleet's Redis, mapped to a function in batches of
+    # 10: the poller begins each batch's call on its own thread (router/batching/inline.py)
+    fleet = fault_fleet
+    _done, history = fleet.recording_function("batch", handler="faultapp.batch")
+    history.scenario = "stream_mapping_redis_restart"
+    stream = f"{fleet.prefix}-src"
+    for n in range(300):
+        fleet.redis.xadd(stream, {"data": orjson.dumps({"n": n})})
+    history.accepted = {f"msg-{n}": n for n in range(300)}
+    fleet.worker(slots=2)
+    fleet.router()
+    fleet.spawn("poller")
+    store = MappingStore(fleet.client.redis, fleet.prefix, functions=fleet.client.registry)
+    store.create(function="batch", source=f"redis+stream:///{stream}", batch_size=10,
+                 start_position="trim-horizon")
+    fleet.wait_for(lambda: len(history.runs()) >= 50, timeout=90, what="50 records")
+    # When Redis restarts mid-way (down 3 s; the stream and its group survive in its
+    # append-only file)
+    history.mark_fault()
+    ran_before = set(history.runs())
+    healthy_redis.restart(down_s=3)
+    history.mark_back()
+    # Then every record reaches the handler; only the batch in flight at the fault may run
+    # again (its reply or its checkpoint was lost with Redis), once
+    assert len(ran_before) < 300, "the fault must land mid-way"
+    deadline = time.monotonic() + 120
+    while len(history.runs()) < 300 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # a stray late run would show up here
+    history.mark_flowing()
+    runs = history.runs()
+    verdict = history.check(list(runs), in_flight=20)
+    save(verdict, results_dir())
+    assert verdict.lost == 0, describe(verdict, fleet)
+    assert verdict.max_runs <= 2, describe(verdict, fleet)
+    assert verdict.extra_runs <= 20, describe(verdict, fleet)
+    assert all(p.poll() is None for p in fleet.procs), fleet.logs()

@@ -38,15 +38,16 @@ def fail(event, context):
 
 
 def batch(event, context):
-    """A RabbitMQ-source batch: one line per message, keyed by the message's own `n`."""
+    """A RabbitMQ or stream batch: one line per message, keyed by the message's own `n`."""
     import base64
     import json
 
     lines = []
-    for messages in event.get("rmqMessagesByQueue", {}).values():
-        for message in messages:
-            n = json.loads(base64.b64decode(message["data"]))["n"]
-            lines.append(f"msg-{n} {n} S {time.time():.3f}\n")
+    datas = [m["data"] for ms in event.get("rmqMessagesByQueue", {}).values() for m in ms]
+    datas += [r["kinesis"]["data"] for r in event.get("Records", [])]  # a Redis stream's
+    for data in datas:
+        n = json.loads(base64.b64decode(data))["n"]
+        lines.append(f"msg-{n} {n} S {time.time():.3f}\n")
     if lines:
         _write("".join(lines))
     time.sleep(0.2)  # 30 batches take 6 s: long enough for a fault to land mid-way
