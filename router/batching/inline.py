@@ -56,8 +56,7 @@ class InlineCalls:
         except Exception as exc:  # the runner treats it as the pool's: retried, logged
             future.set_exception(exc)
             return future
-        self._running[future] = started
-        self._settle(future, 0)
+        self._running[future] = started  # not polled now: Redis has not answered yet
         return future
 
     def wait(self, futures: Iterable[Future[InvokeReply]],
