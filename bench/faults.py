@@ -75,8 +75,15 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "nothing lost, nothing re-run",
     ),
     "sync_caller_broker_restart": (
-        "a sync caller across a RabbitMQ restart",
-        "a clear error while it is down; the same client works again within seconds",
+        "sync callers across a RabbitMQ restart",
+        "on the Redis lane, calls answered throughout; on RabbitMQ's lane a clear error while "
+        "it is down, and the same client works again within seconds",
+    ),
+    "stream_mapping_redis_restart": (
+        "a Redis-stream event source mapping across a restart of the Redis holding the stream "
+        "and the sync lane",
+        "every record reaches the handler; only the batch in flight at the fault runs again, "
+        "once",
     ),
     "queue_mapping_broker_restart": (
         "a RabbitMQ-queue event source mapping across a broker restart",
