@@ -272,7 +272,7 @@ class Dispatcher:
         return pick
 
     def start(self, name: str, payload: Any = None,
-              qualifier: str | None = None) -> Started[InvocationResult]:
+              qualifier: str | None = None) -> Started:
         """A RequestResponse invoke begun and not awaited: `Started.result` takes its reply,
         so the calling thread can do other work meanwhile (a mapping's poller reads ahead).
         On RabbitMQ's lane the call is made here, whole."""
@@ -283,7 +283,7 @@ class Dispatcher:
 
     defers_calls = property(lambda self: self.lane == "redis")
 
-    def _begin(self, spec: FunctionSpec, event: bytes, log_tail: bool) -> Started[InvocationResult]:
+    def _begin(self, spec: FunctionSpec, event: bytes, log_tail: bool) -> Started:
         request_id = new_request_id()
         invocation = Invocation(request_id, spec, event, REQUEST_RESPONSE, log_tail=log_tail)
         wait_s = spec.timeout_s + self.queue_wait_s

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, Generic, TypeVar, cast
+from typing import Final
 
 import redis
 
 from router.workerwatch import NO_WORKER, WorkerWatch
 from warren.errors import Unavailable
+from warren.invocation import InvocationResult
 from warren.ports import Broker
 from warren.store.redis import Command, PendingPop, pop_waiting, redis_errors
 
-T = TypeVar("T")
 RETURNED: Final = b"\0returned"  # a reply no worker can send (results are msgpack)
 
 
@@ -128,17 +128,18 @@ class LaneCall:
         self._pop.abandon()
 
 
-class Started(Generic[T]):
+class Started:
     """A sync call begun (Dispatcher.start): `result(wait_s)` is its result once the reply
     came (`end` turns the reply into it, raising what a failed call raises), else None. A
     call made whole already carries its `reply`."""
 
-    def __init__(self, end: Callable[[bytes | None], T], call: LaneCall | None = None,
-                 reply: bytes | None = None) -> None:
-        self._end: Callable[[bytes | None], T] | None = end
-        self._call, self._reply, self._result = call, reply, cast("T | None", None)
+    def __init__(self, end: Callable[[bytes | None], InvocationResult],
+                 call: LaneCall | None = None, reply: bytes | None = None) -> None:
+        self._end: Callable[[bytes | None], InvocationResult] | None = end
+        self._call, self._reply = call, reply
+        self._result: InvocationResult | None = None
 
-    def result(self, wait_s: float | None) -> T | None:
+    def result(self, wait_s: float | None) -> InvocationResult | None:
         if self._call is not None:
             done, reply = self._call.poll(wait_s)
             if not done:

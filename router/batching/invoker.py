@@ -17,6 +17,8 @@ from warren.invocation import InvocationResult
 from warren.ports import Dispatcher, Pending
 
 log = logging.getLogger("warren.poller")
+# What a failed call raises that a batch takes as its reply (FleetInvoker.failure_reply).
+AS_REPLY = (TooManyRequests, Unavailable, NotFound)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class FleetInvoker:
         name, _, qualifier = function_ref.partition(":")
         try:
             pending = self._dispatcher().start(name, event, qualifier=qualifier or None)
-        except (TooManyRequests, Unavailable, NotFound) as exc:
+        except AS_REPLY as exc:
             return StartedInvoke(self, function_ref, None, self.failure_reply(function_ref, exc))
         return StartedInvoke(self, function_ref, pending)
 
@@ -200,7 +202,7 @@ class StartedInvoke:
             return self._reply
         try:
             result = self._pending.result(wait_s)
-        except (TooManyRequests, Unavailable, NotFound) as exc:
+        except AS_REPLY as exc:
             self._pending, self._reply = None, self._invoker.failure_reply(self._ref, exc)
             return self._reply
         if result is None:
